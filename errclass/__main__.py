@@ -1,0 +1,5 @@
+"""``python -m errclass``: the errclass command line."""
+
+from ._cli import main
+
+raise SystemExit(main())

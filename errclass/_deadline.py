@@ -1,0 +1,77 @@
+"""Deadlines the classifier can see: a cancellation caused by one is ``deadline_exceeded``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Protocol
+
+
+class Expirable(Protocol):
+    def expired(self) -> bool: ...
+
+
+# Deadlines enclosing the current context, innermost last. A tuple, so that a
+# generator finalised in another context still sees the one it captured.
+_ACTIVE: ContextVar[tuple[Expirable, ...]] = ContextVar("errclass_deadlines", default=())
+
+
+def any_expired() -> bool:
+    """True when a deadline enclosing the current context has passed."""
+    for d in _ACTIVE.get():
+        try:
+            if d.expired():
+                return True
+        except Exception:  # noqa: BLE001 - a broken checker must not break classification
+            continue
+    return False
+
+
+@contextmanager
+def watching(checker: Expirable) -> Iterator[None]:
+    """Make *checker* visible to the classifier inside the block (for integrations)."""
+    token = _ACTIVE.set((*_ACTIVE.get(), checker))
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+class deadline:  # noqa: N801 - used like asyncio.timeout
+    """``asyncio.timeout(seconds)`` whose cancellations classify as ``deadline_exceeded``.
+
+    The caller sees exactly what ``asyncio.timeout`` gives: ``TimeoutError`` on
+    expiry, the same ``CancelledError`` on an outside cancellation. Inside the
+    block, a wrapped producer that is cancelled because the deadline passed is
+    recorded ``deadline_exceeded`` instead of ``client_gone``.
+    """
+
+    __slots__ = ("_seconds", "_timeout", "_token")
+
+    def __init__(self, seconds: float | None) -> None:
+        if seconds is not None and not isinstance(seconds, int | float):
+            raise TypeError(f"deadline() takes seconds as a number or None, got {seconds!r}")
+        self._seconds = seconds
+        self._timeout: asyncio.Timeout | None = None
+
+    async def __aenter__(self) -> asyncio.Timeout:
+        if self._timeout is not None:
+            raise RuntimeError("this errclass.deadline() was already entered; make one per block")
+        timeout = asyncio.timeout(self._seconds)
+        self._timeout = timeout
+        await timeout.__aenter__()
+        self._token = _ACTIVE.set((*_ACTIVE.get(), timeout))
+        return timeout
+
+    async def __aexit__(
+        self,
+        typ: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._timeout is not None
+        _ACTIVE.reset(self._token)
+        return await self._timeout.__aexit__(typ, exc, tb)

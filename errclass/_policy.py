@@ -1,0 +1,356 @@
+"""Rules and policies: exception (with its chain and group leaves) -> Outcome."""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from ._outcome import ROLES, SEVERITY, Outcome, Reason, Role
+
+ReasonFn = Callable[[BaseException, Role], Reason | None]
+
+CHAIN_LIMIT = 64  # exceptions looked at in one __cause__/__context__ chain
+LEAF_LIMIT = 10_000  # exception-group leaves looked at; past it, assume the worst
+_CACHE_LIMIT = 2048
+
+
+@dataclass(frozen=True, eq=False)
+class Rule:
+    """One row of a policy: which exceptions it matches and the reason it gives.
+
+    An exception matches when every given criterion holds: it is an instance of
+    one of ``types``, or its class (or a base) has one of ``names`` (``"pkg.Class"``,
+    matched by top-level package and class name without importing the package;
+    ``"pkg.*"`` matches any class of that package); its ``errno`` is in
+    ``errnos``; ``when(exc)`` is true. ``role`` limits the rule to one role.
+    With ``chain=True`` the rule also looks through ``__cause__``/``__context__``
+    and group leaves, and the first exception there that matches decides.
+    ``reason`` is a ``Reason`` or a function ``(exc, role) -> Reason | None``
+    (``None``: this rule does not decide after all).
+    """
+
+    reason: Reason | ReasonFn
+    types: tuple[type[BaseException], ...] | type[BaseException] = ()
+    names: tuple[str, ...] | str = ()
+    errnos: tuple[int, ...] | int = ()
+    when: Callable[[BaseException], bool] | None = None
+    role: Role | None = None
+    chain: bool = False
+    name: str = ""
+    _keys: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        setattr_ = object.__setattr__
+        types = self.types if isinstance(self.types, tuple) else (self.types,)
+        names = (self.names,) if isinstance(self.names, str) else tuple(self.names)
+        errnos = (self.errnos,) if isinstance(self.errnos, int) else tuple(self.errnos)
+        setattr_(self, "types", types)
+        setattr_(self, "names", names)
+        setattr_(self, "errnos", errnos)
+        if isinstance(self.reason, str) and not isinstance(self.reason, Reason):
+            try:
+                setattr_(self, "reason", Reason(self.reason))
+            except ValueError:
+                raise ValueError(_bad_reason(self.reason)) from None
+        elif not isinstance(self.reason, Reason) and not callable(self.reason):
+            raise TypeError(_bad_reason(self.reason))
+        for t in types:
+            if not (isinstance(t, type) and issubclass(t, BaseException)):
+                raise TypeError(f"Rule types must be exception classes, got {t!r}")
+        for n in names:
+            if not isinstance(n, str) or "." not in n.strip(".") or " " in n:
+                raise ValueError(f"Rule names must look like 'package.Class', got {n!r}")
+        for e in errnos:
+            if not isinstance(e, int) or isinstance(e, bool):
+                raise TypeError(f"Rule errnos must be integers, got {e!r}")
+        if self.when is not None and not callable(self.when):
+            raise TypeError(f"Rule when= must be callable, got {self.when!r}")
+        if self.role is not None and self.role not in ROLES:
+            raise ValueError(f"Rule role must be one of {ROLES} or None, got {self.role!r}")
+        if not (types or names or errnos or self.when):
+            raise ValueError("a Rule needs at least one of types=, names=, errnos= or when=")
+        setattr_(self, "_keys", frozenset(_name_key(n) for n in names))
+        if not self.name:
+            setattr_(self, "name", _default_name(types, names, errnos))
+
+    @property
+    def filters_by_type(self) -> bool:
+        return bool(self.types or self.names)
+
+    @property
+    def is_static(self) -> bool:
+        """Whether the decision depends on the exception's class alone."""
+        return (
+            isinstance(self.reason, Reason)
+            and not self.errnos
+            and self.when is None
+            and not self.chain
+        )
+
+    def accepts_type(self, cls: type[BaseException]) -> bool:
+        if not self.filters_by_type:
+            return True
+        if self.types and issubclass(cls, self.types):
+            return True
+        return bool(self._keys) and not self._keys.isdisjoint(_class_keys(cls))
+
+    def matches(self, exc: BaseException) -> bool:
+        """Whether *exc* itself matches (class, errno and predicate)."""
+        if not self.accepts_type(type(exc)):
+            return False
+        if self.errnos and getattr(exc, "errno", None) not in self.errnos:
+            return False
+        return self.when is None or bool(self.when(exc))
+
+    def decide(self, exc: BaseException, role: Role) -> Reason | None:
+        if isinstance(self.reason, Reason):
+            return self.reason
+        return self.reason(exc, role)
+
+
+class Policy:
+    """An ordered, replaceable rule set; the first rule that decides wins.
+
+    ``Policy()`` is the default table (``errclass.rules.DEFAULT``). ``rules=``
+    replaces it; ``before=``/``after=`` add your rules around it. An exception
+    no rule decides gets ``default`` (``write_failed``). ``fold_deadlines=True``
+    reports ``deadline_exceeded`` as ``client_gone`` (the Go original's
+    behaviour). ``generator_exit`` is what a producer closed before it finished
+    means (``client_gone``; a voluntary ``break`` looks the same).
+    """
+
+    __slots__ = ("_cache", "_known", "_rules", "default", "fold_deadlines", "generator_exit")
+
+    def __init__(
+        self,
+        rules: Iterable[Rule] | None = None,
+        *,
+        before: Iterable[Rule] = (),
+        after: Iterable[Rule] = (),
+        fold_deadlines: bool = False,
+        generator_exit: Reason | str = Reason.CLIENT_GONE,
+        default: Reason | str = Reason.WRITE_FAILED,
+    ) -> None:
+        from .rules import DEFAULT
+
+        middle = DEFAULT if rules is None else _rule_tuple(rules, "rules")
+        self._rules = (*_rule_tuple(before, "before"), *middle, *_rule_tuple(after, "after"))
+        self.fold_deadlines = _flag(fold_deadlines, "fold_deadlines")
+        self.generator_exit = _reason(generator_exit, "generator_exit")
+        self.default = _reason(default, "default")
+        self._cache: dict[tuple[type[BaseException], Role], Outcome | tuple[Rule, ...]] = {}
+        self._known: dict[type[BaseException], str] = {}
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._rules
+
+    def __repr__(self) -> str:
+        return (
+            f"Policy({len(self._rules)} rules, fold_deadlines={self.fold_deadlines}, "
+            f"generator_exit={self.generator_exit.value!r}, default={self.default.value!r})"
+        )
+
+    def classify(self, exc: BaseException | None, role: Role = "producer") -> Outcome:
+        """Classify *exc* (``None`` is ``ok``). Never raises."""
+        if exc is None:
+            from ._outcome import OK
+
+            return OK
+        if role not in ROLES:
+            raise ValueError(f"role must be 'producer' or 'consumer', got {role!r}")
+        try:
+            if isinstance(exc, BaseExceptionGroup):
+                return self._classify_group(exc, role)
+            return self._classify_one(exc, role)
+        except Exception:  # noqa: BLE001 - hostile exceptions must not break the caller
+            return Outcome(self.default, "_OTHER", "unclassifiable")
+
+    def _classify_one(self, exc: BaseException, role: Role) -> Outcome:
+        cls = type(exc)
+        entry = self._cache.get((cls, role))
+        if entry is None:
+            entry = self._candidates(cls, role)
+        if isinstance(entry, Outcome):
+            return entry
+        if cls is GeneratorExit:
+            return self._outcome(self.generator_exit, exc, "generator_exit")
+        for rule in entry:
+            if rule.chain:
+                for member in walk(exc):
+                    if rule.matches(member) and (reason := rule.decide(member, role)):
+                        return self._outcome(reason, member, rule.name)
+            elif (not rule.errnos and rule.when is None) or rule.matches(exc):
+                if reason := rule.decide(exc, role):
+                    return self._outcome(reason, exc, rule.name)
+        return self._outcome(self.default, exc, "default")
+
+    def _candidates(
+        self, cls: type[BaseException], role: Role
+    ) -> Outcome | tuple[Rule, ...]:
+        rules = tuple(
+            r
+            for r in self._rules
+            if (r.role is None or r.role == role) and (r.chain or r.accepts_type(cls))
+        )
+        entry: Outcome | tuple[Rule, ...] = rules
+        if cls is not GeneratorExit and rules and rules[0].is_static:
+            reason = rules[0].reason
+            assert isinstance(reason, Reason)
+            entry = Outcome(self._fold(reason), self.error_type(cls), rules[0].name)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[(cls, role)] = entry
+        return entry
+
+    def _classify_group(self, group: BaseExceptionGroup[BaseException], role: Role) -> Outcome:
+        worst: Outcome | None = None
+        for count, leaf in enumerate(leaves(group)):
+            if count >= LEAF_LIMIT:
+                return Outcome(self._fold(Reason.WRITE_FAILED), "_OTHER", "too_many_leaves")
+            outcome = self._classify_one(leaf, role)
+            if worst is None or SEVERITY[outcome.reason] > SEVERITY[worst.reason]:
+                worst = outcome
+                if outcome.reason is Reason.WRITE_FAILED:
+                    break
+        return worst or Outcome(self.default, "_OTHER", "default")
+
+    def _fold(self, reason: Reason) -> Reason:
+        if self.fold_deadlines and reason is Reason.DEADLINE_EXCEEDED:
+            return Reason.CLIENT_GONE
+        return reason
+
+    def _outcome(self, reason: Reason, exc: BaseException, rule: str) -> Outcome:
+        return Outcome(self._fold(reason), self.error_type(type(exc)), rule)
+
+    def error_type(self, cls: type[BaseException]) -> str:
+        """A bounded ``error.type`` value for *cls*: its qualified name when it is
+        a standard-library class or one a rule names, else ``"_OTHER"``."""
+        known = self._known.get(cls)
+        if known is None:
+            top = cls.__module__.partition(".")[0]
+            stdlib = top == "builtins" or top in sys.stdlib_module_names
+            named = any(r.filters_by_type and r.accepts_type(cls) for r in self._rules)
+            known = qualified_name(cls) if stdlib or named else "_OTHER"
+            if len(self._known) >= _CACHE_LIMIT:
+                self._known.clear()
+            self._known[cls] = known
+        return known
+
+
+def qualified_name(cls: type) -> str:
+    """``module.Class`` without private module parts; builtins by bare name."""
+    module = cls.__module__
+    if module == "builtins":
+        return cls.__qualname__
+    public = ".".join(p for p in module.split(".") if not p.startswith("_")) or module
+    return f"{public}.{cls.__qualname__}"
+
+
+def walk(exc: BaseException, limit: int = CHAIN_LIMIT) -> Iterator[BaseException]:
+    """*exc*, then its causes, contexts and group leaves, breadth first, each once."""
+    seen: set[int] = set()
+    queue: deque[BaseException] = deque((exc,))
+    while queue and len(seen) < limit:
+        e = queue.popleft()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        queue.extend(_links(e, limit))
+
+
+def leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    """The non-group leaves of *group*, depth first, each group visited once."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [group]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            if id(e) not in seen:
+                seen.add(id(e))
+                stack.extend(reversed(e.exceptions))
+        else:
+            yield e
+
+
+def _links(e: BaseException, limit: int) -> list[BaseException]:
+    try:
+        out = [x for x in (e.__cause__, e.__context__) if x is not None]
+        if isinstance(e, BaseExceptionGroup):
+            out.extend(e.exceptions[:limit])
+        return out
+    except Exception:  # noqa: BLE001 - a hostile exception ends its chain here
+        return []
+
+
+_KEYS: dict[type, frozenset[str]] = {}
+
+
+def _class_keys(cls: type) -> frozenset[str]:
+    keys = _KEYS.get(cls)
+    if keys is None:
+        parts: set[str] = set()
+        for base in cls.__mro__:
+            top = base.__module__.partition(".")[0]
+            parts.add(f"{top}.{base.__qualname__.rpartition('.')[2]}")
+            parts.add(f"{top}.*")
+        keys = frozenset(parts)
+        if len(_KEYS) >= _CACHE_LIMIT:
+            _KEYS.clear()
+        _KEYS[cls] = keys
+    return keys
+
+
+def _name_key(name: str) -> str:
+    parts = name.strip(".").split(".")
+    return f"{parts[0]}.{parts[-1]}"
+
+
+def _default_name(types: tuple[type, ...], names: tuple[str, ...], errnos: tuple[int, ...]) -> str:
+    first = [t.__name__ for t in types] + list(names) + [f"errno{e}" for e in errnos]
+    return "user:" + (first[0] if first else "predicate")
+
+
+def _bad_reason(value: object) -> str:
+    allowed = ", ".join(repr(r.value) for r in Reason)
+    return f"a reason must be an errclass.Reason ({allowed}) or a function, got {value!r}"
+
+
+def _reason(value: object, what: str) -> Reason:
+    if isinstance(value, Reason):
+        return value
+    if isinstance(value, str):
+        try:
+            return Reason(value)
+        except ValueError:
+            pass
+    raise ValueError(f"Policy {what}= {_bad_reason(value)[2:]}")
+
+
+def _flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"Policy {what}= must be True or False, got {value!r}")
+    return value
+
+
+def _rule_tuple(rules: Iterable[Rule], what: str) -> tuple[Rule, ...]:
+    if isinstance(rules, Rule):
+        rules = (rules,)
+    out = tuple(rules)
+    for r in out:
+        if not isinstance(r, Rule):
+            raise TypeError(f"Policy {what}= takes errclass.Rule objects, got {r!r}")
+    return out
+
+
+DEFAULT_POLICY = Policy()
+
+
+def classify(
+    exc: BaseException | None, *, role: Role = "producer", policy: Policy | None = None
+) -> Outcome:
+    """Classify *exc* into an ``Outcome`` (``None`` gives ``ok``). Never raises for any exception."""
+    return (policy or DEFAULT_POLICY).classify(exc, role)

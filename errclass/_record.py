@@ -1,0 +1,155 @@
+"""The one place outcomes are recorded: classify once, hand to every sink, contain failures."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from time import perf_counter
+from typing import Any, Protocol, runtime_checkable
+
+from ._outcome import OK, Event, Outcome, Role
+from ._policy import DEFAULT_POLICY, Policy
+
+log = logging.getLogger("errclass")
+
+
+class Recorder(Protocol):
+    """A sink bound to one producer. ``duration`` is set when ``wants_time``;
+    ``ctx`` is the OpenTelemetry context captured at start when ``wants_context``."""
+
+    wants_time: bool
+    wants_context: bool
+    kind: str
+
+    def ok(self, duration: float | None, ctx: Any) -> None: ...
+
+    def fail(
+        self, outcome: Outcome, exc: BaseException, duration: float | None, ctx: Any
+    ) -> None: ...
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Anything ``track()``/``stream()`` accept besides a plain callable or a Counter."""
+
+    def bind(self, producer: str, role: Role) -> Recorder: ...
+
+
+# Lists that errclass.testing.capture_outcomes() appends to while active.
+captures: list[list[Event]] = []
+
+
+class Tracker:
+    """Sinks bound to one producer name, role and policy. Thread-safe, stateless per call."""
+
+    __slots__ = ("_fail", "_ok", "_recorders", "policy", "producer", "role", "traced", "timed")
+
+    def __init__(self, producer: str, role: Role, policy: Policy | None, sinks: Iterable[Sink]):
+        self.producer = producer
+        self.role = role
+        self.policy = policy or DEFAULT_POLICY
+        self._recorders = tuple(s.bind(producer, role) for s in sinks)
+        self.timed = any(r.wants_time for r in self._recorders)
+        self.traced = any(r.wants_context for r in self._recorders)
+
+    def start(self) -> tuple[float, Any]:
+        """What a producer captures when it starts: start time and OpenTelemetry context."""
+        from . import _otel
+
+        return (perf_counter() if self.timed else 0.0), (
+            _otel.capture() if self.traced else None
+        )
+
+    def ok(self, t0: float, ctx: Any) -> None:
+        duration = perf_counter() - t0 if self.timed else None
+        for r in self._recorders:
+            try:
+                r.ok(duration, ctx)
+            except Exception as e:  # noqa: BLE001 - a sink never reaches user code
+                contain(r.kind, e)
+        if captures:
+            self._capture(OK, None, duration, t0)
+
+    def fail(self, exc: BaseException, t0: float, ctx: Any) -> Outcome:
+        outcome = self.policy.classify(exc, self.role)
+        duration = perf_counter() - t0 if self.timed else None
+        for r in self._recorders:
+            try:
+                r.fail(outcome, exc, duration, ctx)
+            except Exception as e:  # noqa: BLE001
+                contain(r.kind, e)
+        if captures:
+            self._capture(outcome, exc, duration, t0)
+        return outcome
+
+    def _capture(
+        self, outcome: Outcome, exc: BaseException | None, duration: float | None, t0: float
+    ) -> None:
+        if duration is None and t0:
+            duration = perf_counter() - t0
+        event = Event(self.producer, self.role, outcome, exc, duration)
+        for target in list(captures):
+            target.append(event)
+
+
+class CallableSink:
+    """Adapts ``fn(event: errclass.Event) -> None`` to a sink."""
+
+    kind = "callable"
+
+    def __init__(self, fn: Callable[[Event], object]) -> None:
+        self.fn = fn
+
+    def bind(self, producer: str, role: Role) -> Recorder:
+        return _CallableRecorder(self.fn, producer, role)
+
+
+class _CallableRecorder:
+    wants_time = True
+    wants_context = False
+    kind = "callable"
+
+    def __init__(self, fn: Callable[[Event], object], producer: str, role: Role) -> None:
+        self.fn, self.producer, self.role = fn, producer, role
+
+    def ok(self, duration: float | None, ctx: Any) -> None:
+        self.fn(Event(self.producer, self.role, OK, None, duration))
+
+    def fail(self, outcome: Outcome, exc: BaseException, duration: float | None, ctx: Any) -> None:
+        self.fn(Event(self.producer, self.role, outcome, exc, duration))
+
+
+_reported: set[str] = set()
+_lock = threading.Lock()
+_internal_counter: Any = None
+
+
+def contain(kind: str, error: Exception) -> None:
+    """Count a sink failure; log the first one of each sink kind. Never raises."""
+    global _internal_counter
+    try:
+        with _lock:
+            first = kind not in _reported
+            _reported.add(kind)
+            if _internal_counter is None:
+                from prometheus_client import Counter
+
+                _internal_counter = Counter(
+                    "errclass_internal_errors",
+                    "Failures inside errclass sinks, contained and not raised into user code.",
+                    ("sink",),
+                )
+        _internal_counter.labels(kind if kind in _SINK_KINDS else "other").inc()
+        if first:
+            log.error(
+                "errclass %s sink failed; the error is contained and further ones "
+                "are only counted in errclass_internal_errors_total",
+                kind,
+                exc_info=error,
+            )
+    except Exception:  # noqa: BLE001, S110 - reporting must never raise either
+        pass
+
+
+_SINK_KINDS = frozenset({"prometheus", "otel", "logging", "callable"})

@@ -1,0 +1,369 @@
+"""track() and stream(): own the producer's run, record exactly once, change nothing."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import sys
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Generator, Iterable
+from time import perf_counter
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, overload
+
+from . import _otel
+from ._outcome import ROLES, Role
+from ._policy import Policy
+from ._record import CallableSink, Sink, Tracker
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+_DEFAULT_LOGGER: Any = object()
+_COUNTER_SINKS: weakref.WeakKeyDictionary[Any, Sink] = weakref.WeakKeyDictionary()
+
+
+def _resolve_sinks(sinks: tuple[object, ...], logger: Any) -> tuple[Sink, ...]:
+    from ._logging import LoggingSink
+    from ._prometheus import PrometheusSink, default_sink
+
+    out: list[Sink] = []
+    for s in sinks:
+        if isinstance(s, Sink):
+            out.append(s)
+        elif type(s).__module__.startswith("prometheus_client") and hasattr(s, "_labelnames"):
+            sink = _COUNTER_SINKS.get(s)
+            if sink is None:  # one sink per counter, so children are bound once
+                sink = _COUNTER_SINKS[s] = PrometheusSink(s)  # type: ignore[arg-type]
+            out.append(sink)
+        elif callable(s):
+            out.append(CallableSink(s))
+        else:
+            raise TypeError(
+                f"errclass sinks are Counters, errclass sinks or callables taking an Event; got {s!r}"
+            )
+    if not sinks:
+        out.append(default_sink())
+    if logger is _DEFAULT_LOGGER:
+        logger = "errclass"
+    if logger is not None and not any(isinstance(s, LoggingSink) for s in out):
+        out.append(LoggingSink(logger))
+    return tuple(out)
+
+
+def _check(policy: object, role: object) -> None:
+    if policy is not None and not isinstance(policy, Policy):
+        raise TypeError(f"policy= must be an errclass.Policy, got {policy!r}")
+    if role not in ROLES:
+        raise ValueError(f"role= must be 'producer' or 'consumer', got {role!r}")
+
+
+def _caller_name(depth: int) -> str:
+    frame = sys._getframe(depth + 1)
+    return f"{frame.f_globals.get('__name__', '?')}.{frame.f_code.co_qualname}"
+
+
+class track:  # noqa: N801 - used like a function: @errclass.track()
+    """Record how a producer ended, exactly once, without changing it.
+
+    A decorator for functions, coroutine functions, generator functions and
+    async generator functions, and a sync and async context manager::
+
+        @errclass.track()               # errclass_outcomes_total{producer, reason}
+        async def stream_subtree(request): ...
+
+        with errclass.track(counter, name="upload"):
+            ...
+
+    *sinks*: prometheus_client Counters, ``PrometheusSink``/``OTelSink``/
+    ``LoggingSink`` objects, or callables taking an ``errclass.Event``; none
+    means the default counter. The ``errclass`` logger is added unless
+    ``logger=None`` (or another ``LoggingSink`` is given). The producer name is
+    ``name`` or ``module.qualname`` of the decorated function (for a context
+    manager, of the function that called ``track()``).
+    """
+
+    __slots__ = ("_entered", "_name", "_policy", "_role", "_sinks", "_site")
+
+    def __init__(
+        self,
+        *sinks: object,
+        policy: Policy | None = None,
+        role: Role = "producer",
+        name: str | None = None,
+        logger: logging.Logger | str | None = _DEFAULT_LOGGER,
+    ) -> None:
+        _check(policy, role)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name= must be a string, got {name!r}")
+        self._sinks = _resolve_sinks(sinks, logger)
+        self._policy, self._role = policy, role
+        self._name = name
+        # Without a name, a context manager is named for the function that made it.
+        self._site = _caller_name(1) if name is None else name
+        self._entered: tuple[Tracker, float, Any] | None = None
+
+    def tracker(self, name: str) -> Tracker:
+        return Tracker(name, self._role, self._policy, self._sinks)
+
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+    @overload
+    def __call__(self, fn: object) -> Any: ...
+
+    def __call__(self, fn: Any) -> Any:
+        if not callable(fn):
+            raise TypeError(
+                f"errclass.track() decorates callables, got {fn!r} "
+                "(did you write @errclass.track instead of @errclass.track()?)"
+            )
+        return wrap(fn, self.tracker(self._name or _function_name(fn)))
+
+    # Context manager: one entry per object, like open().
+    def __enter__(self) -> track:
+        self._enter()
+        return self
+
+    def __exit__(
+        self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._exit(exc)
+
+    async def __aenter__(self) -> track:
+        self._enter()
+        return self
+
+    async def __aexit__(
+        self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._exit(exc)
+
+    def _enter(self) -> None:
+        if self._entered is not None:
+            raise RuntimeError(
+                "this errclass.track() is already entered; create one per with block"
+            )
+        tracker = self.tracker(self._site)
+        t0, ctx = tracker.start()
+        self._entered = (tracker, t0, ctx)
+
+    def _exit(self, exc: BaseException | None) -> None:
+        entered, self._entered = self._entered, None
+        if entered is None:
+            return
+        tracker, t0, ctx = entered
+        if exc is None:
+            tracker.ok(t0, ctx)
+        else:
+            tracker.fail(exc, t0, ctx)
+
+
+def _function_name(fn: Any) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+def wrap(fn: Callable[P, R], tracker: Tracker) -> Callable[P, R]:
+    """Wrap *fn* by kind. Dispatch order as stamina: generator, async generator,
+    plain function, coroutine function."""
+    if inspect.isgeneratorfunction(fn):
+        return _wrap_gen(fn, tracker)  # type: ignore[arg-type, return-value]
+    if inspect.isasyncgenfunction(fn):
+        return _wrap_agen(fn, tracker)  # type: ignore[arg-type, return-value]
+    if not inspect.iscoroutinefunction(fn):
+        return _wrap_sync(fn, tracker)
+    return _wrap_coro(fn, tracker)  # type: ignore[arg-type, return-value]
+
+
+def _wrap_sync(fn: Callable[P, R], tr: Tracker) -> Callable[P, R]:
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        t0 = perf_counter() if tr.timed else 0.0
+        ctx = _otel.capture() if tr.traced else None
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as e:
+            tr.fail(e, t0, ctx)
+            raise
+        tr.ok(t0, ctx)
+        return result
+
+    return call
+
+
+def _wrap_coro(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
+    @functools.wraps(fn)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> Any:
+        t0 = perf_counter() if tr.timed else 0.0
+        ctx = _otel.capture() if tr.traced else None
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as e:
+            tr.fail(e, t0, ctx)
+            raise
+        tr.ok(t0, ctx)
+        return result
+
+    return call
+
+
+def _wrap_gen(fn: Callable[P, Generator[Any, Any, Any]], tr: Tracker) -> Callable[P, Any]:
+    # The body runs at the first next(): a generator never started records nothing.
+    @functools.wraps(fn)
+    def gen(*args: P.args, **kwargs: P.kwargs) -> Generator[Any, Any, Any]:
+        return (yield from _run_gen(fn(*args, **kwargs), tr))
+
+    return gen
+
+
+def _wrap_agen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
+    """*fn* returns any async iterator; the wrapper forwards ``asend``/``athrow``/
+    ``aclose`` to it, closes it in its own ``finally`` and records exactly once."""
+
+    @functools.wraps(fn)
+    async def agen(*args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Any, Any]:
+        t0 = perf_counter() if tr.timed else 0.0
+        ctx = _otel.capture() if tr.traced else None
+        inner = fn(*args, **kwargs)
+        athrow = getattr(inner, "athrow", None)
+        asend = getattr(inner, "asend", None)
+        try:
+            try:
+                item = await inner.__anext__()
+                while True:
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        await _aclose(inner)
+                        raise
+                    except BaseException as thrown:
+                        if athrow is None:
+                            raise
+                        item = await athrow(thrown)
+                    else:
+                        if sent is None or asend is None:
+                            item = await inner.__anext__()
+                        else:
+                            item = await asend(sent)
+            except StopAsyncIteration:
+                pass
+        except BaseException as e:
+            tr.fail(e, t0, ctx)
+            raise
+        finally:
+            await _aclose(inner)  # idempotent; never yields
+        tr.ok(t0, ctx)
+
+    return agen
+
+
+def _run_gen(inner: Generator[T, Any, R], tr: Tracker) -> Generator[T, Any, R]:
+    """``yield from`` *inner* (PEP 380 forwards send/throw/close), recording once."""
+    t0 = perf_counter() if tr.timed else 0.0
+    ctx = _otel.capture() if tr.traced else None
+    try:
+        result = yield from inner
+    except BaseException as e:
+        tr.fail(e, t0, ctx)
+        raise
+    tr.ok(t0, ctx)
+    return result
+
+
+async def _aclose(inner: Any) -> None:
+    aclose = getattr(inner, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+class Stream(Iterable[T]):
+    """A sync iterable under errclass.stream(): iterate it (WSGI, a thread) or
+    ``async for`` it (Starlette runs each ``next()`` in a worker thread and
+    closes the inner iterator as soon as the client is gone). ``close()``
+    closes the inner iterator; an early close records ``client_gone``."""
+
+    __slots__ = ("_gen", "_inner", "_tracker")
+
+    def __init__(self, inner: Iterable[T], tracker: Tracker) -> None:
+        self._inner, self._tracker = inner, tracker
+        self._gen: Any = None
+
+    def __iter__(self) -> Generator[T, Any, Any]:
+        if self._gen is not None:
+            raise RuntimeError("an errclass.stream() can be iterated once")
+        self._gen = _run_gen(iter(self._inner), self._tracker)
+        return self._gen  # type: ignore[no-any-return]
+
+    def __aiter__(self) -> AsyncGenerator[T, Any]:
+        if self._gen is not None:
+            raise RuntimeError("an errclass.stream() can be iterated once")
+        self._gen = _wrap_agen(_threaded, self._tracker)(iter(self._inner))
+        return self._gen  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self._gen is not None:
+            self._gen.close()
+        else:
+            _close(self._inner)
+
+
+async def _threaded(inner: Any) -> AsyncGenerator[Any, Any]:
+    """Each ``next()`` in a worker thread; a cancellation waits for the step in
+    flight (anyio does), so the inner iterator can be closed right after."""
+    try:
+        from anyio import to_thread
+    except ImportError as e:  # pragma: no cover - anyio comes with every ASGI framework
+        raise RuntimeError("async iteration of a sync errclass.stream() needs anyio") from e
+    done = object()
+    try:
+        while (item := await to_thread.run_sync(next, inner, done)) is not done:
+            yield item
+    finally:
+        _close(inner)
+
+
+def _close(inner: object) -> None:
+    close = getattr(inner, "close", None)
+    if callable(close):
+        close()
+
+
+@overload
+def stream(
+    iterable: AsyncIterable[T], *sinks: object, policy: Policy | None = ...,
+    role: Role = ..., name: str | None = ..., logger: logging.Logger | str | None = ...,
+) -> AsyncGenerator[T, Any]: ...
+@overload
+def stream(
+    iterable: Iterable[T], *sinks: object, policy: Policy | None = ...,
+    role: Role = ..., name: str | None = ..., logger: logging.Logger | str | None = ...,
+) -> Stream[T]: ...
+
+
+def stream(
+    iterable: Any,
+    *sinks: object,
+    policy: Policy | None = None,
+    role: Role = "producer",
+    name: str | None = None,
+    logger: logging.Logger | str | None = _DEFAULT_LOGGER,
+) -> Any:
+    """Wrap an iterable you hand to a framework (e.g. a StreamingResponse body).
+
+    It owns iteration and closes the inner iterator in its own ``finally``, so
+    an early stop is recorded when it happens, not when the garbage collector
+    gets to it. An async iterable gives an async generator (``asend``/``athrow``
+    forwarded); a sync one gives a ``Stream`` that is iterable both ways.
+    Sinks and options are those of ``track()``; *name* defaults to the calling
+    function.
+    """
+    _check(policy, role)
+    tracker = Tracker(
+        name or _caller_name(1), role, policy, _resolve_sinks(sinks, logger)
+    )
+    if hasattr(iterable, "__aiter__"):
+        return _wrap_agen(type(iterable).__aiter__, tracker)(iterable)
+    if hasattr(iterable, "__iter__"):
+        return Stream(iterable, tracker)
+    raise TypeError(f"errclass.stream() needs an iterable or async iterable, got {iterable!r}")
