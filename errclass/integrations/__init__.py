@@ -1,0 +1,1 @@
+"""Framework integrations, one module per stack; each imports its framework only when used."""
