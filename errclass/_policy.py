@@ -6,6 +6,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._outcome import ROLES, SEVERITY, Outcome, Reason, Role
 
@@ -40,12 +41,13 @@ class Rule:
     chain: bool = False
     name: str = ""
     _keys: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+    _errnos: tuple[int, ...] = field(default=(), init=False, repr=False)
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
-        types = self.types if isinstance(self.types, tuple) else (self.types,)
-        names = (self.names,) if isinstance(self.names, str) else tuple(self.names)
-        errnos = (self.errnos,) if isinstance(self.errnos, int) else tuple(self.errnos)
+        types = _as_tuple(self.types, type, "types", "exception classes")
+        names = _as_tuple(self.names, str, "names", "'package.Class' strings")
+        errnos = _as_tuple(self.errnos, int, "errnos", "integers")
         setattr_(self, "types", types)
         setattr_(self, "names", names)
         setattr_(self, "errnos", errnos)
@@ -69,11 +71,23 @@ class Rule:
             raise TypeError(f"Rule when= must be callable, got {self.when!r}")
         if self.role is not None and self.role not in ROLES:
             raise ValueError(f"Rule role must be one of {ROLES} or None, got {self.role!r}")
+        if not isinstance(self.chain, bool):
+            raise TypeError(f"Rule chain= must be True or False, got {self.chain!r}")
+        if not isinstance(self.name, str):
+            raise TypeError(f"Rule name= must be a string, got {self.name!r}")
         if not (types or names or errnos or self.when):
             raise ValueError("a Rule needs at least one of types=, names=, errnos= or when=")
         setattr_(self, "_keys", frozenset(_name_key(n) for n in names))
+        setattr_(self, "_errnos", errnos)
         if not self.name:
             setattr_(self, "name", _default_name(types, names, errnos))
+
+    @property
+    def packages(self) -> frozenset[str]:
+        """Top-level packages this rule refers to (they keep their ``error.type``)."""
+        tops = {k.partition(".")[0] for k in self._keys}
+        tops.update(t.__module__.partition(".")[0] for t in self.types)  # type: ignore[union-attr]
+        return frozenset(tops)
 
     @property
     def filters_by_type(self) -> bool:
@@ -97,17 +111,28 @@ class Rule:
         return bool(self._keys) and not self._keys.isdisjoint(_class_keys(cls))
 
     def matches(self, exc: BaseException) -> bool:
-        """Whether *exc* itself matches (class, errno and predicate)."""
+        """Whether *exc* itself matches (class, errno and predicate).
+
+        An exception whose attributes (or a predicate on it) raise does not match.
+        """
         if not self.accepts_type(type(exc)):
             return False
-        if self.errnos and getattr(exc, "errno", None) not in self.errnos:
+        try:
+            if self.errnos and getattr(exc, "errno", None) not in self._errnos:
+                return False
+            return self.when is None or bool(self.when(exc))
+        except Exception:  # hostile exception or broken predicate
             return False
-        return self.when is None or bool(self.when(exc))
 
     def decide(self, exc: BaseException, role: Role) -> Reason | None:
+        """The reason for *exc*, or ``None`` (also when a reason function raises)."""
         if isinstance(self.reason, Reason):
             return self.reason
-        return self.reason(exc, role)
+        try:
+            reason = self.reason(exc, role)
+        except Exception:  # hostile exception or broken reason function
+            return None
+        return reason if isinstance(reason, Reason) else None
 
 
 class Policy:
@@ -121,7 +146,15 @@ class Policy:
     means (``client_gone``; a voluntary ``break`` looks the same).
     """
 
-    __slots__ = ("_cache", "_known", "_rules", "default", "fold_deadlines", "generator_exit")
+    __slots__ = (
+        "_cache",
+        "_known",
+        "_packages",
+        "_rules",
+        "default",
+        "fold_deadlines",
+        "generator_exit",
+    )
 
     def __init__(
         self,
@@ -142,6 +175,7 @@ class Policy:
         self.default = _reason(default, "default")
         self._cache: dict[tuple[type[BaseException], Role], Outcome | tuple[Rule, ...]] = {}
         self._known: dict[type[BaseException], str] = {}
+        self._packages = frozenset(p for r in self._rules for p in r.packages)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -162,10 +196,11 @@ class Policy:
         if role not in ROLES:
             raise ValueError(f"role must be 'producer' or 'consumer', got {role!r}")
         try:
-            if isinstance(exc, BaseExceptionGroup):
-                return self._classify_group(exc, role)
+            # issubclass(type(...)): isinstance() would consult a hostile __class__
+            if issubclass(type(exc), BaseExceptionGroup):
+                return self._classify_group(exc, role)  # type: ignore[arg-type]
             return self._classify_one(exc, role)
-        except Exception:  # noqa: BLE001 - hostile exceptions must not break the caller
+        except Exception:  # hostile exceptions must not break the caller
             return Outcome(self.default, "_OTHER", "unclassifiable")
 
     def _classify_one(self, exc: BaseException, role: Role) -> Outcome:
@@ -182,14 +217,13 @@ class Policy:
                 for member in walk(exc):
                     if rule.matches(member) and (reason := rule.decide(member, role)):
                         return self._outcome(reason, member, rule.name)
-            elif (not rule.errnos and rule.when is None) or rule.matches(exc):
-                if reason := rule.decide(exc, role):
-                    return self._outcome(reason, exc, rule.name)
+            elif ((not rule.errnos and rule.when is None) or rule.matches(exc)) and (
+                reason := rule.decide(exc, role)
+            ):
+                return self._outcome(reason, exc, rule.name)
         return self._outcome(self.default, exc, "default")
 
-    def _candidates(
-        self, cls: type[BaseException], role: Role
-    ) -> Outcome | tuple[Rule, ...]:
+    def _candidates(self, cls: type[BaseException], role: Role) -> Outcome | tuple[Rule, ...]:
         rules = tuple(
             r
             for r in self._rules
@@ -223,17 +257,17 @@ class Policy:
         return reason
 
     def _outcome(self, reason: Reason, exc: BaseException, rule: str) -> Outcome:
-        return Outcome(self._fold(reason), self.error_type(type(exc)), rule)
+        reason = self._fold(reason)
+        error_type = None if reason is Reason.OK else self.error_type(type(exc))
+        return Outcome(reason, error_type, rule)
 
     def error_type(self, cls: type[BaseException]) -> str:
-        """A bounded ``error.type`` value for *cls*: its qualified name when it is
-        a standard-library class or one a rule names, else ``"_OTHER"``."""
+        """A bounded ``error.type`` value for *cls*: its qualified name when it is a
+        class of the standard library or of a package a rule refers to, importable
+        under that name (so not made at run time); else ``"_OTHER"``."""
         known = self._known.get(cls)
         if known is None:
-            top = cls.__module__.partition(".")[0]
-            stdlib = top == "builtins" or top in sys.stdlib_module_names
-            named = any(r.filters_by_type and r.accepts_type(cls) for r in self._rules)
-            known = qualified_name(cls) if stdlib or named else "_OTHER"
+            known = _bounded_name(cls, self._packages)
             if len(self._known) >= _CACHE_LIMIT:
                 self._known.clear()
             self._known[cls] = known
@@ -247,6 +281,22 @@ def qualified_name(cls: type) -> str:
         return cls.__qualname__
     public = ".".join(p for p in module.split(".") if not p.startswith("_")) or module
     return f"{public}.{cls.__qualname__}"
+
+
+def _bounded_name(cls: type, packages: frozenset[str]) -> str:
+    try:
+        module, qualname = cls.__module__, cls.__qualname__
+        top = module.partition(".")[0]
+        if not (top == "builtins" or top in sys.stdlib_module_names or top in packages):
+            return "_OTHER"
+        # Only a class reachable by its name: a class made at run time (in a
+        # function, or with a made-up __module__) could carry any name.
+        found: object = sys.modules.get(module)
+        for part in qualname.split("."):
+            found = getattr(found, part, None)
+        return qualified_name(cls) if found is cls else "_OTHER"
+    except Exception:  # hostile class attributes
+        return "_OTHER"
 
 
 def walk(exc: BaseException, limit: int = CHAIN_LIMIT) -> Iterator[BaseException]:
@@ -268,7 +318,8 @@ def leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
     stack: list[BaseException] = [group]
     while stack:
         e = stack.pop()
-        if isinstance(e, BaseExceptionGroup):
+        if issubclass(type(e), BaseExceptionGroup):
+            assert isinstance(e, BaseExceptionGroup)
             if id(e) not in seen:
                 seen.add(id(e))
                 stack.extend(reversed(e.exceptions))
@@ -279,10 +330,11 @@ def leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
 def _links(e: BaseException, limit: int) -> list[BaseException]:
     try:
         out = [x for x in (e.__cause__, e.__context__) if x is not None]
-        if isinstance(e, BaseExceptionGroup):
+        if issubclass(type(e), BaseExceptionGroup):
+            assert isinstance(e, BaseExceptionGroup)
             out.extend(e.exceptions[:limit])
         return out
-    except Exception:  # noqa: BLE001 - a hostile exception ends its chain here
+    except Exception:  # a hostile exception ends its chain here
         return []
 
 
@@ -293,15 +345,30 @@ def _class_keys(cls: type) -> frozenset[str]:
     keys = _KEYS.get(cls)
     if keys is None:
         parts: set[str] = set()
-        for base in cls.__mro__:
-            top = base.__module__.partition(".")[0]
-            parts.add(f"{top}.{base.__qualname__.rpartition('.')[2]}")
-            parts.add(f"{top}.*")
+        try:
+            mro = cls.__mro__
+        except Exception:  # a hostile metaclass: match by types= only
+            mro = ()
+        for base in mro:
+            try:
+                top = base.__module__.partition(".")[0]
+                parts.add(f"{top}.{base.__qualname__.rpartition('.')[2]}")
+                parts.add(f"{top}.*")
+            except Exception:  # a hostile class: skip its names
+                continue
         keys = frozenset(parts)
         if len(_KEYS) >= _CACHE_LIMIT:
             _KEYS.clear()
         _KEYS[cls] = keys
     return keys
+
+
+def _as_tuple(value: object, kind: type, what: str, expected: str) -> tuple[Any, ...]:
+    if isinstance(value, kind) and not isinstance(value, bool):
+        return (value,)
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError(f"Rule {what}= takes {expected} (one or an iterable), got {value!r}")
+    return tuple(value)
 
 
 def _name_key(name: str) -> str:
@@ -339,6 +406,8 @@ def _flag(value: object, what: str) -> bool:
 def _rule_tuple(rules: Iterable[Rule], what: str) -> tuple[Rule, ...]:
     if isinstance(rules, Rule):
         rules = (rules,)
+    if isinstance(rules, str | bytes) or not isinstance(rules, Iterable):
+        raise TypeError(f"Policy {what}= takes an iterable of errclass.Rule, got {rules!r}")
     out = tuple(rules)
     for r in out:
         if not isinstance(r, Rule):
@@ -352,5 +421,5 @@ DEFAULT_POLICY = Policy()
 def classify(
     exc: BaseException | None, *, role: Role = "producer", policy: Policy | None = None
 ) -> Outcome:
-    """Classify *exc* into an ``Outcome`` (``None`` gives ``ok``). Never raises for any exception."""
+    """Classify *exc* into an ``Outcome`` (``None`` is ``ok``). Never raises for any exception."""
     return (policy or DEFAULT_POLICY).classify(exc, role)
