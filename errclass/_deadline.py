@@ -25,7 +25,7 @@ def any_expired() -> bool:
         try:
             if d.expired():
                 return True
-        except Exception:  # noqa: BLE001 - a broken checker must not break classification
+        except Exception:
             continue
     return False
 
@@ -40,7 +40,7 @@ def watching(checker: Expirable) -> Iterator[None]:
         _ACTIVE.reset(token)
 
 
-class deadline:  # noqa: N801 - used like asyncio.timeout
+class deadline:
     """``asyncio.timeout(seconds)`` whose cancellations classify as ``deadline_exceeded``.
 
     The caller sees exactly what ``asyncio.timeout`` gives: ``TimeoutError`` on
@@ -74,4 +74,5 @@ class deadline:  # noqa: N801 - used like asyncio.timeout
     ) -> bool | None:
         assert self._timeout is not None
         _ACTIVE.reset(self._token)
-        return await self._timeout.__aexit__(typ, exc, tb)
+        await self._timeout.__aexit__(typ, exc, tb)
+        return None

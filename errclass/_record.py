@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import Any, Protocol, runtime_checkable
 
-from ._outcome import OK, Event, Outcome, Role
+from ._outcome import OK, Event, Outcome, Reason, Role
 from ._policy import DEFAULT_POLICY, Policy
 
 log = logging.getLogger("errclass")
@@ -43,7 +43,7 @@ captures: list[list[Event]] = []
 class Tracker:
     """Sinks bound to one producer name, role and policy. Thread-safe, stateless per call."""
 
-    __slots__ = ("_fail", "_ok", "_recorders", "policy", "producer", "role", "traced", "timed")
+    __slots__ = ("_fail", "_ok", "_recorders", "policy", "producer", "role", "timed", "traced")
 
     def __init__(self, producer: str, role: Role, policy: Policy | None, sinks: Iterable[Sink]):
         self.producer = producer
@@ -57,27 +57,35 @@ class Tracker:
         """What a producer captures when it starts: start time and OpenTelemetry context."""
         from . import _otel
 
-        return (perf_counter() if self.timed else 0.0), (
-            _otel.capture() if self.traced else None
-        )
+        return (perf_counter() if self.timed else 0.0), (_otel.capture() if self.traced else None)
 
     def ok(self, t0: float, ctx: Any) -> None:
         duration = perf_counter() - t0 if self.timed else None
         for r in self._recorders:
             try:
                 r.ok(duration, ctx)
-            except Exception as e:  # noqa: BLE001 - a sink never reaches user code
+            except Exception as e:
                 contain(r.kind, e)
         if captures:
             self._capture(OK, None, duration, t0)
 
     def fail(self, exc: BaseException, t0: float, ctx: Any) -> Outcome:
-        outcome = self.policy.classify(exc, self.role)
+        return self.record(self.policy.classify(exc, self.role), exc, t0, ctx)
+
+    def record(self, outcome: Outcome, exc: BaseException, t0: float, ctx: Any) -> Outcome:
+        """Record an outcome the caller decided (an integration that knows more than
+        *exc* shows, e.g. gRPC's status). ``ok`` goes to ``ok()``; the policy's
+        ``fold_deadlines`` still applies. Returns the outcome recorded."""
+        if outcome.reason is Reason.OK:
+            self.ok(t0, ctx)
+            return OK
+        if self.policy.fold_deadlines and outcome.reason is Reason.DEADLINE_EXCEEDED:
+            outcome = Outcome(Reason.CLIENT_GONE, outcome.error_type, outcome.rule)
         duration = perf_counter() - t0 if self.timed else None
         for r in self._recorders:
             try:
                 r.fail(outcome, exc, duration, ctx)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 contain(r.kind, e)
         if captures:
             self._capture(outcome, exc, duration, t0)
@@ -148,7 +156,7 @@ def contain(kind: str, error: Exception) -> None:
                 kind,
                 exc_info=error,
             )
-    except Exception:  # noqa: BLE001, S110 - reporting must never raise either
+    except Exception:
         pass
 
 

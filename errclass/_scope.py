@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import inspect
 import logging
@@ -10,7 +12,7 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Generator, Iterable
 from time import perf_counter
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from . import _otel
 from ._outcome import ROLES, Role
@@ -42,7 +44,8 @@ def _resolve_sinks(sinks: tuple[object, ...], logger: Any) -> tuple[Sink, ...]:
             out.append(CallableSink(s))
         else:
             raise TypeError(
-                f"errclass sinks are Counters, errclass sinks or callables taking an Event; got {s!r}"
+                "errclass sinks are Counters, errclass sinks or callables taking an Event; "
+                f"got {s!r}"
             )
     if not sinks:
         out.append(default_sink())
@@ -65,7 +68,7 @@ def _caller_name(depth: int) -> str:
     return f"{frame.f_globals.get('__name__', '?')}.{frame.f_code.co_qualname}"
 
 
-class track:  # noqa: N801 - used like a function: @errclass.track()
+class track:
     """Record how a producer ended, exactly once, without changing it.
 
     A decorator for functions, coroutine functions, generator functions and
@@ -168,12 +171,12 @@ def wrap(fn: Callable[P, R], tracker: Tracker) -> Callable[P, R]:
     """Wrap *fn* by kind. Dispatch order as stamina: generator, async generator,
     plain function, coroutine function."""
     if inspect.isgeneratorfunction(fn):
-        return _wrap_gen(fn, tracker)  # type: ignore[arg-type, return-value]
+        return _wrap_gen(fn, tracker)
     if inspect.isasyncgenfunction(fn):
-        return _wrap_agen(fn, tracker)  # type: ignore[arg-type, return-value]
+        return _wrap_agen(fn, tracker)
     if not inspect.iscoroutinefunction(fn):
         return _wrap_sync(fn, tracker)
-    return _wrap_coro(fn, tracker)  # type: ignore[arg-type, return-value]
+    return _wrap_coro(fn, tracker)
 
 
 def _wrap_sync(fn: Callable[P, R], tr: Tracker) -> Callable[P, R]:
@@ -258,7 +261,7 @@ def _wrap_agen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
     return agen
 
 
-def _run_gen(inner: Generator[T, Any, R], tr: Tracker) -> Generator[T, Any, R]:
+def _run_gen(inner: Generator[T, Any, Any], tr: Tracker) -> Generator[T, Any, Any]:
     """``yield from`` *inner* (PEP 380 forwards send/throw/close), recording once."""
     t0 = perf_counter() if tr.timed else 0.0
     ctx = _otel.capture() if tr.traced else None
@@ -279,8 +282,9 @@ async def _aclose(inner: Any) -> None:
 
 class Stream(Iterable[T]):
     """A sync iterable under errclass.stream(): iterate it (WSGI, a thread) or
-    ``async for`` it (Starlette runs each ``next()`` in a worker thread and
-    closes the inner iterator as soon as the client is gone). ``close()``
+    ``async for`` it on asyncio (Starlette then runs each ``next()`` in a worker
+    thread, and the inner iterator is closed as soon as the stream is cancelled
+    or closed, not when the garbage collector gets to it). ``close()``
     closes the inner iterator; an early close records ``client_gone``."""
 
     __slots__ = ("_gen", "_inner", "_tracker")
@@ -292,7 +296,9 @@ class Stream(Iterable[T]):
     def __iter__(self) -> Generator[T, Any, Any]:
         if self._gen is not None:
             raise RuntimeError("an errclass.stream() can be iterated once")
-        self._gen = _run_gen(iter(self._inner), self._tracker)
+        # yield from forwards to any iterator; only generators return a value.
+        inner = cast("Generator[T, Any, Any]", iter(self._inner))
+        self._gen = _run_gen(inner, self._tracker)
         return self._gen  # type: ignore[no-any-return]
 
     def __aiter__(self) -> AsyncGenerator[T, Any]:
@@ -309,18 +315,33 @@ class Stream(Iterable[T]):
 
 
 async def _threaded(inner: Any) -> AsyncGenerator[Any, Any]:
-    """Each ``next()`` in a worker thread; a cancellation waits for the step in
-    flight (anyio does), so the inner iterator can be closed right after."""
-    try:
-        from anyio import to_thread
-    except ImportError as e:  # pragma: no cover - anyio comes with every ASGI framework
-        raise RuntimeError("async iteration of a sync errclass.stream() needs anyio") from e
+    """Each ``next()`` in a worker thread. On cancellation the step in flight is
+    awaited (a thread cannot be stopped), so the inner iterator is closed before
+    the cancellation propagates; if cancelled again, it is closed when the step ends."""
+    loop = asyncio.get_running_loop()
     done = object()
+    step: asyncio.Future[Any] | None = None
     try:
-        while (item := await to_thread.run_sync(next, inner, done)) is not done:
+        while True:
+            ctx = contextvars.copy_context()
+            step = loop.run_in_executor(None, ctx.run, _next, inner, done)
+            try:
+                item = await asyncio.shield(step)
+            except asyncio.CancelledError:
+                await asyncio.wait((step,))
+                raise
+            if item is done:
+                return
             yield item
     finally:
-        _close(inner)
+        if step is None or step.done():
+            _close(inner)
+        else:
+            step.add_done_callback(lambda _: _close(inner))
+
+
+def _next(inner: Any, default: object) -> Any:
+    return next(inner, default)
 
 
 def _close(inner: object) -> None:
@@ -331,13 +352,21 @@ def _close(inner: object) -> None:
 
 @overload
 def stream(
-    iterable: AsyncIterable[T], *sinks: object, policy: Policy | None = ...,
-    role: Role = ..., name: str | None = ..., logger: logging.Logger | str | None = ...,
+    iterable: AsyncIterable[T],
+    *sinks: object,
+    policy: Policy | None = ...,
+    role: Role = ...,
+    name: str | None = ...,
+    logger: logging.Logger | str | None = ...,
 ) -> AsyncGenerator[T, Any]: ...
 @overload
 def stream(
-    iterable: Iterable[T], *sinks: object, policy: Policy | None = ...,
-    role: Role = ..., name: str | None = ..., logger: logging.Logger | str | None = ...,
+    iterable: Iterable[T],
+    *sinks: object,
+    policy: Policy | None = ...,
+    role: Role = ...,
+    name: str | None = ...,
+    logger: logging.Logger | str | None = ...,
 ) -> Stream[T]: ...
 
 
@@ -359,9 +388,7 @@ def stream(
     function.
     """
     _check(policy, role)
-    tracker = Tracker(
-        name or _caller_name(1), role, policy, _resolve_sinks(sinks, logger)
-    )
+    tracker = Tracker(name or _caller_name(1), role, policy, _resolve_sinks(sinks, logger))
     if hasattr(iterable, "__aiter__"):
         return _wrap_agen(type(iterable).__aiter__, tracker)(iterable)
     if hasattr(iterable, "__iter__"):

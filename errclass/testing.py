@@ -16,9 +16,9 @@ __all__ = ["capture_outcomes", "counter_value", "outcome_count"]
 def capture_outcomes() -> Iterator[list[Event]]:
     """Collect every ``Event`` recorded by any errclass producer inside the block::
 
-        with errclass.testing.capture_outcomes() as events:
-            list(my_stream())
-        assert [e.reason for e in events] == ["ok"]
+    with errclass.testing.capture_outcomes() as events:
+        list(my_stream())
+    assert [e.reason for e in events] == ["ok"]
     """
     events: list[Event] = []
     _record.captures.append(events)
