@@ -1,0 +1,138 @@
+"""``errclass migrate`` and ``errclass check``: argument parsing only; the work is
+imported when a command runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    m = subparsers.add_parser(
+        "migrate",
+        help="rewrite dashboards and rule files for the reason split (dry run by default)",
+        description=(
+            "Rewrite selectors on METRIC in Grafana dashboards and Prometheus/Mimir/"
+            "PrometheusRule/Grafana alerting rule files for the split of --from into "
+            "--from plus --split values. Dry run: prints a diff and a summary. "
+            "Exit status: 0 nothing to change, 1 changes found, 2 errors."
+        ),
+    )
+    _selection(m, default_mode="preserve")
+    m.add_argument("--write", action="store_true", help="apply the changes (all files or none)")
+    m.add_argument("--backup", action="store_true", help="with --write: keep FILE.bak copies")
+    m.add_argument("--no-diff", action="store_true", help="print only the summary table")
+    m.set_defaults(func=run_migrate)
+    c = subparsers.add_parser(
+        "check",
+        help="lint: queries and alerts that the reason split changes (exit 1 if any)",
+        description=(
+            "Find selectors on the old value, ratios whose denominator still counts the "
+            "split values, and alerts whose threshold was tuned on the old volume. "
+            "Exit status: 0 clean, 1 findings, 2 errors."
+        ),
+    )
+    _selection(c, default_mode="split")
+    c.set_defaults(func=run_check)
+
+
+def _selection(p: argparse.ArgumentParser, default_mode: str) -> None:
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or directories")
+    p.add_argument(
+        "--metric",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="metric name; repeat for several; a value that is not a plain name is a "
+        "regex matched against the whole name",
+    )
+    p.add_argument("--label", default="reason", help="label holding the reason (default: reason)")
+    p.add_argument(
+        "--from",
+        dest="old",
+        default="write_failed",
+        metavar="VALUE",
+        help="the value that was split (default: write_failed)",
+    )
+    p.add_argument(
+        "--split",
+        action="append",
+        metavar="VALUE",
+        help="a value split off from --from; repeat for several (default: client_gone)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("preserve", "split"),
+        default=default_mode,
+        help=f"preserve: keep matching what matched before; split: real faults only "
+        f"(default: {default_mode})",
+    )
+
+
+def _plan(args: argparse.Namespace) -> tuple[Any, list[Any], list[Any]] | None:
+    from errclass.migrate._files import plan_paths
+    from errclass.migrate._report import rows
+    from errclass.migrate._semantics import Selection
+
+    try:
+        sel = Selection(
+            tuple(args.metric),
+            label=args.label,
+            old=args.old,
+            split=tuple(args.split or ("client_gone",)),
+            mode=args.mode,
+        )
+    except ValueError as e:
+        print(f"errclass: {e}", file=sys.stderr)
+        return None
+    results = plan_paths(args.paths, sel)
+    return sel, results, rows(results)
+
+
+def _errors(results: list[Any]) -> bool:
+    bad = [r for r in results if r.error]
+    for r in bad:
+        print(f"errclass: {r.path}: {r.error}", file=sys.stderr)
+    return bool(bad)
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from errclass.migrate._files import WriteError, write_all
+    from errclass.migrate._report import diff, needs_attention, summary, table
+
+    planned = _plan(args)
+    if planned is None:
+        return 2
+    _, results, found = planned
+    if not args.no_diff:
+        sys.stdout.write(diff(results))
+    sys.stdout.write(table(found))
+    sys.stdout.write(summary(results, found))
+    if _errors(results):
+        if args.write:
+            print("errclass: nothing written because of the errors above", file=sys.stderr)
+        return 2
+    if args.write:
+        try:
+            written = write_all(results, backup=args.backup)
+        except (WriteError, OSError) as e:
+            print(f"errclass: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {len(written)} file(s)")
+    return 1 if needs_attention(found) else 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from errclass.migrate._report import check_report, needs_attention, summary
+
+    planned = _plan(args)
+    if planned is None:
+        return 2
+    sel, results, found = planned
+    sys.stdout.write(check_report(found, sel))
+    sys.stdout.write(summary(results, found))
+    if _errors(results):
+        return 2
+    return 1 if needs_attention(found) else 0

@@ -1,0 +1,138 @@
+"""Reading JSON and YAML files as *views*: structure for the format walkers, and the
+exact source span of every string a walker turns into a site. Nothing is rewritten
+through a serializer: edits go into the original text at these spans."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import deque
+from typing import Any
+
+from errclass.migrate._sites import Site
+
+# Keys whose string values may hold PromQL (located by span in JSON).
+KEYS = ("expr", "query", "error_query", "total_query", "error_ratio_query")
+_JSON_KEY = re.compile(
+    r'"(' + "|".join(KEYS) + r')"\s*:\s*("(?:[^"\\]|\\.)*")',
+)
+
+
+class DocumentError(ValueError):
+    """The file is not valid JSON/YAML; the message names the position."""
+
+
+class JsonView:
+    """A parsed JSON document; spans come from a scan of the raw text."""
+
+    style = "json"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        body = text[1:] if text.startswith("\ufeff") else text
+        try:
+            self.roots = [json.loads(body)]
+        except json.JSONDecodeError as e:
+            raise DocumentError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+        self._spans: dict[tuple[str, str], deque[tuple[int, int]]] | None = None
+
+    def map(self, x: Any) -> dict[str, Any] | None:
+        return x if isinstance(x, dict) else None
+
+    def seq(self, x: Any) -> list[Any]:
+        return x if isinstance(x, list) else []
+
+    def string(self, x: Any) -> str | None:
+        if isinstance(x, bool) or x is None:
+            return None
+        return x if isinstance(x, str) else str(x) if isinstance(x, int | float) else None
+
+    def items(self, x: Any) -> list[tuple[str, Any]]:
+        return list(x.items()) if isinstance(x, dict) else []
+
+    def site(self, mapping: Any, key: str, location: str, **flags: bool) -> Site | None:
+        value = mapping.get(key) if isinstance(mapping, dict) else None
+        if not isinstance(value, str):
+            return None
+        spans = self._located().get((key, value))
+        if not spans:
+            return None
+        start, end = spans.popleft()
+        return Site(location, start, end, value, "json", **flags)
+
+    def _located(self) -> dict[tuple[str, str], deque[tuple[int, int]]]:
+        if self._spans is None:
+            self._spans = {}
+            text = self.text
+            for m in _JSON_KEY.finditer(text):
+                # a key token starts at an unescaped quote (never inside another string)
+                back = 0
+                while m.start() - back - 1 >= 0 and text[m.start() - back - 1] == "\\":
+                    back += 1
+                if back % 2:
+                    continue
+                value = json.loads(m.group(2))
+                self._spans.setdefault((m.group(1), value), deque()).append(m.span(2))
+        return self._spans
+
+
+class YamlView:
+    """Every document of a YAML stream, as composed nodes with source marks."""
+
+    style = "yaml"
+
+    def __init__(self, text: str) -> None:
+        import yaml
+
+        self.text = text
+        self._yaml = yaml
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        try:
+            self.roots = [d for d in yaml.compose_all(text, Loader=loader) if d is not None]
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+            raise DocumentError(f"invalid YAML{where}: {e.problem or e.context}") from e
+        except yaml.YAMLError as e:
+            raise DocumentError(f"invalid YAML: {e}") from e
+        self._seen: set[int] = set()
+
+    def map(self, x: Any) -> dict[str, Any] | None:
+        if not isinstance(x, self._yaml.MappingNode):
+            return None
+        out: dict[str, Any] = {}
+        for k, v in x.value:
+            if isinstance(k, self._yaml.ScalarNode):
+                out.setdefault(k.value, v)
+        return out
+
+    def seq(self, x: Any) -> list[Any]:
+        return list(x.value) if isinstance(x, self._yaml.SequenceNode) else []
+
+    def string(self, x: Any) -> str | None:
+        return str(x.value) if isinstance(x, self._yaml.ScalarNode) else None
+
+    def items(self, x: Any) -> list[tuple[str, Any]]:
+        m = self.map(x)
+        return list(m.items()) if m else []
+
+    def site(self, mapping: Any, key: str, location: str, **flags: bool) -> Site | None:
+        m = self.map(mapping)
+        node = m.get(key) if m else None
+        if not isinstance(node, self._yaml.ScalarNode) or id(node) in self._seen:
+            return None
+        if node.tag != "tag:yaml.org,2002:str":
+            return None
+        self._seen.add(id(node))
+        style = node.style or ""
+        return Site(
+            location, node.start_mark.index, node.end_mark.index, node.value, style, **flags
+        )
+
+
+View = JsonView | YamlView
+
+
+def load(text: str, kind: str) -> View:
+    """A view of *text* read as *kind* ("json" or "yaml")."""
+    return JsonView(text) if kind == "json" else YamlView(text)

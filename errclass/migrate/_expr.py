@@ -1,0 +1,357 @@
+"""Migrate one PromQL expression: plan on the parse tree, edit the original text, and
+accept the edit only if re-parsing it gives the intended tree."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from errclass.migrate import _promql
+from errclass.migrate._semantics import (
+    Manual,
+    Matcher,
+    Plan,
+    Selection,
+    counts_old,
+    explicit_split,
+    plan_preserve,
+    plan_split,
+)
+
+_OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "MatchOp.NotRe": "!~"}
+_COMPARISONS = frozenset((">", "<", ">=", "<=", "==", "!="))
+_NEWLINES = re.compile(r"\n\s*")
+_REVIEWED = "errclass: retuned"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing migrate/check reports about an expression."""
+
+    status: str  # changed | manual | retune | skipped (| unparsed: not about the metric)
+    message: str
+    old: str = ""
+    new: str = ""
+
+
+@dataclass
+class ExprResult:
+    text: str
+    new_text: str
+    edits: list[tuple[int, int, str]] = field(default_factory=list)  # on *text*
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return self.new_text != self.text
+
+
+@dataclass
+class _Sel:
+    node: Any
+    name: str | None
+    matchers: tuple[Matcher, ...]
+    in_ratio: bool = False
+
+
+# --- the tree ------------------------------------------------------------------
+
+
+def _parse(text: str) -> Any:
+    import promql_parser
+
+    return promql_parser.parse(_promql.mask(text))
+
+
+def _matchers(vs: Any) -> tuple[Matcher, ...]:
+    return tuple((m.name, _OPS[str(m.op)], m.value) for m in vs.matchers.matchers)
+
+
+def _name(vs: Any, matchers: tuple[Matcher, ...]) -> str | None:
+    if vs.name is not None:
+        return str(vs.name)
+    for lbl, op, v in matchers:
+        if lbl == "__name__" and op == "=":
+            return v
+    return None
+
+
+class _Walk:
+    """Selectors in textual order, with ratio spans and threshold comparisons."""
+
+    def __init__(self) -> None:
+        self.sels: list[_Sel] = []
+        self.ratios: list[tuple[int, int, int]] = []  # lhs start, rhs start, end
+        self.thresholds: list[tuple[int, int]] = []  # compared side start, end
+
+    def visit(self, node: Any) -> None:
+        kind = type(node).__name__
+        if kind == "VectorSelector":
+            ms = _matchers(node)
+            self.sels.append(_Sel(node, _name(node, ms), ms))
+        elif kind == "MatrixSelector":
+            self.visit(node.vector_selector)
+        elif kind == "BinaryExpr":
+            a = len(self.sels)
+            self.visit(node.lhs)
+            b = len(self.sels)
+            self.visit(node.rhs)
+            c = len(self.sels)
+            op = str(node.op)
+            if op == "/":
+                self.ratios.append((a, b, c))
+            elif op in _COMPARISONS:
+                if _is_number(node.rhs):
+                    self.thresholds.append((a, b))
+                elif _is_number(node.lhs):
+                    self.thresholds.append((b, c))
+        elif kind == "AggregateExpr":
+            if node.param is not None:
+                self.visit(node.param)
+            self.visit(node.expr)
+        elif kind == "Call":
+            for arg in node.args:
+                self.visit(arg)
+        elif kind in ("ParenExpr", "UnaryExpr", "SubqueryExpr"):
+            self.visit(node.expr)
+
+
+def _is_number(node: Any) -> bool:
+    kind = type(node).__name__
+    if kind in ("ParenExpr", "UnaryExpr"):
+        return _is_number(node.expr)
+    return kind == "NumberLiteral"
+
+
+def _skeleton(tree: Any, sels: list[_Sel]) -> str | None:
+    """The tree's debug form with each selector cut out (None if one is not found)."""
+    text = _NEWLINES.sub("", repr(tree))
+    parts = []
+    pos = 0
+    for s in sels:
+        inner = _inner(s.node)
+        at = text.find(inner, pos)
+        if at < 0:
+            return None
+        parts.append(text[pos:at])
+        pos = at + len(inner)
+    parts.append(text[pos:])
+    return "\x00".join(parts)
+
+
+def _inner(vs: Any) -> str:
+    r = _NEWLINES.sub("", repr(vs))
+    return r[len("VectorSelector(") : -len(",)")]
+
+
+def _signature(vs: Any) -> tuple[str | None, tuple[Matcher, ...], str, str]:
+    return (vs.name, _matchers(vs), repr(vs.offset), repr(vs.at))
+
+
+# --- planning ------------------------------------------------------------------
+
+
+def _mark_ratios(walk: _Walk, sel: Selection) -> None:
+    for a, b, c in walk.ratios:
+        side = walk.sels[a:c]
+        if not any(sel.targets(s.name) for s in walk.sels[b:c]):
+            continue
+        if any(sel.targets(s.name) and explicit_split(s.matchers, sel) for s in side):
+            continue  # a share of client_gone on purpose: leave the ratio alone
+        for s in side:
+            s.in_ratio = True
+
+
+def _plan(s: _Sel, sel: Selection) -> Plan | None:
+    if sel.mode == "preserve":
+        return plan_preserve(s.matchers, sel)
+    return plan_split(s.matchers, sel, s.in_ratio)
+
+
+def migrate_expr(
+    text: str,
+    sel: Selection,
+    *,
+    alert: bool = False,
+    threshold_elsewhere: bool = False,
+    ratio: bool = False,
+) -> ExprResult:
+    """Plan, edit and verify one expression. Never raises for bad input: problems
+    become findings and the text is left as it is."""
+    result = ExprResult(text, text)
+    try:
+        tree = _parse(text)
+    except ValueError as e:
+        # only worth attention when it may hold the metric; otherwise informational
+        status = "skipped" if sel.mentions(text) else "unparsed"
+        result.findings.append(Finding(status, f"not valid PromQL: {e}"))
+        return result
+    if not sel.mentions(text):
+        return result
+    walk = _Walk()
+    walk.visit(tree)
+    targets = [i for i, s in enumerate(walk.sels) if sel.targets(s.name)]
+    for s in walk.sels:
+        if s.name is None and any(lbl == "__name__" for lbl, _, _ in s.matchers):
+            result.findings.append(
+                Finding("manual", "selects the metric by a __name__ regex: review by hand")
+            )
+    if not targets:
+        return result
+    _mark_ratios(walk, sel)
+    if ratio:
+        for s in walk.sels:
+            s.in_ratio = True
+    plans: dict[int, Plan] = {}
+    for i in targets:
+        try:
+            plan = _plan(walk.sels[i], sel)
+        except Manual as e:
+            result.findings.append(Finding("manual", str(e), _show(walk.sels[i])))
+            continue
+        if plan is not None:
+            plans[i] = plan
+    if alert and sel.mode == "split" and _REVIEWED not in text:
+        spans = [(0, len(walk.sels))] if threshold_elsewhere else walk.thresholds
+        _retune(walk, spans, sel, result)
+    if plans:
+        _edit(text, walk, tree, plans, sel=sel, result=result)
+    return result
+
+
+def _retune(walk: _Walk, spans: list[tuple[int, int]], sel: Selection, result: ExprResult) -> None:
+    for a, b in spans:
+        for s in walk.sels[a:b]:
+            mine = any(lbl == sel.label for lbl, _, _ in s.matchers)
+            if sel.targets(s.name) and counts_old(s.matchers, sel) and (mine or s.in_ratio):
+                result.findings.append(
+                    Finding(
+                        "retune",
+                        f"threshold tuned on the volume before the split ({sel.label}="
+                        f"{sel.old!r} also counted {', '.join(sel.split)}): re-tune it, "
+                        f"then add a '# {_REVIEWED}' comment to the expression",
+                    )
+                )
+                return
+
+
+def _show(s: _Sel) -> str:
+    ms = ", ".join(f"{lbl}{op}{_quote(v)}" for lbl, op, v in s.matchers)
+    return f"{s.name or ''}{{{ms}}}" if ms or not s.name else s.name
+
+
+def _quote(v: str) -> str:
+    return '"' + _promql.encode_string(v, '"') + '"'
+
+
+# --- editing -------------------------------------------------------------------
+
+
+def _edit(
+    text: str, walk: _Walk, tree: Any, plans: dict[int, Plan], *, sel: Selection, result: ExprResult
+) -> None:
+    def fail(why: str) -> None:
+        result.findings.append(Finding("skipped", f"left untouched: {why}"))
+
+    try:
+        spans = _promql.selectors(text)
+    except _promql.LexError as e:
+        fail(f"could not locate selectors ({e})")
+        return
+    if [s.name for s in spans] != [s.name for s in walk.sels]:
+        fail("the selectors found in the text do not match the parse tree")
+        return
+    edits: list[tuple[int, int, str]] = []
+    for i, plan in sorted(plans.items()):
+        span = spans[i]
+        found = tuple((m.label, m.op, m.value) for m in span.matchers)
+        if found != walk.sels[i].matchers:
+            fail(f"selector {i + 1}: the text and the parse tree disagree on its matchers")
+            return
+        try:
+            edits.extend(_selector_edits(text, span, plan))
+        except _promql.LexError as e:
+            fail(str(e))
+            return
+    new_text = apply_edits(text, edits)
+    why = _verify(new_text, walk, tree, plans)
+    if why:
+        fail(why)
+        return
+    result.new_text = new_text
+    result.edits = edits
+    for i in sorted(plans):
+        s = walk.sels[i]
+        after = _Sel(s.node, s.name, plans[i].apply(s.matchers))
+        what = "excluded from a ratio" if s.in_ratio and plans[i].add else "rewritten"
+        result.findings.append(Finding("changed", f"{sel.mode}: {what}", _show(s), _show(after)))
+
+
+def _verify(new_text: str, walk: _Walk, tree: Any, plans: dict[int, Plan]) -> str:
+    try:
+        new_tree = _parse(new_text)
+    except ValueError as e:
+        return f"the edited expression does not parse: {e}"
+    new_walk = _Walk()
+    new_walk.visit(new_tree)
+    if len(new_walk.sels) != len(walk.sels):
+        return "the edit changed the number of selectors"
+    for i, (old, new) in enumerate(zip(walk.sels, new_walk.sels, strict=True)):
+        want = _signature(old.node)
+        if i in plans:
+            want = (want[0], plans[i].apply(old.matchers), want[2], want[3])
+        if _signature(new.node) != want:
+            return f"selector {i + 1} did not come out as intended"
+    before, after = _skeleton(tree, walk.sels), _skeleton(new_tree, new_walk.sels)
+    if before is None or after is None or before != after:
+        return "the edit changed more than the intended matchers"
+    return ""
+
+
+def _selector_edits(
+    text: str, span: _promql.SelectorSpan, plan: Plan
+) -> list[tuple[int, int, str]]:
+    edits: list[tuple[int, int, str]] = []
+    for i, op, value in plan.replace:
+        m = span.matchers[i]
+        if op != m.op:
+            edits.append((m.op_start, m.op_start + len(m.op), op))
+        body = _promql.encode_string(value, m.quote)
+        edits.append(_minimal(text, m.value_start + 1, m.end - 1, body))
+    if plan.add is not None:
+        lbl, op, value = plan.add
+        new = f"{lbl}{op}{_quote(value)}"
+        if span.open is None:
+            edits.append((span.name_end, span.name_end, "{" + new + "}"))
+        elif not span.matchers:
+            edits.append((span.open + 1, span.open + 1, new))
+        else:
+            end = span.matchers[-1].end
+            edits.append((end, end, span.separator + new))
+    return edits
+
+
+def _minimal(text: str, start: int, end: int, new: str) -> tuple[int, int, str]:
+    """Replace text[start:end] by *new*, trimmed to the part that differs."""
+    old = text[start:end]
+    pre = 0
+    while pre < min(len(old), len(new)) and old[pre] == new[pre]:
+        pre += 1
+    suf = 0
+    while suf < min(len(old), len(new)) - pre and old[-1 - suf] == new[-1 - suf]:
+        suf += 1
+    return (start + pre, end - suf, new[pre : len(new) - suf])
+
+
+def apply_edits(text: str, edits: list[tuple[int, int, str]]) -> str:
+    out = []
+    pos = 0
+    for start, end, new in sorted(edits):
+        if start < pos:
+            raise ValueError("overlapping edits")
+        out.append(text[pos:start])
+        out.append(new)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)

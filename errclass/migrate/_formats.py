@@ -1,0 +1,220 @@
+"""Where PromQL lives in each supported format. Walkers see a file through a view
+(JSON or YAML) and return the sites, in a stable order, plus what they skipped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from errclass.migrate._documents import View
+from errclass.migrate._sites import Site
+
+
+@dataclass
+class Extracted:
+    formats: list[str] = field(default_factory=list)  # one per recognised document
+    sites: list[Site] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # skipped documents and places
+
+
+def extract(view: View) -> Extracted:
+    out = Extracted()
+    many = len(view.roots) > 1
+    for n, root in enumerate(view.roots, 1):
+        prefix = f"document {n}: " if many else ""
+        fmt = _document(view, root, prefix, out)
+        if fmt is None:
+            out.notes.append(f"{prefix}not a dashboard or rule file: skipped")
+        else:
+            out.formats.append(fmt)
+    return out
+
+
+def _document(view: View, root: Any, prefix: str, out: Extracted) -> str | None:
+    m = view.map(root)
+    if m is None:
+        return None
+    kind = view.string(m.get("kind"))
+    api = view.string(m.get("apiVersion")) or ""
+    inner = view.map(m.get("dashboard"))
+    if inner is not None and ("panels" in inner or "templating" in inner):
+        _classic(view, inner, prefix, out)
+        return "grafana dashboard"
+    if kind == "Dashboard" and api.startswith("dashboard.grafana.app/"):
+        _v2(view, view.map(m.get("spec")) or {}, prefix, out)
+        return "grafana dashboard v2"
+    if "panels" in m or "templating" in m or "rows" in m:
+        _classic(view, m, prefix, out)
+        return "grafana dashboard"
+    if kind == "PrometheusRule":
+        name = view.string((view.map(m.get("metadata")) or {}).get("name")) or "?"
+        spec = view.map(m.get("spec")) or {}
+        _rule_groups(view, spec.get("groups"), f'{prefix}PrometheusRule "{name}" ', out)
+        return "PrometheusRule"
+    if kind == "PrometheusServiceLevel":
+        _sloth(view, view.map(m.get("spec")) or {}, prefix, out)
+        return "Sloth SLO"
+    if "groups" in m:
+        groups = view.seq(m.get("groups"))
+        if _is_grafana_managed(view, groups):
+            _grafana_rules(view, groups, prefix, out)
+            return "Grafana alerting provisioning"
+        if "namespace" in m:
+            ns = view.string(m.get("namespace")) or "?"
+            _rule_groups(view, m.get("groups"), f'{prefix}namespace "{ns}" ', out)
+            return "Mimir namespace"
+        _rule_groups(view, m.get("groups"), prefix, out)
+        return "Prometheus rules"
+    return None
+
+
+# --- dashboards ------------------------------------------------------------------
+
+
+def _prometheus(view: View, *holders: Any) -> bool:
+    """False when a datasource says it is not Prometheus (Loki queries use expr too)."""
+    for h in holders:
+        ds = view.map((view.map(h) or {}).get("datasource"))
+        if ds is not None:
+            kind = view.string(ds.get("type"))
+            if kind:
+                return "prometheus" in kind.lower() or kind.startswith("$")
+    return True
+
+
+def _add(out: Extracted, site: Site | None) -> None:
+    if site is not None:
+        out.sites.append(site)
+
+
+def _classic(view: View, dash: dict[str, Any], prefix: str, out: Extracted) -> None:
+    for panel in view.seq(dash.get("panels")):
+        _panel(view, panel, prefix, out)
+    for row in view.seq(dash.get("rows")):  # schema before Grafana 5
+        title = view.string((view.map(row) or {}).get("title")) or "?"
+        for panel in view.seq((view.map(row) or {}).get("panels")):
+            _panel(view, panel, f'{prefix}row "{title}" / ', out)
+    templating = view.map(dash.get("templating")) or {}
+    for var in view.seq(templating.get("list")):
+        v = view.map(var) or {}
+        if view.string(v.get("type")) != "query" or not _prometheus(view, var):
+            continue
+        where = f'{prefix}variable "{view.string(v.get("name")) or "?"}"'
+        q = v.get("query")
+        holder = var if view.string(q) is not None else q
+        _add(out, view.site(holder, "query", where, template=True))
+    annotations = view.map(dash.get("annotations")) or {}
+    for ann in view.seq(annotations.get("list")):
+        a = view.map(ann) or {}
+        if not _prometheus(view, ann):
+            continue
+        where = f'{prefix}annotation "{view.string(a.get("name")) or "?"}"'
+        _add(out, view.site(ann, "expr", where))
+        _add(out, view.site(a.get("target"), "expr", where))
+
+
+def _panel(view: View, panel: Any, prefix: str, out: Extracted) -> None:
+    p = view.map(panel) or {}
+    title = view.string(p.get("title")) or f"id {view.string(p.get('id')) or '?'}"
+    where = f'{prefix}panel "{title}"'
+    for target in view.seq(p.get("targets")):
+        if not _prometheus(view, target, panel):
+            continue
+        ref = view.string((view.map(target) or {}).get("refId")) or "?"
+        _add(out, view.site(target, "expr", f"{where} query {ref}"))
+    for nested in view.seq(p.get("panels")):  # a collapsed row keeps its panels inside
+        _panel(view, nested, f'{prefix}row "{title}" / ', out)
+
+
+def _query_spec(view: View, holder: Any) -> tuple[Any, bool]:
+    """The spec of a v2 query and whether it is Prometheus (v2beta1 ``kind: DataQuery``
+    names the datasource type in ``group``; v2alpha1 in ``kind``)."""
+    q = view.map(holder) or {}
+    kind = view.string(q.get("kind")) or ""
+    group = (view.string(q.get("group")) or "") if kind == "DataQuery" else kind
+    return q.get("spec"), not group or "prometheus" in group.lower()
+
+
+def _v2(view: View, spec: dict[str, Any], prefix: str, out: Extracted) -> None:
+    for key, element in view.items(spec.get("elements")):
+        es = view.map((view.map(element) or {}).get("spec")) or {}
+        where = f'{prefix}panel "{view.string(es.get("title")) or key}"'
+        data = view.map((view.map(es.get("data")) or {}).get("spec")) or {}
+        for query in view.seq(data.get("queries")):
+            qs = view.map((view.map(query) or {}).get("spec")) or {}
+            inner, ok = _query_spec(view, qs.get("query"))
+            if ok:
+                ref = view.string(qs.get("refId")) or "?"
+                _add(out, view.site(inner, "expr", f"{where} query {ref}"))
+    for var in view.seq(spec.get("variables")):
+        v = view.map(var) or {}
+        if view.string(v.get("kind")) != "QueryVariable":
+            continue
+        vs = view.map(v.get("spec")) or {}
+        inner, ok = _query_spec(view, vs.get("query"))
+        if ok:
+            where = f'{prefix}variable "{view.string(vs.get("name")) or "?"}"'
+            _add(out, view.site(inner, "expr", where, template=True))
+            _add(out, view.site(inner, "query", where, template=True))
+    for ann in view.seq(spec.get("annotations")):
+        s = view.map((view.map(ann) or {}).get("spec")) or {}
+        inner, ok = _query_spec(view, s.get("query"))
+        if ok:
+            where = f'{prefix}annotation "{view.string(s.get("name")) or "?"}"'
+            _add(out, view.site(inner, "expr", where))
+
+
+# --- rules -----------------------------------------------------------------------
+
+
+def _rule_groups(view: View, groups: Any, prefix: str, out: Extracted) -> None:
+    for group in view.seq(groups):
+        g = view.map(group) or {}
+        gname = view.string(g.get("name")) or "?"
+        for rule in view.seq(g.get("rules")):
+            r = view.map(rule) or {}
+            alert = view.string(r.get("alert"))
+            what = f'alert "{alert}"' if alert else f'record "{view.string(r.get("record"))}"'
+            where = f'{prefix}group "{gname}" {what}'
+            _add(out, view.site(rule, "expr", where, alert=alert is not None))
+
+
+def _is_grafana_managed(view: View, groups: list[Any]) -> bool:
+    for group in groups:
+        for rule in view.seq((view.map(group) or {}).get("rules")):
+            if "data" in (view.map(rule) or {}):
+                return True
+    return False
+
+
+def _grafana_rules(view: View, groups: list[Any], prefix: str, out: Extracted) -> None:
+    for group in groups:
+        g = view.map(group) or {}
+        gname = view.string(g.get("name")) or "?"
+        for rule in view.seq(g.get("rules")):
+            r = view.map(rule) or {}
+            title = view.string(r.get("title")) or view.string(r.get("uid")) or "?"
+            data = [view.map(d) or {} for d in view.seq(r.get("data"))]
+            math = any(view.string(d.get("datasourceUid")) == "__expr__" for d in data)
+            for d in data:
+                if view.string(d.get("datasourceUid")) == "__expr__":
+                    continue
+                ref = view.string(d.get("refId")) or "?"
+                where = f'{prefix}group "{gname}" rule "{title}" query {ref}'
+                _add(
+                    out,
+                    view.site(d.get("model"), "expr", where, alert=True, threshold_elsewhere=math),
+                )
+
+
+def _sloth(view: View, spec: dict[str, Any], prefix: str, out: Extracted) -> None:
+    for slo in view.seq(spec.get("slos")):
+        s = view.map(slo) or {}
+        where = f'{prefix}SLO "{view.string(s.get("name")) or "?"}"'
+        sli = view.map(s.get("sli")) or {}
+        events = sli.get("events")
+        # error_query / total_query form one ratio: both sides exclude the split values
+        _add(out, view.site(events, "error_query", f"{where} error_query", ratio=True))
+        _add(out, view.site(events, "total_query", f"{where} total_query", ratio=True))
+        raw = sli.get("raw")
+        _add(out, view.site(raw, "error_ratio_query", f"{where} error_ratio_query"))

@@ -1,0 +1,265 @@
+"""PromQL text: a small lexer that finds selectors with their source positions, and
+masking of Grafana/Sloth template variables so promql_parser can read the rest.
+
+promql_parser gives no positions and its printer is lossy, so edits are made on the
+original text at positions found here; the parser is used only to check them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<comment>\#[^\n]*)
+  | (?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`)
+  | (?P<var>\$\{[^}\s]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\[\[[^\]\s]*\]\]|\{\{[^}]*\}\})
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_:]*)
+  | (?P<num>0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?:[a-zA-Z]+\d*)*)
+  | (?P<op>=~|!~|!=|==|<=|>=|[=<>+\-*/%^@:,(){}\[\]])
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+# Identifiers that are never selectors.
+_KEYWORDS = frozenset(
+    [
+        "and",
+        "or",
+        "unless",
+        "atan2",
+        "bool",
+        "offset",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "inf",
+        "nan",
+        "start",
+        "end",
+    ]
+)
+_GROUPING = frozenset(["by", "without", "on", "ignoring", "group_left", "group_right"])
+
+
+class LexError(ValueError):
+    """The text is not PromQL this lexer understands; nothing is located."""
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    kind: str
+    text: str
+    start: int
+    end: int
+
+
+def tokens(text: str) -> list[Token]:
+    """All tokens of *text*, including whitespace and comments, covering it exactly."""
+    out: list[Token] = []
+    pos = 0
+    match = _TOKEN.match
+    while pos < len(text):
+        m = match(text, pos)
+        if m is None:
+            raise LexError(f"unexpected character {text[pos]!r} at offset {pos}")
+        kind = m.lastgroup or ""
+        out.append(Token(kind, m.group(), pos, m.end()))
+        pos = m.end()
+    return out
+
+
+# --- masking -------------------------------------------------------------------
+
+
+def mask(text: str) -> str:
+    """*text* with template variables outside string literals replaced by placeholders.
+
+    A variable after ``[``, ``:`` or ``offset`` becomes a duration (``5m``; just ``5``
+    when a unit letter follows, as in ``${__range_s}s``), anywhere else a number.
+    Deterministic, so an original and its edit are masked alike.
+    """
+    if "$" not in text and "[[" not in text and "{{" not in text:
+        return text
+    toks = tokens(text)
+    parts: list[str] = []
+    prev = ""
+    for tok in toks:
+        if tok.kind == "var":
+            after = text[tok.end : tok.end + 1]
+            if prev in ("[", ":", "offset"):
+                parts.append("5" if after.isalpha() else "5m")
+            else:
+                parts.append("1")
+        else:
+            parts.append(tok.text)
+        if tok.kind not in ("ws", "comment"):
+            prev = tok.text if tok.kind in ("op", "ident") else tok.kind
+    return "".join(parts)
+
+
+# --- string literals ---------------------------------------------------------
+
+_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_ESCAPE = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|.)", re.DOTALL)
+
+
+def decode_string(literal: str) -> str:
+    """The value of a PromQL string literal (Go escapes; backquotes are raw)."""
+    quote, body = literal[0], literal[1:-1]
+    if quote == "`":
+        return body
+
+    def one(m: re.Match[str]) -> str:
+        esc = m.group()[1:]
+        if esc[0] in "xuU":
+            return chr(int(esc[1:], 16))
+        if esc[0].isdigit():
+            return chr(int(esc, 8))
+        if esc in _ESCAPES:
+            return _ESCAPES[esc]
+        if esc in ("\\", '"', "'"):
+            return esc
+        raise LexError(f"unknown escape \\{esc} in {literal}")
+
+    return _ESCAPE.sub(one, body)
+
+
+def encode_string(value: str, quote: str) -> str:
+    """*value* as the body of a string literal quoted with *quote* (no quotes added)."""
+    if quote == "`":
+        if "`" in value:
+            raise LexError("a backquote cannot be written inside a raw string")
+        return value
+    return value.replace("\\", "\\\\").replace(quote, "\\" + quote).replace("\n", "\\n")
+
+
+# --- selectors -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MatcherSpan:
+    label: str
+    op: str
+    value: str
+    start: int  # of the label
+    op_start: int
+    value_start: int  # of the opening quote
+    end: int  # after the closing quote
+    quote: str
+
+
+@dataclass(frozen=True, slots=True)
+class SelectorSpan:
+    name: str | None
+    name_end: int  # where ``{...}`` would go for a bare name
+    open: int | None  # offset of ``{``, None for a bare name
+    close: int | None  # offset of ``}``
+    matchers: tuple[MatcherSpan, ...]
+    separator: str  # what separates matchers here: ", " or ","
+    trailing_comma: bool
+
+
+def _significant(toks: list[Token]) -> list[Token]:
+    return [t for t in toks if t.kind not in ("ws", "comment")]
+
+
+def selectors(text: str) -> list[SelectorSpan]:
+    """Every vector selector in *text*, in textual order."""
+    sig = _significant(tokens(text))
+    out: list[SelectorSpan] = []
+    i = 0
+    n = len(sig)
+    while i < n:
+        tok = sig[i]
+        nxt = sig[i + 1] if i + 1 < n else None
+        if tok.kind == "ident":
+            if tok.text in _GROUPING and nxt is not None and nxt.text == "(":
+                i = _skip_parens(sig, i + 1)
+                continue
+            if tok.text in _KEYWORDS or (nxt is not None and nxt.text == "("):
+                i += 1
+                continue
+            if nxt is not None and nxt.text == "{":
+                sel, i = _braces(text, sig, i + 1, tok.text, tok.end)
+                out.append(sel)
+                continue
+            out.append(SelectorSpan(tok.text, tok.end, None, None, (), ",", False))
+            i += 1
+            continue
+        if tok.kind == "op" and tok.text == "{":
+            sel, i = _braces(text, sig, i, None, tok.start)
+            out.append(sel)
+            continue
+        i += 1
+    return out
+
+
+def _skip_parens(sig: list[Token], i: int) -> int:
+    depth = 0
+    while i < len(sig):
+        if sig[i].text == "(":
+            depth += 1
+        elif sig[i].text == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    raise LexError("unbalanced parentheses")
+
+
+def _braces(
+    text: str, sig: list[Token], i: int, name: str | None, name_end: int
+) -> tuple[SelectorSpan, int]:
+    open_tok = sig[i]
+    i += 1
+    found: list[MatcherSpan] = []
+    trailing = False
+    while True:
+        if i >= len(sig):
+            raise LexError("unterminated selector")
+        tok = sig[i]
+        if tok.text == "}":
+            break
+        if i + 2 >= len(sig):
+            raise LexError("unterminated selector")
+        label, op, val = tok, sig[i + 1], sig[i + 2]
+        if label.kind not in ("ident", "str") or op.text not in ("=", "!=", "=~", "!~"):
+            raise LexError(f"unexpected {tok.text!r} in a selector at offset {tok.start}")
+        if val.kind != "str":
+            raise LexError(f"expected a string after {op.text} at offset {val.start}")
+        label_name = label.text if label.kind == "ident" else decode_string(label.text)
+        found.append(
+            MatcherSpan(
+                label_name,
+                op.text,
+                decode_string(val.text),
+                label.start,
+                op.start,
+                val.start,
+                val.end,
+                val.text[0],
+            )
+        )
+        i += 3
+        trailing = False
+        if sig[i].text == ",":
+            trailing = True
+            i += 1
+    close = sig[i].start
+    if name is None and not found:
+        raise LexError("empty selector {}")
+    sep = ", "
+    if len(found) > 1:
+        sep = text[found[0].end : found[1].start]
+        if sep.strip() != ",":
+            sep = ", "
+    return (
+        SelectorSpan(name, name_end, open_tok.start, close, tuple(found), sep, trailing),
+        i + 1,
+    )

@@ -1,0 +1,195 @@
+"""What a selector should become: the matcher rules of both modes, on parsed matchers.
+
+A matcher on the reason label is a predicate over label values. The split moves the
+series that had the old value (``write_failed``) to the old value or one of the split
+values (``client_gone``...). Preserve mode rewrites the predicate P into P' with
+P'(v) = P(v) for any other v and P'(s) = P(old) for a split value s, so a selector
+matches exactly the series it matched before. Split mode rewrites it into
+P'(v) = P(v) and v not split, so counts mean real faults only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Matcher = tuple[str, str, str]  # (label, op, value)
+
+MODES = ("preserve", "split")
+_NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_VARIABLE = re.compile(r"\$[A-Za-z_{]|\[\[")
+_LITERAL = re.compile(r"[A-Za-z0-9_\-]+")
+
+
+class Unsure(Exception):
+    """A matcher whose meaning cannot be decided (a variable, an unknown regex)."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which selectors to migrate, and how.
+
+    *metrics*: exact metric names, or regular expressions (anything that is not a valid
+    metric name is a regex, matched against the whole name).
+    """
+
+    metrics: tuple[str, ...]
+    label: str = "reason"
+    old: str = "write_failed"
+    split: tuple[str, ...] = ("client_gone",)
+    mode: str = "preserve"
+    names: frozenset[str] = field(init=False, repr=False, compare=False)
+    patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.metrics:
+            raise ValueError("give at least one metric (--metric NAME)")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if not _LABEL.fullmatch(self.label):
+            raise ValueError(f"{self.label!r} is not a valid label name")
+        if not self.split:
+            raise ValueError("give at least one split value (--split client_gone)")
+        if self.old in self.split:
+            raise ValueError(f"{self.old!r} cannot be both the old value and a split value")
+        names = frozenset(m for m in self.metrics if _NAME.fullmatch(m))
+        patterns = []
+        for m in self.metrics:
+            if m not in names:
+                try:
+                    patterns.append(re.compile(m))
+                except re.error as e:
+                    raise ValueError(f"--metric {m!r} is neither a name nor a regex: {e}") from e
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "patterns", tuple(patterns))
+
+    def targets(self, name: str | None) -> bool:
+        if name is None:
+            return False
+        return name in self.names or any(p.fullmatch(name) for p in self.patterns)
+
+    def mentions(self, text: str) -> bool:
+        """False only if *text* surely has no selector on a configured metric."""
+        return bool(self.patterns) or any(n in text for n in self.names)
+
+
+def predicate(op: str, value: str) -> Callable[[str], bool]:
+    """The matcher as a function of a label value (Prometheus anchors regexes)."""
+    if _VARIABLE.search(value):
+        raise Unsure(f"the value {value!r} depends on a dashboard variable")
+    if op == "=":
+        return lambda v: v == value
+    if op == "!=":
+        return lambda v: v != value
+    try:
+        rx = re.compile(value)
+    except re.error as e:
+        raise Unsure(f"cannot evaluate the regex {value!r}: {e}") from e
+    if op == "=~":
+        return lambda v: rx.fullmatch(v) is not None
+    return lambda v: rx.fullmatch(v) is None
+
+
+def alternation(values: tuple[str, ...] | list[str]) -> str:
+    return "|".join(re.escape(v) for v in values)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do with one selector: replace matchers (by index) and/or add one."""
+
+    replace: tuple[tuple[int, str, str], ...] = ()
+    add: Matcher | None = None
+
+    def apply(self, matchers: tuple[Matcher, ...]) -> tuple[Matcher, ...]:
+        out = list(matchers)
+        for i, op, value in self.replace:
+            out[i] = (out[i][0], op, value)
+        if self.add is not None:
+            out.append(self.add)
+        return tuple(out)
+
+
+class Manual(Exception):
+    """The selector is affected but no safe rewrite exists; a human must decide."""
+
+
+def counts_old(matchers: tuple[Matcher, ...], sel: Selection) -> bool:
+    """Did this selector count the old value before the split (so its volume changes)?"""
+    try:
+        return all(predicate(op, v)(sel.old) for lbl, op, v in matchers if lbl == sel.label)
+    except Unsure:
+        return False
+
+
+def explicit_split(matchers: tuple[Matcher, ...], sel: Selection) -> bool:
+    """Does a positive matcher pick a split value on purpose (``reason="client_gone"``)?"""
+    for lbl, op, v in matchers:
+        if lbl != sel.label or op not in ("=", "=~"):
+            continue
+        try:
+            p = predicate(op, v)
+        except Unsure:
+            continue
+        if not p(sel.old) and any(p(s) for s in sel.split):
+            return True
+    return False
+
+
+def plan_preserve(matchers: tuple[Matcher, ...], sel: Selection) -> Plan | None:
+    """Keep matching what matched before: each reason matcher gets P'(s) = P(old)."""
+    replace = []
+    for i, (lbl, op, v) in enumerate(matchers):
+        if lbl != sel.label:
+            continue
+        try:
+            p = predicate(op, v)
+        except Unsure as e:
+            raise Manual(str(e)) from e
+        want = p(sel.old)
+        wrong = [s for s in sel.split if p(s) != want]
+        if not wrong:
+            continue
+        positive = op in ("=", "=~")
+        if want and op == "=":
+            replace.append((i, "=~", alternation([v, *wrong])))
+        elif not want and op == "!=":
+            replace.append((i, "!~", alternation([v, *wrong])))
+        elif want == positive and op in ("=~", "!~"):
+            replace.append((i, op, f"{v}|{alternation(wrong)}"))
+        else:
+            verb = "matches" if p(wrong[0]) else "does not match"
+            raise Manual(
+                f"{lbl}{op}{v!r} {verb} {wrong[0]!r} but not {sel.old!r}: "
+                "preserving its meaning needs a human"
+            )
+    return Plan(tuple(replace)) if replace else None
+
+
+def plan_split(matchers: tuple[Matcher, ...], sel: Selection, in_ratio: bool) -> Plan | None:
+    """Count real faults only: exclude split values the selector would now count."""
+    mine = [(i, op, v) for i, (lbl, op, v) in enumerate(matchers) if lbl == sel.label]
+    try:
+        preds = [predicate(op, v) for _, op, v in mine]
+    except Unsure as e:
+        raise Manual(str(e)) from e
+    counted = [s for s in sel.split if all(p(s) for p in preds)]
+    if not counted or explicit_split(matchers, sel):
+        return None
+    if not mine and not in_ratio:
+        return None  # a plain total (throughput) keeps counting every outcome
+    for i, op, v in mine:
+        if op == "!=":
+            return Plan(((i, "!~", alternation([v, *counted])),))
+        if op == "!~":
+            return Plan(((i, "!~", f"{v}|{alternation(counted)}"),))
+        parts = v.split("|")
+        if op == "=~" and all(_LITERAL.fullmatch(p) for p in parts):
+            rest = [p for p in parts if p not in counted]
+            if rest and len(rest) < len(parts):
+                return Plan(((i, "=~", "|".join(rest)),))
+    if len(counted) == 1:
+        return Plan(add=(sel.label, "!=", counted[0]))
+    return Plan(add=(sel.label, "!~", alternation(counted)))
