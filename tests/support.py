@@ -129,3 +129,118 @@ def sample(
     samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
 ) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+# -- helpers of the WSGI/gRPC matrix (added by the wsgi/grpc integration) -----
+
+
+def outcomes(url: str, producer: str) -> dict[str, float]:
+    """``errclass_outcomes_total`` by reason for *producer*, scraped from *url*."""
+    samples = scrape(url)
+    reasons = ("ok", "client_gone", "deadline_exceeded", "write_failed")
+    return {
+        r: sample(samples, "errclass_outcomes_total", producer=producer, reason=r) for r in reasons
+    }
+
+
+def wait_for_outcomes(
+    url: str, producer: str, before: dict[str, float], count: int, timeout: float = 15.0
+) -> dict[str, float]:
+    """Poll *url* until *count* more outcomes of *producer* exist than in *before*
+    (bounded), settle briefly to catch any extra, and return the per-reason deltas."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            now = outcomes(url, producer)
+        except OSError:  # e.g. a gunicorn worker being replaced
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+            continue
+        delta = {r: now[r] - before.get(r, 0.0) for r in now}
+        if sum(delta.values()) >= count or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)  # anything recorded twice would show up now
+    now = outcomes(url, producer)
+    return {r: now[r] - before.get(r, 0.0) for r in now if now[r] - before.get(r, 0.0)}
+
+
+def rst_close(sock: socket.socket) -> None:
+    """Close *sock* with a TCP RST (``SO_LINGER`` on, timeout 0)."""
+    import struct
+
+    if sock.fileno() == -1:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def fin_close(sock: socket.socket) -> None:
+    """Close *sock* with a FIN (an orderly shutdown)."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+def http_get(port: int, path: str, read: int = 1, timeout: float = 5.0) -> socket.socket:
+    """A raw HTTP/1.1 GET on loopback; returns the socket after *read* bytes arrived."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+    got = 0
+    while got < read:
+        data = sock.recv(65536)
+        if not data:
+            break
+        got += len(data)
+    return sock
+
+
+@contextmanager
+def resetting_upstream(body: bytes = b"u" * 1000, delay: float = 0.05) -> Iterator[int]:
+    """A loopback HTTP upstream that promises a long body, sends *body*, then resets
+    the connection (RST). Yields its port; the accepting thread stops with the block."""
+    import struct
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stopping = threading.Event()
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head = b"HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n"
+                conn.sendall(head + body)
+                time.sleep(delay)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stopping.set()
+        thread.join(5)
+        server.close()

@@ -1,0 +1,1 @@
+"""Servers the integration tests run as subprocesses."""

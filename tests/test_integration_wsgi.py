@@ -1,0 +1,197 @@
+"""The WSGI matrix: real servers on loopback, real clients, counts scraped over HTTP.
+
+One server per stack (gunicorn sync and gthread in prometheus_client
+multiprocess mode, werkzeug, wsgiref), each stopped by its PID. Every scenario
+asserts the exact per-reason deltas of ``errclass_outcomes_total``: the
+expected reason once per stream and nothing else, so nothing is lost or
+counted twice. Cells a stack cannot support assert what it actually does.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import (
+    ROOT,
+    fin_close,
+    free_port,
+    http_get,
+    outcomes,
+    python_argv,
+    resetting_upstream,
+    rst_close,
+    running,
+    wait_for_outcomes,
+)
+
+pytestmark = pytest.mark.slow
+
+PRODUCER = "wsgi_matrix"
+WORKER_TIMEOUT = 2  # gunicorn --timeout; werkzeug/wsgiref use a 1 s socket timeout
+STACKS = ["gunicorn-sync", "gunicorn-gthread", "werkzeug", "wsgiref"]
+
+
+@dataclass
+class Server:
+    stack: str
+    port: int
+
+    @property
+    def metrics(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def before(self) -> dict[str, float]:
+        return outcomes(self.metrics, PRODUCER)
+
+    def delta(self, before: dict[str, float], count: int, timeout: float = 15) -> dict[str, float]:
+        return wait_for_outcomes(self.metrics, PRODUCER, before, count, timeout)
+
+    def pid(self) -> int:
+        with urllib.request.urlopen(self.url("/pid"), timeout=10) as resp:
+            return int(resp.read())
+
+
+def gunicorn_argv(worker: str, port: int, workers: int = 1) -> list[str]:
+    # --threads > 1 would silently turn a sync worker into gthread
+    threads = "4" if worker == "gthread" else "1"
+    return python_argv(
+        "-m", "gunicorn",
+        "-k", worker,
+        "--threads", threads,
+        "-w", str(workers),
+        "--timeout", str(WORKER_TIMEOUT),
+        "--graceful-timeout", "2",
+        "-b", f"127.0.0.1:{port}",
+        "-c", "tests/servers/wsgi_gunicorn_conf.py",
+        "tests.servers.wsgi_app:app",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    stack: str = request.param
+    port = free_port()
+    tmp = tmp_path_factory.mktemp(stack)
+    env = {"PYTHONPATH": str(ROOT)}
+    if stack.startswith("gunicorn"):
+        (tmp / "prom").mkdir()
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "prom")
+        argv = gunicorn_argv(stack.split("-")[1], port)
+    else:
+        argv = python_argv("-m", "tests.servers.wsgi_app", "--server", stack, "--port", str(port))
+    log = tmp / "server.log"
+    with running(argv, port, env=env, cwd=ROOT, log=log):
+        yield Server(stack, port)
+    print(Path(log).read_text()[-3000:])
+
+
+def test_stream_completes(server: Server) -> None:
+    before = server.before()
+    for _ in range(3):
+        resp = httpx.get(server.url("/slow?n=5&delay=0.01&size=100"), timeout=10)
+        assert resp.status_code == 200
+        assert len(resp.content) == 500
+    assert server.delta(before, 3) == {"ok": 3}
+
+
+@pytest.mark.parametrize("close", [fin_close, rst_close], ids=["fin", "rst"])
+def test_client_leaves_slow_producer(server: Server, close: object) -> None:
+    before = server.before()
+    for _ in range(2):
+        sock = http_get(server.port, "/slow?n=300&delay=0.02&size=100", read=100)
+        close(sock)  # type: ignore[operator]
+    # The server's next write fails; it swallows the error and closes the body.
+    assert server.delta(before, 2) == {"client_gone": 2}
+
+
+def test_client_leaves_fast_producer(server: Server) -> None:
+    """A producer that never sleeps: the server's write blocks once the socket
+    buffers are full, so the client leaving fails a write and closes the body."""
+    before = server.before()
+    for _ in range(2):
+        sock = http_get(server.port, "/fast?n=2000&size=65536", read=65536)
+        rst_close(sock)
+    assert server.delta(before, 2) == {"client_gone": 2}
+
+
+def test_fast_producer_that_fits_in_buffers_is_ok(server: Server) -> None:
+    """What WSGI cannot see: a body that fits in the socket buffers was written
+    completely before the client left, so the server reports success, and so do we."""
+    before = server.before()
+    sock = http_get(server.port, "/fast?n=4&size=1024", read=1)
+    time.sleep(0.3)  # the server has finished writing into the kernel's buffers
+    fin_close(sock)
+    assert server.delta(before, 1) == {"ok": 1}
+
+
+def test_client_stalls_past_server_deadline(server: Server) -> None:
+    before = server.before()
+    pid = server.pid() if server.stack.startswith("gunicorn") else None
+    sock = http_get(server.port, "/fast?n=4000&size=65536", read=1)  # and never reads again
+    try:
+        if server.stack == "gunicorn-gthread":
+            # gthread's worker timeout watches only the worker's main loop; a thread
+            # blocked writing to a stalled client is never interrupted. Nothing is
+            # recorded while it blocks; the client leaving finally ends it.
+            time.sleep(WORKER_TIMEOUT + 2)
+            assert server.delta(before, 1, timeout=0) == {}
+            rst_close(sock)
+            assert server.delta(before, 1) == {"client_gone": 1}
+            return
+        # gunicorn sync: the arbiter's SIGABRT makes sys.exit(1) inside the blocked
+        # write; werkzeug/wsgiref: the 1 s socket timeout raises TimeoutError there.
+        assert server.delta(before, 1, timeout=WORKER_TIMEOUT + 10) == {"deadline_exceeded": 1}
+        if pid is not None:
+            assert server.pid() != pid, "the SystemExit must still end the worker"
+    finally:
+        rst_close(sock)
+
+
+def test_producer_overruns_worker_timeout(server: Server) -> None:
+    """A producer slower than the worker timeout: gunicorn sync interrupts it with
+    SystemExit(1) inside the generator (deadline_exceeded, and the worker exits);
+    the other servers have no such timeout and the stream completes."""
+    before = server.before()
+    pid = server.pid() if server.stack.startswith("gunicorn") else None
+    try:
+        httpx.get(server.url(f"/slow?n=2&delay={WORKER_TIMEOUT + 1.5}"), timeout=15)
+    except httpx.HTTPError:
+        assert server.stack == "gunicorn-sync"  # the worker died mid-response
+    if server.stack == "gunicorn-sync":
+        assert server.delta(before, 1) == {"deadline_exceeded": 1}
+        assert server.pid() != pid
+    else:
+        assert server.delta(before, 1) == {"ok": 1}
+
+
+def test_server_write_fault(server: Server) -> None:
+    before = server.before()
+    for _ in range(2):
+        try:
+            httpx.get(server.url("/devfull?n=10"), timeout=10)
+        except httpx.HTTPError:
+            pass  # the response is cut short: the client may see a protocol error
+    assert server.delta(before, 2) == {"write_failed": 2}
+
+
+def test_upstream_read_fails(server: Server) -> None:
+    before = server.before()
+    with resetting_upstream() as upstream_port:
+        for _ in range(2):
+            try:
+                httpx.get(server.url(f"/upstream?port={upstream_port}"), timeout=10)
+            except httpx.HTTPError:
+                pass
+        assert server.delta(before, 2) == {"write_failed": 2}
