@@ -29,16 +29,17 @@ class LoggingSink:
 
 
 class _LogRecorder:
-    __slots__ = ("logger", "ok_level", "producer", "role")
+    __slots__ = ("logger", "ok_level", "producer", "records_ok", "role")
     wants_time = False  # durations are logged when another sink measures them
     wants_context = False
     kind = "logging"
 
     def __init__(self, logger: logging.Logger, producer: str, role: Role, ok_level: int | None):
         self.logger, self.producer, self.role, self.ok_level = logger, producer, role, ok_level
+        self.records_ok = ok_level is not None
 
     def ok(self, duration: float | None, ctx: Any) -> None:
-        if self.ok_level is not None and self.logger.isEnabledFor(self.ok_level):
+        if self.ok_level is not None and self.logger.isEnabledFor(self.ok_level):  # pragma: no branch
             self.logger.log(
                 self.ok_level,
                 "%s finished",

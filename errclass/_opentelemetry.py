@@ -46,6 +46,7 @@ class _OTelRecorder:
     __slots__ = ("_attrs", "_counter", "_ok", "_spans")
     wants_time = False
     wants_context = True
+    records_ok = True
     kind = "otel"
 
     def __init__(self, counter: Any, producer: str, spans: bool) -> None:

@@ -94,6 +94,7 @@ class PrometheusSink:
 class _PromRecorder:
     __slots__ = ("_counts", "_exemplars", "_observe", "_ok", "wants_time")
     wants_context = True
+    records_ok = True
     kind = "prometheus"
 
     def __init__(self, sink: PrometheusSink, producer: str) -> None:
@@ -111,7 +112,10 @@ class _PromRecorder:
         self.wants_time = sink.histogram is not None
 
     def ok(self, duration: float | None, ctx: Any) -> None:
-        self._count(self._ok, ctx)
+        if ctx is None:  # the hot path: no tracing configured
+            self._ok.inc()
+        else:
+            self._count(self._ok, ctx)
         if self._observe is not None and duration is not None:
             self._observe[Reason.OK](duration)
 

@@ -12,7 +12,7 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Generator, Iterable
 from time import perf_counter
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _otel
 from ._outcome import ROLES, Role
@@ -211,11 +211,24 @@ def _wrap_coro(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
     return call
 
 
-def _wrap_gen(fn: Callable[P, Generator[Any, Any, Any]], tr: Tracker) -> Callable[P, Any]:
-    # The body runs at the first next(): a generator never started records nothing.
+def _wrap_gen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
+    """*fn* returns any iterator; ``yield from`` forwards send/throw/close (PEP 380).
+    The body runs at the first ``next()``: a generator never started records nothing."""
+
     @functools.wraps(fn)
     def gen(*args: P.args, **kwargs: P.kwargs) -> Generator[Any, Any, Any]:
-        return (yield from _run_gen(fn(*args, **kwargs), tr))
+        t0 = perf_counter() if tr.timed else 0.0
+        ctx = _otel.capture() if tr.traced else None
+        inner = fn(*args, **kwargs)
+        try:
+            result = yield from inner
+        except BaseException as e:
+            tr.fail(e, t0, ctx)
+            raise
+        finally:
+            _close(inner)  # a plain iterator is not closed by yield from on throw()
+        tr.ok(t0, ctx)
+        return result
 
     return gen
 
@@ -261,19 +274,6 @@ def _wrap_agen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
     return agen
 
 
-def _run_gen(inner: Generator[T, Any, Any], tr: Tracker) -> Generator[T, Any, Any]:
-    """``yield from`` *inner* (PEP 380 forwards send/throw/close), recording once."""
-    t0 = perf_counter() if tr.timed else 0.0
-    ctx = _otel.capture() if tr.traced else None
-    try:
-        result = yield from inner
-    except BaseException as e:
-        tr.fail(e, t0, ctx)
-        raise
-    tr.ok(t0, ctx)
-    return result
-
-
 async def _aclose(inner: Any) -> None:
     aclose = getattr(inner, "aclose", None)
     if aclose is not None:
@@ -296,9 +296,7 @@ class Stream(Iterable[T]):
     def __iter__(self) -> Generator[T, Any, Any]:
         if self._gen is not None:
             raise RuntimeError("an errclass.stream() can be iterated once")
-        # yield from forwards to any iterator; only generators return a value.
-        inner = cast("Generator[T, Any, Any]", iter(self._inner))
-        self._gen = _run_gen(inner, self._tracker)
+        self._gen = _wrap_gen(iter, self._tracker)(self._inner)
         return self._gen  # type: ignore[no-any-return]
 
     def __aiter__(self) -> AsyncGenerator[T, Any]:

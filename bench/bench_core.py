@@ -1,0 +1,200 @@
+"""Core overhead, as ratios against baselines measured in the same run.
+
+Per call: ``@errclass.track(counter)`` on a trivial function vs a hand-written
+``try/except`` with a pre-bound child ``.inc()`` (the floor) and vs
+prometheus_client's ``count_exceptions``. Per item: wrapped generators vs a bare
+re-yield. ``classify()`` of a cached type and of a 6-deep chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import timeit
+from collections.abc import AsyncGenerator, Callable, Generator
+
+from prometheus_client import CollectorRegistry, Counter
+
+import errclass
+
+N_CALLS = 100_000
+N_ITEMS = 200_000
+REPEAT = 7
+
+
+def ns_per_op(fn: Callable[[], object], number: int) -> float:
+    """Median of REPEAT runs, in ns per operation."""
+    runs = timeit.repeat(fn, number=1, repeat=REPEAT) if number == 1 else None
+    if runs is None:
+        runs = timeit.repeat(fn, number=number, repeat=REPEAT)
+        return statistics.median(runs) / number * 1e9
+    return statistics.median(runs) * 1e9
+
+
+def per_call() -> list[tuple[str, float, float | None, str]]:
+    registry = CollectorRegistry()
+    counter = Counter("bench_outcomes", "x", ("reason",), registry=registry)
+    ok_child, err_child = counter.labels("ok"), counter.labels("write_failed")
+    exc_counter = Counter("bench_exc", "x", registry=registry)
+
+    def bare() -> int:
+        return 1
+
+    def floor() -> int:
+        try:
+            r = bare()
+        except BaseException:
+            err_child.inc()
+            raise
+        ok_child.inc()
+        return r
+
+    counted = exc_counter.count_exceptions()(bare)
+    tracked = errclass.track(counter)(bare)
+
+    pipe = BrokenPipeError()
+
+    def bare_fail() -> None:
+        raise pipe
+
+    def floor_fail() -> None:
+        try:
+            bare_fail()
+        except BaseException:
+            err_child.inc()
+            raise
+        ok_child.inc()
+
+    tracked_fail = errclass.track(counter)(bare_fail)
+
+    def loop(fn: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(N_CALLS):
+                try:
+                    fn()
+                except BrokenPipeError:
+                    pass
+
+        return run
+
+    t = {
+        name: ns_per_op(loop(fn), 1) / N_CALLS
+        for name, fn in [
+            ("bare", bare),
+            ("floor", floor),
+            ("count_exceptions", counted),
+            ("track", tracked),
+            ("bare_fail", bare_fail),
+            ("floor_fail", floor_fail),
+            ("track_fail", tracked_fail),
+        ]
+    }
+    return [
+        ("bare call of a trivial function", t["bare"], None, ""),
+        ("hand-written try/except + child.inc() (floor)", t["floor"], 1.0, ""),
+        (
+            "prometheus_client count_exceptions()",
+            t["count_exceptions"],
+            t["count_exceptions"] / t["floor"],
+            "",
+        ),
+        ("@errclass.track(counter), success", t["track"], t["track"] / t["floor"], "<= 1.5"),
+        ("hand-written floor, BrokenPipeError", t["floor_fail"], 1.0, ""),
+        (
+            "@errclass.track(counter), BrokenPipeError",
+            t["track_fail"],
+            t["track_fail"] / t["floor_fail"],
+            "<= 1.5",
+        ),
+    ]
+
+
+def per_item() -> list[tuple[str, float, float | None, str]]:
+    registry = CollectorRegistry()
+    counter = Counter("bench_items", "x", ("reason",), registry=registry)
+
+    def source() -> Generator[int, None, None]:
+        yield from range(N_ITEMS)
+
+    def reyield() -> Generator[int, None, None]:
+        yield from source()
+
+    wrapped = errclass.track(counter)(source)
+
+    async def asource() -> AsyncGenerator[int, None]:
+        for i in range(N_ITEMS):
+            yield i
+
+    async def areyield() -> AsyncGenerator[int, None]:
+        async for x in asource():
+            yield x
+
+    awrapped = errclass.track(counter)(asource)
+
+    def drain(make: Callable[[], Generator[int, None, None]]) -> Callable[[], None]:
+        return lambda: [None for _ in make()] and None
+
+    def adrain(make: Callable[[], AsyncGenerator[int, None]]) -> Callable[[], None]:
+        async def go() -> None:
+            async for _ in make():
+                pass
+
+        return lambda: asyncio.run(go())
+
+    t = {
+        name: ns_per_op(fn, 1) / N_ITEMS
+        for name, fn in [
+            ("gen", drain(source)),
+            ("reyield", drain(reyield)),
+            ("wrapped", drain(wrapped)),
+            ("agen", adrain(asource)),
+            ("areyield", adrain(areyield)),
+            ("awrapped", adrain(awrapped)),
+        ]
+    }
+    return [
+        ("sync generator, bare (per item)", t["gen"], None, ""),
+        ("sync: bare `yield from` re-yield (baseline)", t["reyield"], 1.0, ""),
+        ("sync: @errclass.track generator", t["wrapped"], t["wrapped"] / t["reyield"], "<= 1.2"),
+        ("async generator, bare (per item)", t["agen"], None, ""),
+        ("async: bare `async for` re-yield (baseline)", t["areyield"], 1.0, ""),
+        (
+            "async: @errclass.track async generator (full forwarding)",
+            t["awrapped"],
+            t["awrapped"] / t["areyield"],
+            "<= 1.5",
+        ),
+    ]
+
+
+def classification() -> list[tuple[str, float, float | None, str]]:
+    policy = errclass.Policy()
+    pipe = BrokenPipeError()
+
+    def chain(depth: int) -> BaseException:
+        exc: BaseException = ConnectionResetError()
+        for i in range(depth - 1):
+            outer = RuntimeError(i)
+            outer.__context__ = exc
+            exc = outer
+        return exc
+
+    deep = chain(6)
+    cached = ns_per_op(lambda: policy.classify(pipe), 200_000)
+    walked = ns_per_op(lambda: policy.classify(deep), 50_000)
+    return [
+        ("classify(), cached type (BrokenPipeError)", cached, None, ""),
+        ("classify(), 6-deep __context__ chain", walked, walked / cached, ""),
+    ]
+
+
+def main() -> None:
+    print("| measurement | ns/op | ratio to baseline | target |")
+    print("|---|---:|---:|---|")
+    for name, ns, ratio, target in per_call() + per_item() + classification():
+        r = "" if ratio is None else f"{ratio:.2f}x"
+        print(f"| {name} | {ns:,.0f} | {r} | {target} |")
+
+
+if __name__ == "__main__":
+    main()
