@@ -77,7 +77,7 @@ class Alerts:
     # Counted outcomes per second below which burn and ratio alerts stay silent:
     # one failure at 3 requests a minute must not page.
     min_rate: float = 0.1
-    runbook_url: str = "https://github.com/errclass/errclass/blob/main/RUNBOOK.md#{alert_lower}"
+    runbook_url: str = "https://github.com/errclass/errclass/blob/main/alerts/RUNBOOK.md#{alert_lower}"
     labels: dict[str, str] = field(default_factory=dict)
     deadline: RatioAlert = RatioAlert(threshold=0.05, window="5m", severity="warning", for_="10m")
     client_gone: RatioAlert = RatioAlert(
@@ -195,6 +195,8 @@ def from_mapping(
 ) -> Config:
     """Build and validate a Config from plain data (the parsed file)."""
     data = dict(data or {})
+    if isinstance(data.get("reasons"), Mapping):  # a partial table keeps the other reasons
+        data["reasons"] = {**_default_reasons(), **data["reasons"]}
     flags: dict[Path_, str] = {}
     for dotted, (value, flag) in (overrides or {}).items():
         keys = dotted.split(".")
