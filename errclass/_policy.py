@@ -29,7 +29,8 @@ class Rule:
     With ``chain=True`` the rule also looks through ``__cause__``/``__context__``
     and group leaves, and the first exception there that matches decides.
     ``reason`` is a ``Reason`` or a function ``(exc, role) -> Reason | None``
-    (``None``: this rule does not decide after all).
+    (``None``: this rule does not decide after all; so does a function that
+    raises or returns something that is not a reason, as classification never raises).
     """
 
     reason: Reason | ReasonFn
@@ -130,9 +131,9 @@ class Rule:
             return self.reason
         try:
             reason = self.reason(exc, role)
-        except Exception:  # hostile exception or broken reason function
+            return None if reason is None else Reason(reason)
+        except Exception:  # hostile exception, broken function, or not a reason
             return None
-        return reason if isinstance(reason, Reason) else None
 
 
 class Policy:
@@ -149,6 +150,7 @@ class Policy:
     __slots__ = (
         "_cache",
         "_known",
+        "_outcomes",
         "_packages",
         "_rules",
         "default",
@@ -175,6 +177,7 @@ class Policy:
         self.default = _reason(default, "default")
         self._cache: dict[tuple[type[BaseException], Role], Outcome | tuple[Rule, ...]] = {}
         self._known: dict[type[BaseException], str] = {}
+        self._outcomes: dict[tuple[Reason, type[BaseException], str], Outcome] = {}
         self._packages = frozenset(p for r in self._rules for p in r.packages)
 
     @property
@@ -257,9 +260,17 @@ class Policy:
         return reason
 
     def _outcome(self, reason: Reason, exc: BaseException, rule: str) -> Outcome:
-        reason = self._fold(reason)
-        error_type = None if reason is Reason.OK else self.error_type(type(exc))
-        return Outcome(reason, error_type, rule)
+        # Shared, like the cached type path: no allocation per classification.
+        key = (reason, type(exc), rule)
+        outcome = self._outcomes.get(key)
+        if outcome is None:
+            folded = self._fold(reason)
+            error_type = None if folded is Reason.OK else self.error_type(type(exc))
+            outcome = Outcome(folded, error_type, rule)
+            if len(self._outcomes) >= _CACHE_LIMIT:
+                self._outcomes.clear()
+            self._outcomes[key] = outcome
+        return outcome
 
     def error_type(self, cls: type[BaseException]) -> str:
         """A bounded ``error.type`` value for *cls*: its qualified name when it is a
@@ -394,7 +405,8 @@ def _reason(value: object, what: str) -> Reason:
             return Reason(value)
         except ValueError:
             pass
-    raise ValueError(f"Policy {what}= {_bad_reason(value)[2:]}")
+    allowed = ", ".join(repr(r.value) for r in Reason)
+    raise ValueError(f"Policy {what}= must be an errclass.Reason ({allowed}), got {value!r}")
 
 
 def _flag(value: object, what: str) -> bool:

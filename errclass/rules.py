@@ -97,9 +97,7 @@ _TIMEOUT_NAMES = (
 PEER_TIMED_OUT = Rule(
     Reason.CLIENT_GONE, types=TimeoutError, errnos=errno.ETIMEDOUT, name="peer_timed_out"
 )
-TIMEOUT = Rule(
-    Reason.DEADLINE_EXCEEDED, types=TimeoutError, names=_TIMEOUT_NAMES, name="timeout"
-)
+TIMEOUT = Rule(Reason.DEADLINE_EXCEEDED, types=TimeoutError, names=_TIMEOUT_NAMES, name="timeout")
 
 
 def _upstream(exc: BaseException, role: Role) -> Reason:
