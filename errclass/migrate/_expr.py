@@ -262,6 +262,9 @@ def _edit(
     if [s.name for s in spans] != [s.name for s in walk.sels]:
         fail("the selectors found in the text do not match the parse tree")
         return
+    # a matcher added to a one-matcher selector is separated like the others here
+    seps = [s.separator for s in spans if s.separator]
+    default_sep = max(set(seps), key=seps.count) if seps else ", "
     edits: list[tuple[int, int, str]] = []
     for i, plan in sorted(plans.items()):
         span = spans[i]
@@ -270,7 +273,7 @@ def _edit(
             fail(f"selector {i + 1}: the text and the parse tree disagree on its matchers")
             return
         try:
-            edits.extend(_selector_edits(text, span, plan))
+            edits.extend(_selector_edits(text, span, plan, default_sep))
         except _promql.LexError as e:
             fail(str(e))
             return
@@ -310,7 +313,7 @@ def _verify(new_text: str, walk: _Walk, tree: Any, plans: dict[int, Plan]) -> st
 
 
 def _selector_edits(
-    text: str, span: _promql.SelectorSpan, plan: Plan
+    text: str, span: _promql.SelectorSpan, plan: Plan, default_sep: str
 ) -> list[tuple[int, int, str]]:
     edits: list[tuple[int, int, str]] = []
     for i, op, value in plan.replace:
@@ -328,7 +331,7 @@ def _selector_edits(
             edits.append((span.open + 1, span.open + 1, new))
         else:
             end = span.matchers[-1].end
-            edits.append((end, end, span.separator + new))
+            edits.append((end, end, (span.separator or default_sep) + new))
     return edits
 
 

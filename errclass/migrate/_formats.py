@@ -54,6 +54,9 @@ def _document(view: View, root: Any, prefix: str, out: Extracted) -> str | None:
     if kind == "PrometheusServiceLevel":
         _sloth(view, view.map(m.get("spec")) or {}, prefix, out)
         return "Sloth SLO"
+    if view.string(m.get("version")) == "prometheus/v1" and "slos" in m:
+        _sloth(view, m, prefix, out)
+        return "Sloth SLO"
     if "groups" in m:
         groups = view.seq(m.get("groups"))
         if _is_grafana_managed(view, groups):

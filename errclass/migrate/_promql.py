@@ -45,6 +45,25 @@ _KEYWORDS = frozenset(
     ]
 )
 _GROUPING = frozenset(["by", "without", "on", "ignoring", "group_left", "group_right"])
+# Aggregation operators may be followed by ``by``/``without`` before their parentheses.
+_AGGREGATORS = frozenset(
+    [
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+        "limitk",
+        "limit_ratio",
+    ]
+)
 
 
 class LexError(ValueError):
@@ -161,7 +180,7 @@ class SelectorSpan:
     open: int | None  # offset of ``{``, None for a bare name
     close: int | None  # offset of ``}``
     matchers: tuple[MatcherSpan, ...]
-    separator: str  # what separates matchers here: ", " or ","
+    separator: str  # what separates matchers here (",", ", "...); "" if fewer than two
     trailing_comma: bool
 
 
@@ -185,11 +204,14 @@ def selectors(text: str) -> list[SelectorSpan]:
             if tok.text in _KEYWORDS or (nxt is not None and nxt.text == "("):
                 i += 1
                 continue
+            if tok.text in _AGGREGATORS and nxt is not None and nxt.text in ("by", "without"):
+                i += 1
+                continue
             if nxt is not None and nxt.text == "{":
                 sel, i = _braces(text, sig, i + 1, tok.text, tok.end)
                 out.append(sel)
                 continue
-            out.append(SelectorSpan(tok.text, tok.end, None, None, (), ",", False))
+            out.append(SelectorSpan(tok.text, tok.end, None, None, (), "", False))
             i += 1
             continue
         if tok.kind == "op" and tok.text == "{":
@@ -254,10 +276,10 @@ def _braces(
     close = sig[i].start
     if name is None and not found:
         raise LexError("empty selector {}")
-    sep = ", "
+    sep = ""
     if len(found) > 1:
         sep = text[found[0].end : found[1].start]
-        if sep.strip() != ",":
+        if sep.strip() != "," or "\n" in sep:
             sep = ", "
     return (
         SelectorSpan(name, name_end, open_tok.start, close, tuple(found), sep, trailing),

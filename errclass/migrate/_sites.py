@@ -78,6 +78,8 @@ def _offsets(text: str, site: Site) -> _Map:
         inner = 0 if site.style == "" else 1
         if raw[inner : len(raw) - inner] == site.value:
             return _Shift(site.start + inner)
+        if site.style == '"' and "\n" not in raw:
+            return _Table(_chunk_table(_YAML_DQ_CHUNK, raw[1:-1], site.start + 1))
         return _Table(_align(text, site.start + inner, site.end - inner, site.value))
     # block scalar: content starts after the header line
     nl = text.find("\n", site.start, site.end)
@@ -112,9 +114,18 @@ _JSON_CHUNK = re.compile(
 )
 
 
+_YAML_DQ_CHUNK = re.compile(r"\\x[0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|\\U[0-9a-fA-F]{8}|\\.|[^\\]+")
+
+
 def _json_table(body: str, base: int) -> list[int]:
+    return _chunk_table(_JSON_CHUNK, body, base)
+
+
+def _chunk_table(chunks: re.Pattern[str], body: str, base: int) -> list[int]:
+    """Offsets of each decoded character of a one-line escaped string body: an escape
+    sequence decodes to one character (verified afterwards by re-reading)."""
     table: list[int] = []
-    for m in _JSON_CHUNK.finditer(body):
+    for m in chunks.finditer(body):
         chunk = m.group()
         if chunk.startswith("\\"):
             table.append(base + m.start())
