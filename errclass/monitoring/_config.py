@@ -77,7 +77,9 @@ class Alerts:
     # Counted outcomes per second below which burn and ratio alerts stay silent:
     # one failure at 3 requests a minute must not page.
     min_rate: float = 0.1
-    runbook_url: str = "https://github.com/errclass/errclass/blob/main/alerts/RUNBOOK.md#{alert_lower}"
+    runbook_url: str = (
+        "https://github.com/errclass/errclass/blob/main/alerts/RUNBOOK.md#{alert_lower}"
+    )
     labels: dict[str, str] = field(default_factory=dict)
     deadline: RatioAlert = RatioAlert(threshold=0.05, window="5m", severity="warning", for_="10m")
     client_gone: RatioAlert = RatioAlert(

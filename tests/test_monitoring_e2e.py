@@ -1,0 +1,375 @@
+"""End to end: a real Prometheus (1 s scrape and evaluation) loads the rendered rules and
+scrapes real Python processes instrumented with errclass; every dashboard query, every
+recording rule and every alert is checked through Prometheus's HTTP API, for the
+default metric and for the seed's (teranode) metric scheme."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from errclass import monitoring
+from errclass.monitoring._promql import Queries
+from tests.support import free_port, python_argv, require_tool, running
+from tests.test_render import EXAMPLE, targets
+
+pytestmark = pytest.mark.slow
+
+# Short windows so the whole run takes seconds; the committed render keeps production values.
+FAST: dict[str, Any] = {
+    "burn_rates": [
+        {"long": "20s", "short": "10s", "factor": 2, "severity": "critical", "for": "0s"},
+        {"long": "40s", "short": "20s", "factor": 1, "severity": "warning", "for": "0s"},
+    ],
+    "slo": {"objective": 0.9, "period": "1m"},
+    "legacy_window": "10s",
+    "alerts": {
+        "min_rate": 1,
+        "deadline": {"window": "10s", "for": "0s"},
+        "client_gone": {"window": "10s", "for": "0s"},
+        "absent": {"for": "1m"},
+    },
+}
+RATE_INTERVAL = "10s"  # what $__rate_interval becomes
+
+# Outcomes per second of each simulated producer.
+MIXES = {
+    # a genuine fault: 9 of 25 counted outcomes fail, 3 of them on the deadline
+    "faulty": {"ok": 16, "write_failed": 6, "deadline_exceeded": 3, "client_gone": 2},
+    # the split: clients walk away from 96% of streams, the server is fine
+    "cascade": {"ok": 2, "client_gone": 48},
+    "healthy": {"ok": 20, "client_gone": 2},
+    # half of its streams fail, but 0.6 a second is under alerts.min_rate
+    "quiet": {"ok": 0.3, "write_failed": 0.3},
+}
+
+PRODUCER = """
+import errno, json, sys, time
+from prometheus_client import CollectorRegistry, Counter, start_http_server
+import errclass
+from errclass import Reason
+
+port, scheme, mixes = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+registry = CollectorRegistry()
+if scheme == "default":
+    counter = Counter("errclass_outcomes", "Streaming producer outcomes by reason.",
+                      ["producer", "reason"], registry=registry)
+    sink = errclass.PrometheusSink(counter)
+else:  # the seed's scheme: the reason in `source`, `result` beside it, no producer
+    counter = Counter("teranode_asset_repository_subtree_data_created", "Subtree data outcomes.",
+                      ["result", "source"], registry=registry)
+    sink = errclass.PrometheusSink(counter, labels={
+        Reason.OK: {"result": "success", "source": "on_demand_created"},
+        Reason.CLIENT_GONE: {"result": "error", "source": "client_gone"},
+        Reason.WRITE_FAILED: {"result": "error", "source": "write_failed"},
+        Reason.DEADLINE_EXCEEDED: {"result": "error", "source": "deadline_exceeded"},
+    })
+FAILURES = {
+    "client_gone": lambda: BrokenPipeError(errno.EPIPE, "Broken pipe"),
+    "write_failed": lambda: OSError(errno.EIO, "disk write failed"),
+    "deadline_exceeded": lambda: TimeoutError("stream deadline"),
+}
+
+def producer(name):
+    @errclass.track(sink, name=name, logger=None)
+    def stream(reason):
+        if reason != "ok":
+            raise FAILURES[reason]()
+        return b"chunk"
+    return stream
+
+streams = {name: producer(name) for name in mixes}
+start_http_server(port, addr="127.0.0.1", registry=registry)
+due = {(n, r): 0.0 for n, mix in mixes.items() for r in mix}
+last = time.monotonic()
+while True:
+    time.sleep(0.05)
+    now = time.monotonic()
+    for (name, reason), pending in due.items():
+        pending += mixes[name][reason] * (now - last)
+        while pending >= 1:
+            pending -= 1
+            try:
+                streams[name](reason)
+            except (OSError, TimeoutError):
+                pass
+        due[(name, reason)] = pending
+    last = now
+"""
+
+
+@dataclass
+class Scheme:
+    name: str
+    cfg: monitoring.Config
+    jobs: dict[str, list[str]]  # job -> producers (one process per job)
+    files: dict[str, str]
+
+    @property
+    def agg(self) -> list[str]:
+        return list(self.cfg.aggregation_labels)
+
+    def rules(self) -> dict[str, Any]:
+        return yaml.safe_load(self.files[f"alerts/{self.cfg.name}.rules.yaml"])
+
+    def dashboard(self) -> dict[str, Any]:
+        return json.loads(self.files[f"grafana/{self.cfg.dashboard.uid}.json"])
+
+    def key(self, labels: dict[str, str]) -> str:
+        """Which simulated producer a series belongs to."""
+        return labels.get(self.cfg.producer_label) or labels["job"].removeprefix("asset-")
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def schemes() -> list[Scheme]:
+    import tomllib
+
+    default = monitoring.from_mapping(FAST)
+    seed = monitoring.from_mapping(_merge(tomllib.loads(EXAMPLE.read_text()), FAST))
+    return [
+        Scheme("default", default, {"errclass-e2e": list(MIXES)}, monitoring.render(default)),
+        Scheme(
+            "seed",
+            seed,
+            {"asset-faulty": ["faulty"], "asset-cascade": ["cascade"]},
+            monitoring.render(seed),
+        ),
+    ]
+
+
+# Alerts that must fire, per scheme: (alert suffix, simulated producer, extra labels).
+EXPECTED = {
+    "default": {
+        ("ErrorBudgetBurn", "faulty", ("long", "20s")),
+        ("ErrorBudgetBurn", "faulty", ("long", "40s")),
+        ("DeadlineExceededHigh", "faulty", ()),
+        ("ClientGoneHigh", "cascade", ()),
+    },
+    "seed": {
+        ("ErrorBudgetBurn", "faulty", ("long", "20s")),
+        ("ErrorBudgetBurn", "faulty", ("long", "40s")),
+        ("DeadlineExceededHigh", "faulty", ()),
+        ("ClientGoneHigh", "cascade", ()),
+    },
+}
+
+
+class Prom:
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+
+    def get(self, path: str, **params: Any) -> Any:
+        url = f"{self.base}{path}?{urllib.parse.urlencode(params, doseq=True)}"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = json.load(resp)
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> list[tuple[dict[str, str], float]]:
+        data = self.get("/api/v1/query", query=expr)
+        assert data["resultType"] == "vector", (expr, data)
+        return [(r["metric"], float(r["value"][1])) for r in data["result"]]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return list(self.get("/api/v1/alerts")["alerts"])
+
+
+def alert_keys(
+    scheme: Scheme, alerts: list[dict[str, Any]]
+) -> set[tuple[str, str, tuple[str, ...]]]:
+    prefix = scheme.cfg.alerts.prefix
+    out = set()
+    for a in alerts:
+        labels = a.get("labels", a)
+        name = labels["alertname"]
+        if not name.startswith(prefix):
+            continue
+        extra = ("long", labels["long"]) if "long" in labels else ()
+        who = scheme.key(labels) if any(k in labels for k in scheme.agg) else ""
+        out.add((name.removeprefix(prefix), who, extra))
+    return out
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prom, list[Scheme]]]:
+    prometheus = require_tool("prometheus")
+    tmp = tmp_path_factory.mktemp("e2e")
+    script = tmp / "producer.py"
+    script.write_text(PRODUCER)
+    all_schemes = schemes()
+    scrape = []
+    with ExitStack() as stack:
+        for s in all_schemes:
+            for job, producers in s.jobs.items():
+                port = free_port()
+                mixes = json.dumps({p: MIXES[p] for p in producers})
+                argv = python_argv(str(script), str(port), s.name, mixes)
+                stack.enter_context(running(argv, port, log=tmp / f"{job}.log"))
+                scrape.append(
+                    {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+                )
+        rule_files = []
+        for s in all_schemes:
+            path = tmp / f"{s.name}.rules.yaml"
+            path.write_text(s.files[f"alerts/{s.cfg.name}.rules.yaml"])
+            rule_files.append(str(path))
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": rule_files,
+            "scrape_configs": scrape,
+        }
+        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
+        port = free_port()
+        argv = [
+            prometheus,
+            f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ]
+        stack.enter_context(running(argv, port, log=tmp / "prometheus.log", timeout=30))
+        prom = Prom(port)
+        _wait_for_alerts(prom, all_schemes, tmp)
+        yield prom, all_schemes
+
+
+def _wait_for_alerts(prom: Prom, all_schemes: list[Scheme], tmp: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    missing: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            firing = [a for a in prom.alerts() if a["state"] == "firing"]
+        except OSError:
+            firing = []
+        missing = {s.name: EXPECTED[s.name] - alert_keys(s, firing) for s in all_schemes}
+        if not any(missing.values()):
+            time.sleep(3)  # a few more evaluations, so a wrong alert has a chance to show
+            return
+        time.sleep(1)
+    logs = {p.name: p.read_text()[-2000:] for p in tmp.glob("*.log")}
+    pytest.fail(f"alerts never fired within {timeout}s: {missing}\nlogs: {logs}")
+
+
+@pytest.fixture(params=["default", "seed"])
+def scheme(request: pytest.FixtureRequest, stack: tuple[Prom, list[Scheme]]) -> tuple[Prom, Scheme]:
+    prom, all_schemes = stack
+    return prom, next(s for s in all_schemes if s.name == request.param)
+
+
+def test_expected_alerts_fire_and_no_others(scheme: tuple[Prom, Scheme]) -> None:
+    prom, s = scheme
+    active = alert_keys(s, [a for a in prom.alerts() if a["state"] in ("pending", "firing")])
+    assert active == EXPECTED[s.name]
+    # Nothing else fired at any point of the run (no flapping guard, no startup blip).
+    ever = alert_keys(
+        s, [m for m, _ in prom.query('max_over_time(ALERTS{alertstate="firing"}[5m])')]
+    )
+    assert ever == EXPECTED[s.name]
+
+
+def test_every_recording_rule_has_data(scheme: tuple[Prom, Scheme]) -> None:
+    prom, s = scheme
+    records = [r["record"] for g in s.rules()["groups"] for r in g["rules"] if "record" in r]
+    assert len(records) > 10
+    empty = [r for r in records if not prom.query(r)]
+    assert not empty
+    q = Queries(s.cfg)
+    expected = {"faulty": 9 / 25, "quiet": 0.5, "cascade": 0, "healthy": 0}
+    for labels, value in prom.query(q.rec_error_ratio("20s")):
+        assert value == pytest.approx(expected[s.key(labels)], abs=0.1), (labels, value)
+    legacy = {s.key(m): v for m, v in prom.query(q.rec_legacy_ratio())}
+    assert legacy["cascade"] == pytest.approx(48 / 50, abs=0.05)  # what the old metric showed
+
+
+def _substitute(expr: str) -> str:
+    expr = expr.replace("$__rate_interval", RATE_INTERVAL)
+    return re.sub(r"\$\{?(\w+)\}?", ".*", expr)
+
+
+def test_every_panel_query_returns_the_expected_series(scheme: tuple[Prom, Scheme]) -> None:
+    prom, s = scheme
+    r = s.cfg.reason_label
+    got: dict[str, list[list[tuple[dict[str, str], float]]]] = {}
+    for panel, target in targets(s.dashboard()):
+        result = prom.query(_substitute(target["expr"]))
+        assert result, f"{panel['title']} {target['refId']}: no series for {target['expr']}"
+        assert all(math.isfinite(v) for _, v in result), (panel["title"], result)
+        got.setdefault(panel["title"], []).append(result)
+
+    def per(title: str, i: int = 0) -> dict[str, float]:
+        return {s.key(m): v for m, v in got[title][i]}
+
+    ok_value = s.cfg.reasons["ok"][0]
+    by_reason = {m[r]: v for m, v in got["Outcomes by reason"][0]}
+    assert set(by_reason) == {ok_value, "client_gone", "write_failed", "deadline_exceeded"}
+    assert all(v > 0 for v in by_reason.values())
+    (cg,), (wf,) = got["client_gone vs write_failed"]
+    assert cg[1] > wf[1] > 0
+    err = per("Error ratio (client_gone excluded)")
+    assert err["faulty"] == pytest.approx(9 / 25, abs=0.08)
+    assert err["cascade"] == 0
+    if s.name == "default":
+        assert err["healthy"] == 0
+        assert err["quiet"] == pytest.approx(0.5, abs=0.3)
+    dl = per("Deadline ratio")
+    assert dl["faulty"] == pytest.approx(3 / 25, abs=0.05)
+    assert dl["cascade"] == 0
+    (legacy,), (now,) = got["Legacy-equivalent write_failed"]
+    assert legacy[1] > now[1] > 0  # the old metric counted client_gone as write_failed
+    assert all("instance" in m and r in m for m, _ in got["Outcomes per instance"][0])
+    for series in got["SLO burn rate"]:
+        burn = per("SLO burn rate", got["SLO burn rate"].index(series))
+        assert burn["faulty"] == pytest.approx(3.6, abs=1), burn
+        assert burn["cascade"] == 0
+    budget = per("Error budget remaining")
+    assert budget["faulty"] < 0 < budget["cascade"] == 1
+
+
+def test_dashboard_variables_list_the_scraped_values(scheme: tuple[Prom, Scheme]) -> None:
+    prom, s = scheme
+    values = {}
+    for v in s.dashboard()["templating"]["list"]:
+        if v["type"] != "query":
+            continue
+        m = re.fullmatch(r"label_values\((.*), (\w+)\)", v["query"]["query"])
+        assert m, v
+        values[v["name"]] = set(
+            prom.get(f"/api/v1/label/{m.group(2)}/values", **{"match[]": _substitute(m.group(1))})
+        )
+    assert values["job"] == set(s.jobs)
+    assert len(values["instance"]) == len(s.jobs)
+    if s.cfg.producer_label:
+        assert values["producer"] == set(MIXES)
+
+
+def test_grafana_managed_queries_agree_with_the_prometheus_alerts(
+    scheme: tuple[Prom, Scheme],
+) -> None:
+    """Grafana's alerts query the raw metric (no recording rules): each returns series
+    exactly for the alerts Prometheus fires."""
+    prom, s = scheme
+    grafana = yaml.safe_load(s.files[f"alerts/{s.cfg.name}.grafana.yaml"])
+    holding = []
+    for rule in grafana["groups"][0]["rules"]:
+        (query,) = [d for d in rule["data"] if d["datasourceUid"] != "__expr__"]
+        for labels, value in prom.query(query["model"]["expr"]):
+            assert value > 0  # the threshold expression B fires on > 0
+            holding.append({**labels, **rule["labels"], "alertname": rule["title"]})
+    assert alert_keys(s, holding) == EXPECTED[s.name]
