@@ -14,10 +14,12 @@ import contextvars
 import inspect
 import logging
 import math
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from time import perf_counter
 from typing import Any, Generic, Literal, TypeVar
 
@@ -317,29 +319,43 @@ class _AsyncioFanout:
     async def wait(self) -> list[Any]:
         run = self.run
         self.start_more()
-        cancelled: asyncio.CancelledError | None = None
+        try:
+            await self.drain()
+        except asyncio.CancelledError as cancelled:
+            # Never swallowed, never uncancelled: re-raised once every child ended.
+            run.stop = run.caller_cancelled = True
+            self.cancel_children()
+            with _shielded():
+                await self.drain(on_cancel=self.cancel_children)
+            if run.errors:  # nothing lost: the failures ride along as the cause
+                raise cancelled from run.error()
+            run.not_started()
+            raise
+        finally:
+            if self.timer is not None:
+                self.timer.cancel()
+        return run.outcome()
+
+    async def drain(self, on_cancel: Callable[[], None] | None = None) -> None:
+        """Wait until every child task is done; with *on_cancel*, through cancellations."""
         while self.tasks:
             self.idle = self.loop.create_future()
             try:
                 await self.idle
-            except asyncio.CancelledError as e:
-                # Never uncancel: the caller's cancellation is re-raised below.
-                cancelled = cancelled or e
-                run.stop = run.caller_cancelled = True
-                if not self.detached:
-                    for task in self.tasks:
-                        task.cancel()
-        if self.timer is not None:
-            self.timer.cancel()
-        if cancelled is not None:
-            if run.errors:  # nothing lost: the failures ride along as the cause
-                raise cancelled from run.error()
-            run.not_started()
-            raise cancelled
-        return run.outcome()
+            except asyncio.CancelledError:
+                if on_cancel is None:
+                    raise
+                on_cancel()
+
+    def cancel_children(self) -> None:
+        if not self.detached:
+            for task in self.tasks:
+                task.cancel()
 
     def start_more(self) -> None:
         run = self.run
+        if self.active >= run.limit or run.stop or run.next >= len(run.children):
+            return  # the common case when a child ends: cheap
         end = None if run.timeout is None else self.loop.time() + run.timeout
         while self.active < run.limit and (i := run.take()) is not None:
             task = self.loop.create_task(self.child(i), context=self.context.copy())
@@ -414,6 +430,13 @@ class _AsyncioFanout:
         run.tracker.fail(error, t0, ctx)
         if error is not exc or self.detached or not run.caller_cancelled:
             run.failed(i, error)  # not the caller's cancellation: the child failed
+
+
+def _shielded() -> AbstractContextManager[object]:
+    """An anyio shield when anyio is in use: its cancel scopes re-deliver a
+    cancellation every loop iteration, so waiting out the children would spin."""
+    anyio = sys.modules.get("anyio")
+    return nullcontext() if anyio is None else anyio.CancelScope(shield=True)
 
 
 async def _anyio_fanout(run: _Run[Any], detached: bool) -> list[Any]:

@@ -645,3 +645,55 @@ def test_anyio_path_detected_per_library() -> None:
     anyio.run(main, backend="trio")
     anyio.run(main, backend="asyncio")
     assert seen == ["trio", "asyncio"]
+
+
+@pytest.mark.parametrize("detached", [False, True])
+def test_anyio_scope_cancellation_on_asyncio(sink: list[Event], detached: bool) -> None:
+    import anyio
+
+    finished, cancelled = [], []
+
+    async def child(i: int) -> None:
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            cancelled.append(i)
+            raise
+        finished.append(i)
+
+    async def main() -> None:
+        with anyio.move_on_after(0.05) as scope:
+            await fanout(
+                [partial(child, i) for i in range(3)],
+                timeout=5,
+                limit=2,
+                detached=detached,
+                **quiet(sink),
+            )
+        assert scope.cancelled_caught
+
+    anyio.run(main, backend="asyncio")
+    assert sorted(finished if detached else cancelled) == [0, 1]
+    assert (finished if not detached else cancelled) == []
+
+
+def test_threads_interrupted_caller_waits_for_running_then_reraises(sink: list[Event]) -> None:
+    import _thread
+
+    finished, ran = [], []
+    both_running = threading.Barrier(2)
+
+    def child(i: int) -> int:
+        ran.append(i)
+        if i < 2:
+            both_running.wait(5)
+        if i == 0:
+            _thread.interrupt_main()  # as if Ctrl-C reached the waiting thread
+        time.sleep(0.2)
+        finished.append(i)
+        return i
+
+    with pytest.raises(KeyboardInterrupt):
+        fanout_sync([partial(child, i) for i in range(4)], timeout=5, limit=2, **quiet(sink))
+    assert sorted(finished) == [0, 1] == sorted(ran)  # the running ones ended; none started after
+    assert reasons(sink) == ["ok", "ok"]
