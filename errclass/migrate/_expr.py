@@ -193,9 +193,11 @@ def migrate_expr(
     walk.visit(tree)
     targets = [i for i, s in enumerate(walk.sels) if sel.targets(s.name)]
     for s in walk.sels:
-        if s.name is None and any(lbl == "__name__" for lbl, _, _ in s.matchers):
+        if s.name is None and any(
+            lbl == "__name__" and op == "=~" and sel.may_match(v) for lbl, op, v in s.matchers
+        ):
             result.findings.append(
-                Finding("manual", "selects the metric by a __name__ regex: review by hand")
+                Finding("manual", "selects the metric by a __name__ regex: review by hand", _show(s))
             )
     if not targets:
         return result
@@ -259,7 +261,7 @@ def _edit(
     except _promql.LexError as e:
         fail(f"could not locate selectors ({e})")
         return
-    if [s.name for s in spans] != [s.name for s in walk.sels]:
+    if [s.name for s in spans] != [s.node.name for s in walk.sels]:
         fail("the selectors found in the text do not match the parse tree")
         return
     # a matcher added to a one-matcher selector is separated like the others here

@@ -15,7 +15,7 @@ _TOKEN = re.compile(
     (?P<ws>\s+)
   | (?P<comment>\#[^\n]*)
   | (?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`)
-  | (?P<var>\$\{[^}\s]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\[\[[^\]\s]*\]\]|\{\{[^}]*\}\})
+  | (?P<var>\$\{[^}\s]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\[\[[A-Za-z0-9_:.]+\]\]|\{\{[^}]*\}\})
   | (?P<ident>[A-Za-z_][A-Za-z0-9_:]*)
   | (?P<num>0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?:[a-zA-Z]+\d*)*)
   | (?P<op>=~|!~|!=|==|<=|>=|[=<>+\-*/%^@:,(){}\[\]])
@@ -201,8 +201,9 @@ def selectors(text: str) -> list[SelectorSpan]:
             if tok.text in _GROUPING and nxt is not None and nxt.text == "(":
                 i = _skip_parens(sig, i + 1)
                 continue
-            if tok.text in _KEYWORDS or (nxt is not None and nxt.text == "("):
-                i += 1
+            glued = i > 0 and sig[i - 1].kind == "var" and sig[i - 1].end == tok.start
+            if glued or tok.text in _KEYWORDS or (nxt is not None and nxt.text == "("):
+                i += 1  # a unit after a variable (${__range_s}s), a keyword or a function
                 continue
             if tok.text in _AGGREGATORS and nxt is not None and nxt.text in ("by", "without"):
                 i += 1

@@ -72,7 +72,17 @@ class Selection:
 
     def mentions(self, text: str) -> bool:
         """False only if *text* surely has no selector on a configured metric."""
-        return bool(self.patterns) or any(n in text for n in self.names)
+        return bool(self.patterns) or "__name__" in text or any(n in text for n in self.names)
+
+    def may_match(self, name_regex: str) -> bool:
+        """Could a ``__name__=~`` regex select a configured metric? (True if unsure.)"""
+        if self.patterns:
+            return True
+        try:
+            rx = re.compile(name_regex)
+        except re.error:
+            return True
+        return any(rx.fullmatch(n) for n in self.names)
 
 
 def predicate(op: str, value: str) -> Callable[[str], bool]:

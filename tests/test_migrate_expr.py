@@ -1,0 +1,206 @@
+"""errclass migrate on single PromQL expressions: the matcher rules of both modes, Grafana
+variables, minimal edits, and everything that must be left untouched."""
+
+from __future__ import annotations
+
+import pytest
+
+from errclass.migrate import Selection, migrate_expr
+from errclass.migrate._promql import mask, selectors
+
+M = "stream_outcomes_total"
+PRESERVE = Selection((M,))
+SPLIT = Selection((M,), mode="split")
+BOTH = Selection((M,), split=("client_gone", "deadline_exceeded"))
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (f'{M}{{reason="write_failed"}}', f'{M}{{reason=~"write_failed|client_gone"}}'),
+        (f'{M}{{reason!="write_failed"}}', f'{M}{{reason!~"write_failed|client_gone"}}'),
+        (
+            f'{M}{{reason=~"write_failed|creation_failed"}}',
+            f'{M}{{reason=~"write_failed|creation_failed|client_gone"}}',
+        ),
+        (f'{M}{{reason!~"write_.*"}}', f'{M}{{reason!~"write_.*|client_gone"}}'),
+        # already matching both: nothing to do
+        (f'{M}{{reason=~"write_failed|client_gone"}}', None),
+        (f'{M}{{reason!="ok"}}', None),
+        (f'{M}{{reason="ok"}}', None),
+        (f'{M}{{reason=~".+"}}', None),
+        (f"sum(rate({M}[5m]))", None),
+        # another metric, another label
+        ('other_total{reason="write_failed"}', None),
+        (f'{M}{{cause="write_failed"}}', None),
+        # spacing, quoting and comments are kept
+        (
+            f"{M}{{ reason = 'write_failed' }}  # legacy",
+            f"{M}{{ reason =~ 'write_failed|client_gone' }}  # legacy",
+        ),
+        (f"{M}{{reason=`write_failed`}}", f"{M}{{reason=~`write_failed|client_gone`}}"),
+    ],
+)
+def test_preserve_keeps_what_each_matcher_matched(before: str, after: str | None) -> None:
+    r = migrate_expr(before, PRESERVE)
+    assert r.new_text == (after or before)
+    assert [f.status for f in r.findings] == (["changed"] if after else [])
+
+
+def test_preserve_with_several_split_values() -> None:
+    r = migrate_expr(f'{M}{{reason="write_failed"}}', BOTH)
+    assert r.new_text == f'{M}{{reason=~"write_failed|client_gone|deadline_exceeded"}}'
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        # selectors on the old value already mean real faults after the split
+        (f'{M}{{reason="write_failed"}}', None),
+        # "not ok" counted client_gone as a fault: exclude it
+        (f'{M}{{reason!="ok"}}', f'{M}{{reason!~"ok|client_gone"}}'),
+        (f'{M}{{reason!~"ok|success"}}', f'{M}{{reason!~"ok|success|client_gone"}}'),
+        # a preserve-migrated selector goes back to the real faults
+        (f'{M}{{reason=~"write_failed|client_gone"}}', f'{M}{{reason=~"write_failed"}}'),
+        # a regex that is not a plain list gets an exclusion beside it
+        (
+            f'{M}{{reason=~".+_failed|client_.*"}}',
+            f'{M}{{reason=~".+_failed|client_.*", reason!="client_gone"}}',
+        ),
+        # a plain total outside a ratio is throughput: it keeps every outcome
+        (f"sum(rate({M}[5m]))", None),
+        # asking for client_gone on purpose is left alone
+        (f'{M}{{reason="client_gone"}}', None),
+        # ratios: the split values leave both sides
+        (
+            f'sum(rate({M}{{reason="write_failed"}}[5m])) / sum(rate({M}[5m]))',
+            f'sum(rate({M}{{reason="write_failed"}}[5m])) / '
+            f'sum(rate({M}{{reason!="client_gone"}}[5m]))',
+        ),
+        (
+            f'sum(rate({M}{{result="error"}}[5m])) / sum(rate({M}{{}}[5m]))',
+            f'sum(rate({M}{{result="error", reason!="client_gone"}}[5m])) / '
+            f'sum(rate({M}{{reason!="client_gone"}}[5m]))',
+        ),
+        # a client_gone share on purpose: the ratio is left alone
+        (f'sum(rate({M}{{reason="client_gone"}}[5m])) / sum(rate({M}[5m]))', None),
+    ],
+)
+def test_split_counts_real_faults_only(before: str, after: str | None) -> None:
+    r = migrate_expr(before, SPLIT)
+    assert r.new_text == (after or before)
+
+
+def test_split_lists_alerts_tuned_on_the_old_volume() -> None:
+    alert = f'sum(rate({M}{{reason="write_failed"}}[5m])) > 0.5'
+    found = migrate_expr(alert, SPLIT, alert=True).findings
+    assert [f.status for f in found] == ["retune"]
+    # a recording rule or a dashboard query has no threshold to re-tune
+    assert migrate_expr(alert, SPLIT).findings == []
+    # a throughput alert does not change with the split
+    assert migrate_expr(f"sum(rate({M}[5m])) > 100", SPLIT, alert=True).findings == []
+    # once re-tuned and marked, it is quiet
+    assert migrate_expr(alert + "  # errclass: retuned", SPLIT, alert=True).findings == []
+    # preserve mode keeps the numbers, so thresholds stay valid
+    assert [f.status for f in migrate_expr(alert, PRESERVE, alert=True).findings] == ["changed"]
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        f'{M}{{reason="client_gone"}}',  # pre-split this matched nothing
+        f'{M}{{reason=~"client_.*"}}',
+        f'{M}{{reason=~"$reason"}}',  # depends on a dashboard variable
+        f'{M}{{reason="${{reason}}"}}',
+        f'{M}{{reason=~"\\\\pL+"}}',  # RE2 syntax Python cannot evaluate
+    ],
+)
+def test_undecidable_selectors_are_reported_not_guessed(expr: str) -> None:
+    r = migrate_expr(expr, PRESERVE)
+    assert r.new_text == expr
+    assert [f.status for f in r.findings] == ["manual"]
+
+
+def test_metric_selected_by_name_regex_is_reported() -> None:
+    expr = '{__name__=~"stream_.*", reason="write_failed"}'
+    r = migrate_expr(expr, PRESERVE)
+    assert r.new_text == expr
+    assert [f.status for f in r.findings] == ["manual"]
+
+
+def test_name_matcher_and_metric_patterns_are_targets() -> None:
+    expr = f'{{__name__="{M}", reason="write_failed"}}'
+    assert (
+        migrate_expr(expr, PRESERVE).new_text
+        == f'{{__name__="{M}", reason=~"write_failed|client_gone"}}'
+    )
+    several = Selection(("a_total", "b_total"))
+    both = " + ".join(f'{m}{{reason="write_failed"}}' for m in ("a_total", "b_total", "c_total"))
+    assert migrate_expr(both, several).new_text.count("client_gone") == 2
+    pattern = Selection((r"stream_.*_total",))
+    assert "client_gone" in migrate_expr(f'{M}{{reason="write_failed"}}', pattern).new_text
+    assert migrate_expr('other{reason="write_failed"}', pattern).findings == []
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        f'sum by (instance,) (rate({M}{{reason="write_failed", job=~"$job"}}[$grouping_interval]))',
+        f'rate({M}{{reason="write_failed"}}[${{__range_s}}s] offset $shift)',
+        f'max_over_time(rate({M}{{reason="write_failed"}}[5m])[$__range:$__interval]) > $threshold',
+        f'sum(rate({M}{{reason="write_failed"}}[{{{{.window}}}}]))'
+        f" / sum(rate({M}[{{{{.window}}}}]))",
+        f'rate({M}{{reason="write_failed", instance=~"[[instance]]"}}[[[interval]]])',
+        f'sum(rate({M}{{reason="write_failed"}}[5m])) by (job) # why: legacy "alert"\n  > 0',
+    ],
+)
+def test_template_variables_and_comments_survive(expr: str) -> None:
+    r = migrate_expr(expr, PRESERVE)
+    assert r.new_text == expr.replace('reason="write_failed"', 'reason=~"write_failed|client_gone"')
+    assert [f.status for f in r.findings] == ["changed"]
+
+
+def test_masking_is_deterministic_and_only_outside_strings() -> None:
+    text = 'rate(m{job=~"$job"}[$__rate_interval]) offset ${shift} > $threshold'
+    assert mask(text) == 'rate(m{job=~"$job"}[5m]) offset 5m > 1'
+    assert mask(text) == mask(text)
+    assert mask("rate(m[${__range_s}s])") == "rate(m[5s])"
+
+
+def test_edits_are_minimal() -> None:
+    text = f'sum(rate({M}{{reason="write_failed"}}[5m]))'
+    r = migrate_expr(text, PRESERVE)
+    # the operator and one inserted alternative: nothing else is rewritten
+    assert sorted((text[a:b], new) for a, b, new in r.edits) == [("", "|client_gone"), ("=", "=~")]
+
+
+def test_unparseable_expressions_are_reported_and_untouched() -> None:
+    bad = f'sum(rate({M}{{reason="write_failed"}}[5m])'
+    r = migrate_expr(bad, PRESERVE)
+    assert r.new_text == bad
+    assert [f.status for f in r.findings] == ["skipped"]
+    # an expression that cannot hold the metric is only informational
+    assert [f.status for f in migrate_expr("sum(", PRESERVE).findings] == ["unparsed"]
+
+
+def test_lexer_finds_selectors_in_textual_order_with_positions() -> None:
+    text = 'sum by (job) (a{x="1", y=~"2",}) / on (job) group_left b offset 5m + {__name__="c"}'
+    found = selectors(text)
+    assert [s.name for s in found] == ["a", "b", None]
+    a = found[0]
+    assert [text[m.start : m.end] for m in a.matchers] == ['x="1"', 'y=~"2"']
+    assert a.trailing_comma
+    assert a.separator == ", "
+
+
+def test_selection_rejects_bad_configuration() -> None:
+    with pytest.raises(ValueError, match="metric"):
+        Selection(())
+    with pytest.raises(ValueError, match="mode"):
+        Selection((M,), mode="rewrite")
+    with pytest.raises(ValueError, match="both"):
+        Selection((M,), split=("write_failed",))
+    with pytest.raises(ValueError, match="label"):
+        Selection((M,), label="bad-label")
+    with pytest.raises(ValueError, match="regex"):
+        Selection(("stream_(",))

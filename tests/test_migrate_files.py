@@ -1,0 +1,255 @@
+"""errclass migrate/check on whole files: every format, both modes, byte-exact outputs,
+real dashboards untouched, errors, and atomic writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from errclass._cli import main
+from errclass.migrate import Selection, WriteError, plan_paths, write_all
+from errclass.migrate._documents import load
+from errclass.migrate._expr import _parse, apply_edits
+from errclass.migrate._formats import extract
+from tests.support import shared_fixture
+
+FIXTURES = Path(__file__).parent / "fixtures" / "migrate"
+M = "stream_outcomes_total"
+SEED = "teranode_asset_repository_subtree_data_created_total"
+STREAM_FILES = [
+    "dashboard-classic.json",
+    "dashboard-v2.json",
+    "dashboard-v2.yaml",
+    "rules.yaml",
+    "prometheusrule.yaml",
+    "mimir.yaml",
+    "grafana-alerting.yaml",
+    "sloth.yaml",
+]
+
+
+# Files with nothing to rewrite in a mode (split mode keeps reason="write_failed").
+UNCHANGED = {
+    ("preserve", "sloth.yaml"),
+    ("split", "dashboard-v2.yaml"),
+    ("split", "grafana-alerting.yaml"),
+    ("split", "mimir.yaml"),
+}
+
+
+def _selection(name: str, mode: str) -> Selection:
+    if name.startswith("seed"):
+        return Selection((SEED,), label="source", mode=mode)
+    return Selection((M,), mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["preserve", "split"])
+@pytest.mark.parametrize("name", [*STREAM_FILES, "seed-rules.yaml"])
+def test_every_format_migrates_to_the_expected_bytes(name: str, mode: str) -> None:
+    sel = _selection(name, mode)
+    [result] = plan_paths([FIXTURES / name], sel)
+    assert not result.error
+    expected = (FIXTURES / "expected" / mode / name).read_text()
+    assert result.new_text == expected
+    assert (result.new_text == result.text) == ((mode, name) in UNCHANGED)
+    statuses = {f.status for _, r in result.sites for f in r.findings}
+    assert statuses <= {"changed", "retune"}, statuses
+    # migrating the output again changes nothing: the edit is a fixed point
+    again = plan_paths([FIXTURES / "expected" / mode / name], sel)[0]
+    assert again.new_text == again.text
+
+
+def _outside_sites(text: str, kind: str) -> str:
+    sites = extract(load(text, kind)).sites
+    parts, pos = [], 0
+    for site in sorted(sites, key=lambda s: s.start):
+        parts.append(text[pos : site.start])
+        pos = site.end
+    return "\x00".join([*parts, text[pos:]])
+
+
+def test_nothing_outside_the_expressions_changes() -> None:
+    """Key order, escapes, comments, quoting, block scalar headers, indentation: every
+    byte outside the expression strings is the original's."""
+    for mode in ("preserve", "split"):
+        for name in STREAM_FILES:
+            [r] = plan_paths([FIXTURES / name], _selection(name, mode))
+            kind = "json" if name.endswith(".json") else "yaml"
+            assert _outside_sites(r.new_text, kind) == _outside_sites(r.text, kind)
+            for _, er in r.sites:
+                if er.changed:  # and inside, only the edited spans of the expression
+                    assert er.new_text == apply_edits(er.text, er.edits)
+
+
+def test_locations_name_panels_rows_variables_and_rules() -> None:
+    [r] = plan_paths([FIXTURES / "dashboard-classic.json"], Selection((M,), mode="split"))
+    where = {site.location for site, er in r.sites if er.changed}
+    assert where == {
+        'panel "Error ratio" query A',
+        'panel "Error ratio" query B',
+        'row "Details" / panel "Outcomes other than write_failed" query A',
+    }
+    # the Loki target is not PromQL and is never read
+    assert all("logs" not in site.location for site, _ in r.sites)
+    [r] = plan_paths([FIXTURES / "prometheusrule.yaml"], Selection((M,)))
+    assert r.notes == ["document 3: not a dashboard or rule file: skipped"]
+    assert r.sites[0][0].location == (
+        'document 1: PrometheusRule "streaming-alerts" group "streaming.alerts" '
+        'alert "StreamWriteFailuresHigh"'
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["teranode-overview-dashboard.json", "teranode-batch-index-dashboard.json"]
+)
+@pytest.mark.parametrize("mode", ["preserve", "split"])
+def test_real_dashboards_come_out_byte_identical_with_every_expression_parsed(
+    name: str, mode: str
+) -> None:
+    path = shared_fixture("teranode", name)
+    [r] = plan_paths([path], Selection((SEED,), label="source", mode=mode))
+    assert not r.error and r.formats == ["grafana dashboard"]
+    assert r.new_text == path.read_text() == r.text
+    dashboard = json.loads(r.text)
+    targets = [
+        t
+        for p in dashboard["panels"]
+        for q in [p, *p.get("panels", [])]
+        for t in q.get("targets", [])
+        if "expr" in t
+    ]
+    assert len(r.sites) >= len(targets) > 0
+    for site, er in r.sites:
+        assert er.findings == [], (site.location, er.findings)
+        _parse(site.expr or "")  # raises if any expression was not read
+
+
+def test_real_dashboard_with_a_metric_it_uses_gets_real_edits() -> None:
+    """Point migrate at a label the overview dashboard really filters on: edits land
+    inside its ${var}/[$grouping_interval] expressions and nothing else moves."""
+    path = shared_fixture("teranode", "teranode-overview-dashboard.json")
+    text = path.read_text()
+    [r] = plan_paths([path], Selection((".*",), label="job", old="blaster", split=("blaster2",)))
+    assert not r.error
+    changed = [s for s, er in r.sites if er.changed]
+    skipped = [f for _, er in r.sites for f in er.findings if f.status == "skipped"]
+    assert not skipped
+    if changed:
+        assert json.loads(r.new_text).keys() == json.loads(text).keys()
+
+
+def test_invalid_files_are_errors_with_positions_and_nothing_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "rules.yaml"
+    shutil.copy(FIXTURES / "rules.yaml", good)
+    (tmp_path / "broken.json").write_text('{"panels": [\n  {"targets": [}\n]}\n')
+    (tmp_path / "broken.yaml").write_text("groups:\n  - name: x\n   rules: [\n")
+    before = good.read_bytes()
+    code = main(["migrate", str(tmp_path), "--metric", M, "--write"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "broken.json: invalid JSON at line 2 column" in err
+    assert "broken.yaml: invalid YAML at line" in err
+    assert "nothing written" in err
+    assert good.read_bytes() == before
+
+
+def test_dry_run_then_write_then_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in STREAM_FILES:
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    (tmp_path / "notes.txt").write_text("reason=write_failed\n")
+    snapshot = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    assert main(["migrate", str(tmp_path), "--metric", M]) == 1
+    out = capsys.readouterr().out
+    assert f"--- a/{tmp_path}/rules.yaml" in out
+    new = 'expr: sum by (job) (rate(stream_outcomes_total{reason=~"write_failed|client_gone"}[5m]))'
+    assert f"+        {new}" in out
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == snapshot  # dry run
+
+    assert main(["migrate", str(tmp_path), "--metric", M, "--write", "--backup"]) == 1
+    assert "wrote 7 file(s)" in capsys.readouterr().out
+    for name in STREAM_FILES:
+        assert (tmp_path / name).read_text() == (
+            FIXTURES / "expected" / "preserve" / name
+        ).read_text()
+    assert (tmp_path / "rules.yaml.bak").read_bytes() == snapshot["rules.yaml"]
+    assert not list(tmp_path.glob(".*errclass-tmp"))
+
+    assert main(["migrate", str(tmp_path), "--metric", M]) == 0
+    # a second --backup would overwrite the first backups: refused, nothing written
+    (tmp_path / "rules.yaml").write_bytes(snapshot["rules.yaml"])
+    assert main(["migrate", str(tmp_path), "--metric", M, "--write", "--backup"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (tmp_path / "rules.yaml").read_bytes() == snapshot["rules.yaml"]
+
+
+def test_write_is_all_or_none(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    shutil.copy(FIXTURES / "rules.yaml", a)
+    shutil.copy(FIXTURES / "mimir.yaml", b)
+    results = plan_paths([a, b], Selection((M,)))
+    assert all(r.changed for r in results)
+    b.write_text(b.read_text() + "# edited meanwhile\n")
+    with pytest.raises(WriteError, match="changed since it was read"):
+        write_all(results)
+    assert a.read_bytes() == (FIXTURES / "rules.yaml").read_bytes()
+
+
+def test_crlf_and_unicode_are_kept(tmp_path: Path) -> None:
+    text = (FIXTURES / "rules.yaml").read_text().replace("Streams are", "Flüsse sind")
+    path = tmp_path / "crlf.yaml"
+    path.write_bytes(text.replace("\n", "\r\n").encode())
+    [r] = plan_paths([path], Selection((M,)))
+    want = (FIXTURES / "expected" / "preserve" / "rules.yaml").read_text()
+    want = want.replace("Streams are", "Flüsse sind").replace("\n", "\r\n")
+    assert r.new_text == want
+
+
+def test_unrecognised_files_are_reported_and_untouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "package.json").write_text('{"name": "x", "expr": "m{reason=\\"write_failed\\"}"}')
+    (tmp_path / "values.yaml").write_text("replicas: 2\n")
+    (tmp_path / "README.md").write_text("m{reason='write_failed'}\n")
+    assert main(["migrate", str(tmp_path), str(tmp_path / "README.md"), "--metric", M]) == 0
+    out = capsys.readouterr().out
+    assert out.count("ignored: not a dashboard or rule file: skipped") == 2
+    assert "ignored: not a .json, .yaml or .yml file: skipped" in out
+
+
+def test_check_finds_what_the_split_changes(capsys: pytest.CaptureFixture[str]) -> None:
+    rules = str(FIXTURES / "rules.yaml")
+    assert main(["check", rules, "--metric", M]) == 1
+    out = capsys.readouterr().out
+    assert 'alert "StreamErrorRatioHigh"' in out
+    assert "ratio whose denominator still counts client_gone" in out
+    assert "re-tune it" in out
+    assert "counts client_gone as a fault after the split" in out
+    # after the split migration the dashboards are clean; alerts still wait for re-tuning
+    split = FIXTURES / "expected" / "split"
+    assert main(["check", str(split / "dashboard-classic.json"), "--metric", M]) == 0
+    capsys.readouterr()
+    assert main(["check", str(split / "rules.yaml"), "--metric", M]) == 1
+    assert "changed" not in capsys.readouterr().out
+    # preserve mode: selectors on the old value, and nothing after migrating
+    assert main(["check", rules, "--metric", M, "--mode", "preserve"]) == 1
+    assert "loses client_gone after the split" in capsys.readouterr().out
+    preserved = str(FIXTURES / "expected" / "preserve" / "rules.yaml")
+    assert main(["check", preserved, "--metric", M, "--mode", "preserve"]) == 0
+
+
+def test_check_is_quiet_on_unrelated_real_dashboards(capsys: pytest.CaptureFixture[str]) -> None:
+    path = shared_fixture("teranode")
+    assert main(["check", str(path), "--metric", SEED, "--label", "source"]) == 0
+    assert "2 file(s)" in capsys.readouterr().out
+
+
+def test_bad_selection_flags_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    rules = str(FIXTURES / "rules.yaml")
+    assert main(["migrate", rules, "--metric", M, "--split", "write_failed"]) == 2
+    assert "both the old value and a split value" in capsys.readouterr().err
