@@ -1,0 +1,104 @@
+"""aiohttp server middleware: one outcome per request, with what the connection saw.
+
+When the client leaves, ``await resp.write()`` raises
+``aiohttp.ClientConnectionResetError`` ("Cannot write to closing transport")
+with the default ``handler_cancellation=False``; with
+``handler_cancellation=True`` the handler is cancelled at its next ``await``.
+Both are ``client_gone``. A cancellation while the connection is still open
+comes from the server itself (``shutdown_timeout`` at shutdown): recorded as
+*shutdown* (default ``deadline_exceeded``), never as ``client_gone``. A handler
+that swallowed the write error and returned is still ``client_gone`` when the
+connection was lost before it returned. ``errclass.track()``/``stream()``
+producers inside the handler see the same signal.
+
+::
+
+    from errclass.integrations.aiohttp import middleware
+
+    app = web.Application(middlewares=[middleware()])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from time import perf_counter
+from typing import Any
+
+from aiohttp import web
+
+from .. import _otel, _signals
+from .._outcome import Outcome, Reason
+from .._policy import Policy
+from .._record import Tracker
+from .._scope import _DEFAULT_LOGGER, track
+
+__all__ = ["middleware"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_MAX_NAMES = 1000
+_OVERFLOW_NAME = "errclass.aiohttp.other"
+
+
+def middleware(
+    *sinks: object,
+    name: str | None = None,
+    policy: Policy | None = None,
+    logger: logging.Logger | str | None = _DEFAULT_LOGGER,
+    shutdown: Reason | str = Reason.DEADLINE_EXCEEDED,
+) -> Any:
+    """An aiohttp middleware recording one outcome per request.
+
+    *sinks*, *policy* and *logger* are those of ``errclass.track()``. The
+    producer name is *name*, else the handler's ``module.qualname``.
+    """
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name= must be a string, got {name!r}")
+    try:
+        shutdown_outcome = Outcome(Reason(shutdown), "asyncio.CancelledError", "server_cancelled")
+    except ValueError:
+        allowed = ", ".join(repr(r.value) for r in Reason)
+        raise ValueError(f"shutdown= must be one of {allowed}, got {shutdown!r}") from None
+    scope = track(*sinks, policy=policy, name=name, logger=logger)
+    trackers: dict[str, Tracker] = {}
+
+    def tracker_for(handler: Any) -> Tracker:
+        key = name or _qualname(handler)
+        tracker = trackers.get(key)
+        if tracker is None:
+            if len(trackers) >= _MAX_NAMES:
+                key = _OVERFLOW_NAME
+            tracker = trackers.get(key) or trackers.setdefault(key, scope.tracker(key))
+        return tracker
+
+    @web.middleware
+    async def errclass_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        tracker = tracker_for(getattr(request.match_info, "handler", handler))
+        t0 = perf_counter() if tracker.timed else 0.0
+        ctx = _otel.capture() if tracker.traced else None
+        transport = _signals.Transport(probe=lambda: request.transport is None)
+        try:
+            with _signals.serving(transport):
+                response = await handler(request)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError) and not transport.client_gone():
+                tracker.record(shutdown_outcome, exc, t0, ctx)
+            else:
+                tracker.fail(exc, t0, ctx)
+            raise
+        if transport.client_gone():
+            # The connection was lost before the handler returned (it swallowed
+            # the failed write, or its plain response can no longer be sent).
+            tracker.record(_signals.TRANSPORT_GONE, _signals.ClientDisconnected(), t0, ctx)
+        else:
+            tracker.ok(t0, ctx)
+        return response
+
+    return errclass_middleware
+
+
+def _qualname(handler: Any) -> str:
+    target = handler if hasattr(handler, "__qualname__") else type(handler)
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"

@@ -1,0 +1,371 @@
+"""ASGI middleware: one outcome per HTTP response, from what the server itself saw.
+
+uvicorn, hypercorn and granian make ``send()`` a silent no-op once the client
+has left, so a producer that never awaits completes "successfully" into a
+closed socket, and Starlette only cancels one that does await. The reliable
+signal is ``{"type": "http.disconnect"}`` arriving from ``receive`` before the
+response completed. This middleware listens for it (also when the application
+itself never calls ``receive``) and:
+
+* records one outcome per HTTP request under its own producer name (unless
+  ``record=False``): ``client_gone`` when the server reported the client gone
+  before the last body message, even if the application returned normally;
+  otherwise the classification of what the application raised, or ``ok``;
+* publishes the disconnect to ``errclass.track()``/``errclass.stream()``
+  producers running for the request, so that one that completes after its
+  client left records ``client_gone`` as well;
+* closes the producers registered with :func:`stream` (or :func:`adopt`) when
+  the request ends, so their outcome is recorded during the request and not
+  when the garbage collector finds a generator parked at ``yield``.
+
+A cancellation that reaches the middleware without any ``http.disconnect`` was
+made by the server itself: uvicorn's ``--timeout-graceful-shutdown`` and
+hypercorn's ``graceful_timeout`` cancel the requests still running at
+shutdown. That is recorded as ``shutdown`` (default ``deadline_exceeded``:
+the server's grace period ran out), never as ``client_gone``.
+
+Works with Starlette, FastAPI, sse-starlette and any ASGI 3 application, on
+asyncio servers (on trio, only the application's own ``receive`` calls are
+observed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, MutableMapping
+from time import perf_counter
+from typing import Any, TypeVar
+
+from .. import _otel, _signals
+from .._outcome import Outcome, Reason
+from .._policy import Policy
+from .._record import Tracker
+from .._scope import _DEFAULT_LOGGER, track
+from .._scope import stream as _stream
+
+__all__ = ["ErrclassMiddleware", "adopt", "stream"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+T = TypeVar("T")
+
+log = logging.getLogger("errclass")
+
+_MAX_NAMES = 1000  # producer names are endpoints: a closed set, but never unbounded
+_OVERFLOW_NAME = "errclass.asgi.other"
+_SETTLE_STEPS = 4  # loop iterations a server needs to turn a reset into http.disconnect
+_background: set[asyncio.Task[Any]] = set()  # listener tasks being cancelled
+
+
+class ErrclassMiddleware:
+    """Wrap an ASGI application: ``app = ErrclassMiddleware(app)``, or
+    ``app.add_middleware(ErrclassMiddleware)`` in Starlette/FastAPI.
+
+    *sinks*, *policy* and *logger* are those of ``errclass.track()``. The
+    producer name is *name*, else the matched endpoint (``module.qualname``, as
+    ``track()`` names a function; Starlette and FastAPI put it in the scope),
+    else the wrapped application. ``record=False`` only publishes disconnects and
+    closes adopted producers, for apps whose producers are already wrapped with
+    ``errclass.track()``/``errclass.stream()`` (recording in both places would
+    count each request under two producer names). *shutdown* is the reason for
+    a request the server itself cancelled.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *sinks: object,
+        name: str | None = None,
+        policy: Policy | None = None,
+        logger: logging.Logger | str | None = _DEFAULT_LOGGER,
+        record: bool = True,
+        shutdown: Reason | str = Reason.DEADLINE_EXCEEDED,
+    ) -> None:
+        if not callable(app):
+            raise TypeError(f"ErrclassMiddleware wraps an ASGI application, got {app!r}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name= must be a string, got {name!r}")
+        if not isinstance(record, bool):
+            raise TypeError(f"record= must be True or False, got {record!r}")
+        try:
+            shutdown = Reason(shutdown)
+        except ValueError:
+            allowed = ", ".join(repr(r.value) for r in Reason)
+            raise ValueError(f"shutdown= must be one of {allowed}, got {shutdown!r}") from None
+        self.app = app
+        self._scope = track(*sinks, policy=policy, name=name, logger=logger) if record else None
+        self._name = name
+        self._shutdown = Outcome(shutdown, "asyncio.CancelledError", "server_cancelled")
+        self._trackers: dict[str, Tracker] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        exchange = _Exchange(receive, send)
+        t0 = perf_counter()
+        ctx = _otel.capture()
+        try:
+            with _signals.serving(exchange.transport):
+                await self.app(scope, exchange.receive, exchange.send)
+        except BaseException as exc:
+            await exchange.finish()
+            self._record(scope, exchange, exc, t0, ctx)
+            raise
+        await exchange.finish()
+        self._record(scope, exchange, None, t0, ctx)
+
+    def _record(
+        self, scope: Scope, ex: _Exchange, exc: BaseException | None, t0: float, ctx: Any
+    ) -> None:
+        if self._scope is None:
+            return
+        tracker = self._tracker(scope)
+        t0 = t0 if tracker.timed else 0.0
+        ctx = ctx if tracker.traced else None
+        if ex.transport.gone:
+            # The server said the client left before the response completed: whatever
+            # the app did afterwards (returned, was cancelled, failed to write) is that.
+            if exc is None or _cancellation(exc):
+                tracker.record(
+                    _signals.TRANSPORT_GONE, exc or _signals.ClientDisconnected(), t0, ctx
+                )
+            else:
+                tracker.fail(exc, t0, ctx)
+        elif exc is None:
+            tracker.ok(t0, ctx)
+        elif _cancellation(exc) and not ex.transport.gone:
+            tracker.record(self._shutdown, exc, t0, ctx)
+        else:
+            tracker.fail(exc, t0, ctx)
+
+    def _tracker(self, scope: Scope) -> Tracker:
+        name = self._name or _endpoint_name(scope) or _qualname(self.app)
+        tracker = self._trackers.get(name)
+        if tracker is None:
+            if len(self._trackers) >= _MAX_NAMES:
+                name = _OVERFLOW_NAME
+                tracker = self._trackers.get(name)
+            if tracker is None:
+                assert self._scope is not None
+                tracker = self._trackers[name] = self._scope.tracker(name)
+        return tracker
+
+
+class _Exchange:
+    """One request's ``receive``/``send`` as the application sees them.
+
+    Before the response starts, ``receive`` is passed straight through (and
+    watched). Once it has started and nobody is waiting in ``receive``, a
+    listener task reads from the server on the application's behalf and hands
+    it every message in order: at most one request-body chunk ahead, so flow
+    control is unchanged, but always the ``http.disconnect`` that follows.
+    """
+
+    __slots__ = (
+        "_arrived",
+        "_closing",
+        "_direct",
+        "_held",
+        "_listener",
+        "_receive",
+        "_send",
+        "_taken",
+        "_trailers",
+        "complete",
+        "transport",
+    )
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive, self._send = receive, send
+        self._closing = _transport_closing(receive)
+        self.transport = _signals.Transport(probe=self._probe)
+        self.complete = False
+        self._trailers = False
+        self._direct = 0  # application calls of receive() in flight
+        self._listener: asyncio.Task[None] | None = None
+        self._held: deque[Message | BaseException] = deque()
+        self._arrived: asyncio.Event | None = None
+        self._taken: asyncio.Event | None = None
+
+    async def receive(self) -> Message:
+        if self._listener is None or (self._listener.done() and not self._held):
+            self._direct += 1
+            try:
+                message = await self._receive()
+            finally:
+                self._direct -= 1
+            self._observe(message)
+            return message
+        assert self._arrived is not None
+        assert self._taken is not None
+        while not self._held:
+            self._arrived.clear()
+            await self._arrived.wait()
+        item = self._held.popleft()
+        self._taken.set()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self._trailers = bool(message.get("trailers", False))
+            self._listen()
+        elif _final(kind, message, self._trailers):
+            await self._settle()
+            self.complete = True
+        await self._send(message)
+
+    async def _settle(self) -> None:
+        """Before the last message: has the connection already broken under us?
+
+        A producer that never yields runs to completion before the server
+        processes a reset (uvicorn and hypercorn drop writes to a closed
+        transport silently). uvicorn's transport tells at once; elsewhere, let
+        the loop run the server's pending callbacks so that its
+        ``http.disconnect`` reaches us first.
+        """
+        if self.transport.gone:
+            return
+        if self._closing is not None:
+            self.transport.gone = self._closing()
+        elif self._listener is not None or self._direct:
+            for _ in range(_SETTLE_STEPS):
+                await asyncio.sleep(0)
+                if self.transport.gone:
+                    return
+
+    def _probe(self) -> bool:
+        return not self.complete and self._closing is not None and self._closing()
+
+    def _observe(self, message: Message) -> None:
+        # After the response completed, servers answer receive() with
+        # http.disconnect whether or not the client is still there.
+        if message["type"] == "http.disconnect" and not self.complete:
+            self.transport.gone = True
+
+    def _listen(self) -> None:
+        if self._listener is not None or self._direct or self.transport.gone:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio): observe the app's own receive calls only
+            return
+        self._arrived, self._taken = asyncio.Event(), asyncio.Event()
+        self._listener = loop.create_task(self._listen_loop())
+
+    async def _listen_loop(self) -> None:
+        assert self._arrived is not None
+        assert self._taken is not None
+        while True:
+            try:
+                message = await self._receive()
+            except Exception as e:  # the application gets it from its receive()
+                self._held.append(e)
+                self._arrived.set()
+                return
+            self._observe(message)
+            self._held.append(message)
+            self._arrived.set()
+            if message["type"] == "http.disconnect":
+                return
+            if message.get("more_body", False):  # one body chunk ahead, no more
+                self._taken.clear()
+                await self._taken.wait()
+
+    async def finish(self) -> None:
+        """Stop listening and close the producers adopted during the request."""
+        listener, self._listener = self._listener, None
+        if listener is not None and not listener.done():
+            listener.cancel()
+            _background.add(listener)
+            listener.add_done_callback(_background.discard)
+        closers, self.transport.closers = self.transport.closers, []
+        for producer in closers:
+            await _close(producer)
+
+
+async def _close(producer: object) -> None:
+    try:
+        aclose = getattr(producer, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        else:
+            close = getattr(producer, "close", None)
+            if close is not None:
+                close()
+    except Exception:
+        # Without errclass this would surface (or not) in the garbage collector.
+        log.warning("closing a producer at the end of its request raised", exc_info=True)
+
+
+def _final(kind: str, message: Message, trailers: bool) -> bool:
+    """Whether *message* is the last one of the response."""
+    if kind in ("http.response.body", "http.response.zerocopysend"):
+        return not trailers and not message.get("more_body", False)
+    if kind == "http.response.trailers":
+        return not message.get("more_trailers", False)
+    return kind == "http.response.pathsend"
+
+
+def _transport_closing(receive: Receive) -> Callable[[], bool] | None:
+    """uvicorn's ``receive`` is a method of its request cycle, which holds the
+    connection's transport: ``is_closing()`` is True as soon as a write failed."""
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    closing = getattr(transport, "is_closing", None)
+    return closing if callable(closing) else None
+
+
+def _cancellation(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_cancellation(e) for e in exc.exceptions)
+    return isinstance(exc, asyncio.CancelledError) or type(exc).__name__ == "Cancelled"
+
+
+def _endpoint_name(scope: Scope) -> str | None:
+    endpoint = scope.get("endpoint")
+    return None if endpoint is None else _qualname(endpoint)
+
+
+def _qualname(obj: object) -> str:
+    target = obj if hasattr(obj, "__qualname__") else type(obj)
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
+
+
+def adopt(producer: T) -> T:
+    """Have the middleware close *producer* (``aclose()``/``close()``) when the
+    current request ends, if it is still open then. Returns *producer*.
+
+    Starlette leaves a body iterator that was parked at ``yield`` when the
+    client left to the garbage collector; adopted, it is closed (and an
+    errclass-wrapped one recorded) before the request is over. Outside a
+    request served by the middleware this does nothing.
+    """
+    transport = _signals.current()
+    if transport is not None:
+        transport.closers.append(producer)
+    return producer
+
+
+def stream(
+    iterable: AsyncIterable[T] | Iterable[T],
+    *sinks: object,
+    policy: Policy | None = None,
+    name: str | None = None,
+    logger: logging.Logger | str | None = _DEFAULT_LOGGER,
+) -> Any:
+    """``errclass.stream()`` for a response body, closed by the middleware when
+    the request ends (see :func:`adopt`)::
+
+        return StreamingResponse(asgi.stream(chunks(), name="download"))
+    """
+    if name is None:
+        name = _qualname(iterable) if not hasattr(iterable, "__aiter__") else None
+    return adopt(_stream(iterable, *sinks, policy=policy, name=name, logger=logger))
