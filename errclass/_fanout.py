@@ -201,12 +201,15 @@ def _setup(
             + (" (a task or future is already running: pass the coroutine function)"
                if isinstance(bad[0], asyncio.Future) else "")
         )  # fmt: skip
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise TypeError(
-            f"fanout timeout= must be a positive number of seconds per child, got {timeout!r}; "
-            "each child needs its own bound, so a stuck peer cannot hold the call forever "
-            "(math.inf opts out explicitly)"
-        )
+    bound = (
+        f"fanout timeout= must be a positive number of seconds per child, got {timeout!r}; "
+        "each child needs its own bound, so a stuck peer cannot hold the call forever "
+        "(math.inf opts out explicitly)"
+    )
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(bound)
+    if not timeout > 0:  # also NaN
+        raise ValueError(bound)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"fanout limit= must be a positive integer, got {limit!r}")
     if after_failure not in ("skip", "start"):
@@ -566,7 +569,8 @@ class _ThreadFanout:
                     self.timed_out(i)
                 self.start_more()
                 if self.running:
-                    self.cond.wait(min(end for end, _, _ in self.running.values()) - now)
+                    first = min(end for end, _, _ in self.running.values())
+                    self.cond.wait(None if math.isinf(first) else first - now)
 
     def start_more(self) -> None:
         run = self.run
@@ -575,7 +579,13 @@ class _ThreadFanout:
             self.running[i] = (time.monotonic() + self.bound, t0, ctx)
             name = f"errclass-fanout-{run.tracker.producer}-{i}"
             target = contextvars.copy_context().run
-            threading.Thread(target=target, args=(self.child, i), name=name, daemon=True).start()
+            thread = threading.Thread(target=target, args=(self.child, i), name=name, daemon=True)
+            try:
+                thread.start()  # the child cannot settle before we release the lock
+            except RuntimeError:  # "can't start new thread": it never ran
+                del self.running[i]
+                run.unstarted.add(i)
+                raise
 
     def child(self, i: int) -> None:
         error: BaseException | None = None

@@ -228,7 +228,10 @@ async def test_timeout_counts_from_each_childs_start(sink: list[Event]) -> None:
     [
         ({}, TypeError, "missing 1 required keyword-only argument: 'timeout'"),
         ({"timeout": None}, TypeError, "positive number of seconds per child"),
-        ({"timeout": 0}, TypeError, "positive number"),
+        ({"timeout": 0}, ValueError, "positive number"),
+        ({"timeout": -1.5}, ValueError, "positive number"),
+        ({"timeout": float("nan")}, ValueError, "positive number"),
+        ({"timeout": "5"}, TypeError, "positive number"),
         ({"timeout": True}, TypeError, "positive number"),
         ({"timeout": 1, "limit": 0}, ValueError, "limit= must be a positive integer"),
         ({"timeout": 1, "limit": 2.0}, ValueError, "limit= must be a positive integer"),
@@ -499,6 +502,10 @@ def test_threads_timeout_abandons_and_records_once(sink: list[Event]) -> None:
     assert late.wait(5)
     time.sleep(0.05)
     assert reasons(sink) == ["deadline_exceeded", "ok"]  # the late end is not recorded again
+
+
+def test_threads_infinite_timeout(sink: list[Event]) -> None:
+    assert fanout_sync([partial(time.sleep, 0.01)], timeout=float("inf"), **quiet(sink)) == [None]
 
 
 def test_threads_see_the_callers_context(sink: list[Event]) -> None:
