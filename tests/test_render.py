@@ -622,3 +622,29 @@ def test_write_failure_leaves_targets_untouched(tmp_path: Path) -> None:
         monitoring.write(changed, tmp_path)  # staging grafana/import/... fails
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert after == snapshot  # grafana/errclass-outcomes.json, staged first, is untouched
+
+
+def test_reason_flag_and_print_config_round_trip(tmp_path: Path) -> None:
+    r = _cli(
+        tmp_path,
+        "--print-config",
+        "--metric", "subtree_total",
+        "--reason-label", "source",
+        "--reason", "ok=on_demand_created,file_existed",
+        "--reason", "write_failed=write_failed,creation_failed",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(r.stdout)
+    cfg = monitoring.load(printed)
+    assert cfg.reasons["ok"] == ("on_demand_created", "file_existed")
+    assert cfg.reasons["client_gone"] == ("client_gone",)
+    assert cfg.metric == "subtree_total"
+    assert cfg == monitoring.from_mapping(monitoring.to_data(cfg))
+    r = _cli(tmp_path, "--config", str(printed))
+    assert r.returncode == 0, r.stderr
+    rules = (tmp_path / "out" / "alerts" / "errclass.rules.yaml").read_text()
+    assert 'source=~"write_failed|creation_failed|deadline_exceeded"' in rules
+    r = _cli(tmp_path, "--reason", "okay=x")
+    assert r.returncode == 2
+    assert "--reason: reasons.okay: unknown reason" in r.stderr

@@ -35,12 +35,19 @@ def register(subparsers: Any) -> None:
         "split. Flags override the config file; with neither, the default metric "
         "errclass_outcomes_total{producer, reason} is rendered.",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="writes DIR/grafana and DIR/alerts")
+    p.add_argument("--out", metavar="DIR", help="writes DIR/grafana and DIR/alerts (required)")
     p.add_argument("--config", metavar="FILE", help="a .toml or .yaml config (see README)")
     for flag, _, tp, text in _FLAGS:
         p.add_argument(flag, type=tp, help=text)
     for flag, _, text in _LISTS:
         p.add_argument(flag, metavar="A,B", help=text)
+    p.add_argument(
+        "--reason",
+        action="append",
+        default=[],
+        metavar="REASON=V1,V2",
+        help="label value(s) of a reason, e.g. ok=on_demand_created,file_existed (repeatable)",
+    )
     p.add_argument(
         "--check",
         action="store_true",
@@ -49,7 +56,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--print-config",
         action="store_true",
-        help="print the effective config as TOML-like YAML and exit",
+        help="print the effective config (YAML, loadable with --config) and exit",
     )
     p.set_defaults(func=run)
 
@@ -68,6 +75,17 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
             overrides[key] = ([v.strip() for v in value.split(",") if v.strip()], flag)
+    reasons: dict[str, list[str]] = {}
+    for item in args.reason:
+        reason, sep, values = item.partition("=")
+        if not sep or not values.strip():
+            print(
+                f"errclass render: --reason: expected REASON=V1,V2, got {item!r}", file=sys.stderr
+            )
+            return 2
+        reasons[reason.strip()] = [v.strip() for v in values.split(",") if v.strip()]
+    for reason, values in reasons.items():
+        overrides[f"reasons.{reason}"] = (values, "--reason")
     try:
         cfg = load(args.config, overrides) if args.config else from_mapping(overrides=overrides)
     except ConfigError as e:
@@ -78,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(to_data(cfg), sort_keys=False), end="")
         return 0
+    if not args.out:
+        print("errclass render: --out DIR is required", file=sys.stderr)
+        return 2
     files = render(cfg)
     out = Path(args.out)
     if args.check:

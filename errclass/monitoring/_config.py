@@ -4,6 +4,7 @@ and where it came from."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import string
@@ -196,17 +197,19 @@ def from_mapping(
     overrides: Mapping[str, tuple[Any, str]] | None = None,
 ) -> Config:
     """Build and validate a Config from plain data (the parsed file)."""
-    data = dict(data or {})
-    if isinstance(data.get("reasons"), Mapping):  # a partial table keeps the other reasons
-        data["reasons"] = {**_default_reasons(), **data["reasons"]}
+    data = copy.deepcopy(dict(data or {}))
     flags: dict[Path_, str] = {}
     for dotted, (value, flag) in (overrides or {}).items():
         keys = dotted.split(".")
         node = data
         for k in keys[:-1]:
-            node = node.setdefault(k, {})
+            if not isinstance(node.get(k), dict):
+                node[k] = {}
+            node = node[k]
         node[keys[-1]] = value
         flags[tuple(keys)] = flag
+    if isinstance(data.get("reasons"), Mapping):  # a partial table keeps the other reasons
+        data["reasons"] = {**_default_reasons(), **data["reasons"]}
     pos = dict(positions or {})
 
     def locate(path: Path_) -> str:
