@@ -38,7 +38,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", metavar="DIR", help="writes DIR/grafana and DIR/alerts (required)")
     p.add_argument("--config", metavar="FILE", help="a .toml or .yaml config (see README)")
     for flag, _, tp, text in _FLAGS:
-        p.add_argument(flag, type=tp, help=text)
+        metavar = "LABEL" if flag.endswith("-label") else "NAME" if flag == "--metric" else None
+        p.add_argument(flag, type=tp, help=text, metavar=metavar)
     for flag, _, text in _LISTS:
         p.add_argument(flag, metavar="A,B", help=text)
     p.add_argument(
