@@ -183,6 +183,13 @@ def test_committed_outputs_are_what_render_produces() -> None:
     }
     stale = [rel for rel, text in files.items() if (ROOT / rel).read_text() != text]
     assert not stale, f"run `make render` and commit: {stale} differ from errclass render"
+    committed = {
+        str(p.relative_to(ROOT))
+        for p in [*(ROOT / "grafana").rglob("*.json"), *(ROOT / "alerts").glob("*.yaml")]
+    }
+    assert committed == set(files), (
+        "files in grafana/ or alerts/ that errclass render does not make"
+    )
     assert monitoring.render() == files  # deterministic
 
 
