@@ -213,7 +213,7 @@ class Policy:
             entry = self._candidates(cls, role)
         if isinstance(entry, Outcome):
             return entry
-        if cls is GeneratorExit:
+        if issubclass(cls, GeneratorExit):
             return self._outcome(self.generator_exit, exc, "generator_exit")
         for rule in entry:
             if rule.chain:
@@ -233,7 +233,7 @@ class Policy:
             if (r.role is None or r.role == role) and (r.chain or r.accepts_type(cls))
         )
         entry: Outcome | tuple[Rule, ...] = rules
-        if cls is not GeneratorExit and rules and rules[0].is_static:
+        if not issubclass(cls, GeneratorExit) and rules and rules[0].is_static:
             reason = rules[0].reason
             assert isinstance(reason, Reason)
             entry = Outcome(self._fold(reason), self.error_type(cls), rules[0].name)
