@@ -30,6 +30,7 @@ __all__ = [
     "DISCONNECT_CLASS",
     "FUTURE_CANCELLED",
     "GRPC_STATUS",
+    "HTTP_STATUS",
     "INTERRUPT",
     "NOT_CONNECTED",
     "PEER_TIMED_OUT",
@@ -113,13 +114,21 @@ _AIOHTTP_RESET = Rule(
     Reason.CLIENT_GONE, names=("aiohttp.ClientConnectionResetError",), name="disconnect_class"
 )
 
+# 5 (first part). An error status the upstream answered with (raise_for_status()):
+# a deliberate answer, not a peer that left, in either role.
+HTTP_STATUS = Rule(
+    Reason.WRITE_FAILED,
+    names=("httpx.HTTPStatusError", "requests.HTTPError", "aiohttp.ClientResponseError"),
+    name="http_status",
+)
+
 # 5. Errors of HTTP client libraries: our upstream broke (or, as a consumer, our peer).
+# (httpx.StreamError, e.g. StreamClosed, is not one: it is our own misuse, row 14.)
 UPSTREAM_CLIENT = Rule(
     _upstream,
     types=http.client.HTTPException,
     names=(
         "httpx.HTTPError",
-        "httpx.StreamError",
         "httpcore.*",
         "requests.RequestException",
         "urllib3.HTTPError",
@@ -222,6 +231,7 @@ DEFAULT: tuple[Rule, ...] = (
     FUTURE_CANCELLED,
     GRPC_STATUS,
     _AIOHTTP_RESET,
+    HTTP_STATUS,
     UPSTREAM_CLIENT,
     PEER_TIMED_OUT,
     TIMEOUT,

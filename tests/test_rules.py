@@ -112,7 +112,9 @@ REAL_CLASSES = {
     "sse_starlette.SendTimeoutError": "sse_starlette.sse.SendTimeoutError",
     "aiohttp.ClientConnectionResetError": "aiohttp.ClientConnectionResetError",
     "httpx.HTTPError": "httpx.ReadError",
-    "httpx.StreamError": "httpx.StreamClosed",
+    "httpx.HTTPStatusError": "httpx.HTTPStatusError",
+    "requests.HTTPError": "requests.HTTPError",
+    "aiohttp.ClientResponseError": "aiohttp.ClientResponseError",
     "httpcore.*": "httpcore.ReadError",
     "requests.RequestException": "requests.exceptions.ChunkedEncodingError",
     "urllib3.HTTPError": "urllib3.exceptions.ProtocolError",
@@ -447,7 +449,7 @@ class BadUpstream:
     ``/reset``: headers and 10 body bytes of 100000, then RST. ``/reset-early``: RST
     instead of a response. ``/cut``: the same short body, then FIN. ``/chunked-cut``:
     one chunk, then FIN. ``/stall``: the short body, then silence until stopped.
-    ``/nothing``: FIN instead of a response.
+    ``/nothing``: FIN instead of a response. ``/500``: a complete 500 response.
     """
 
     def __init__(self) -> None:
@@ -494,6 +496,9 @@ class BadUpstream:
             path = data.split(b" ", 2)[1].decode()
             head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
             if path == "/nothing":
+                return
+            if path == "/500":
+                conn.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
                 return
             if path == "/reset-early":
                 linger0(conn)
@@ -670,6 +675,36 @@ def test_row5_6_upstream_read_timeout_is_deadline_exceeded(
         assert in_chain(exc, name), chain_names(exc)
     out = check(exc, DE)
     assert out.error_type == Policy().error_type(type(exc)) != "_OTHER"
+
+
+def test_row5_error_status_is_a_deliberate_answer_not_a_peer_gone(upstream: BadUpstream) -> None:
+    import aiohttp
+    import httpx
+    import requests
+
+    async def aiohttp_500() -> None:
+        async with aiohttp.ClientSession() as s, s.get(upstream.url("/500")) as r:
+            r.raise_for_status()
+
+    for exc in (
+        caught(lambda: httpx.get(upstream.url("/500"), timeout=5).raise_for_status()),
+        caught(lambda: requests.get(upstream.url("/500"), timeout=5).raise_for_status()),
+        caught(lambda: asyncio.run(aiohttp_500())),
+    ):
+        response = getattr(exc, "response", None)
+        status = exc.status if response is None else response.status_code  # type: ignore[attr-defined]
+        assert status == 500, exc
+        check(exc, WF, WF, rule="http_status")
+
+
+def test_row14_httpx_stream_closed_is_our_own_misuse(upstream: BadUpstream) -> None:
+    import httpx
+
+    with httpx.Client(timeout=5) as client, client.stream("GET", upstream.url("/500")) as r:
+        pass
+    exc = caught(r.read)
+    assert type(exc) is httpx.StreamClosed
+    check(exc, WF, WF, rule="default", error_type="httpx.StreamClosed")
 
 
 def test_row5_requests_read_timeout_before_headers(upstream: BadUpstream) -> None:
