@@ -127,18 +127,26 @@ def test_real_dashboards_come_out_byte_identical_with_every_expression_parsed(
         _parse(site.expr or "")  # raises if any expression was not read
 
 
-def test_real_dashboard_with_a_metric_it_uses_gets_real_edits() -> None:
-    """Point migrate at a label the overview dashboard really filters on: edits land
-    inside its ${var}/[$grouping_interval] expressions and nothing else moves."""
+def test_real_dashboard_edited_on_a_label_it_really_uses() -> None:
+    """Pretend the split lives in the overview dashboard's ``service`` label: the one
+    selector with a literal regex is edited in place, selectors that depend on the
+    ``$srvc`` variable are reported, not guessed, and nothing else moves."""
     path = shared_fixture("teranode", "teranode-overview-dashboard.json")
-    text = path.read_text()
-    [r] = plan_paths([path], Selection((".*",), label="job", old="blaster", split=("blaster2",)))
-    assert not r.error
-    changed = [s for s, er in r.sites if er.changed]
-    skipped = [f for _, er in r.sites for f in er.findings if f.status == "skipped"]
-    assert not skipped
-    if changed:
-        assert json.loads(r.new_text).keys() == json.loads(text).keys()
+    sel = Selection(("teranode_.*",), label="service", old="tx-blaster-service", split=("canary",))
+    [r] = plan_paths([path], sel)
+    changed = [(site.location, er.new_text) for site, er in r.sites if er.changed]
+    assert changed == [
+        (
+            'panel "TX Blaster Generated Transaction" query C',
+            'sum(teranode_tx_blaster_workers{service=~"tx-blaster-service.*|canary",'
+            'namespace=~"$namespace"})',
+        )
+    ]
+    statuses = {f.status for _, er in r.sites for f in er.findings}
+    assert statuses == {"changed", "manual"}
+    assert _outside_sites(r.new_text, "json") == _outside_sites(r.text, "json")
+    old, new = json.loads(r.text), json.loads(r.new_text)
+    assert [p["title"] for p in old["panels"]] == [p["title"] for p in new["panels"]]
 
 
 def test_invalid_files_are_errors_with_positions_and_nothing_is_written(

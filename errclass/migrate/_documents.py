@@ -34,7 +34,8 @@ class JsonView:
             self.roots = [json.loads(body)]
         except json.JSONDecodeError as e:
             raise DocumentError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
-        self._spans: dict[tuple[str, str], deque[tuple[int, int]]] | None = None
+        self._raw: dict[tuple[str, str], deque[tuple[int, int]]] | None = None
+        self._by_value: dict[tuple[str, str], deque[tuple[int, int]]] | None = None
 
     def map(self, x: Any) -> dict[str, Any] | None:
         return x if isinstance(x, dict) else None
@@ -54,26 +55,35 @@ class JsonView:
         value = mapping.get(key) if isinstance(mapping, dict) else None
         if not isinstance(value, str):
             return None
-        spans = self._located().get((key, value))
-        if not spans:
+        span = self._take(key, value)
+        if span is None:
             return None
-        start, end = spans.popleft()
-        return Site(location, start, end, value, "json", **flags)
+        return Site(location, span[0], span[1], value, "json", **flags)
 
-    def _located(self) -> dict[tuple[str, str], deque[tuple[int, int]]]:
-        if self._spans is None:
-            self._spans = {}
+    def _take(self, key: str, value: str) -> tuple[int, int] | None:
+        """The next unused span of ``"key": "value"`` in document order."""
+        if self._raw is None:
+            self._raw = {}
             text = self.text
             for m in _JSON_KEY.finditer(text):
                 # a key token starts at an unescaped quote (never inside another string)
                 back = 0
                 while m.start() - back - 1 >= 0 and text[m.start() - back - 1] == "\\":
                     back += 1
-                if back % 2:
-                    continue
-                value = json.loads(m.group(2))
-                self._spans.setdefault((m.group(1), value), deque()).append(m.span(2))
-        return self._spans
+                if not back % 2:
+                    self._raw.setdefault((m.group(1), m.group(2)), deque()).append(m.span(2))
+        if self._by_value is None:
+            # most files escape the way json.dumps does: find the token as it would be
+            spans = self._raw.get((key, json.dumps(value, ensure_ascii=False)))
+            if spans:
+                return spans.popleft()
+            # otherwise decode every token not taken yet, and look values up from now on
+            self._by_value = {}
+            for (k, token), rest in self._raw.items():
+                for span in rest:
+                    self._by_value.setdefault((k, json.loads(token)), deque()).append(span)
+        spans = self._by_value.get((key, value))
+        return spans.popleft() if spans else None
 
 
 class YamlView:

@@ -3,7 +3,6 @@ accept the edit only if re-parsing it gives the intended tree."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,6 @@ from errclass.migrate._semantics import (
 
 _OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "MatchOp.NotRe": "!~"}
 _COMPARISONS = frozenset((">", "<", ">=", "<=", "==", "!="))
-_NEWLINES = re.compile(r"\n\s*")
 _REVIEWED = "errclass: retuned"
 
 
@@ -125,12 +123,17 @@ def _is_number(node: Any) -> bool:
 
 
 def _skeleton(tree: Any, sels: list[_Sel]) -> str | None:
-    """The tree's debug form with each selector cut out (None if one is not found)."""
-    text = _NEWLINES.sub("", repr(tree))
+    """The tree as printed, with the given selectors cut out (None if one is not found).
+
+    Printing is lossy in formatting but not in structure; the cut selectors themselves
+    are compared matcher by matcher, from the parsed values.
+    """
+    text = str(tree)
     parts = []
     pos = 0
     for s in sels:
-        inner = _inner(s.node)
+        printed = str(s.node)
+        inner = printed[: printed.rfind("}") + 1]  # without offset / @, printed after a range
         at = text.find(inner, pos)
         if at < 0:
             return None
@@ -138,11 +141,6 @@ def _skeleton(tree: Any, sels: list[_Sel]) -> str | None:
         pos = at + len(inner)
     parts.append(text[pos:])
     return "\x00".join(parts)
-
-
-def _inner(vs: Any) -> str:
-    r = _NEWLINES.sub("", repr(vs))
-    return r[len("VectorSelector(") : -len(",)")]
 
 
 def _signature(vs: Any) -> tuple[str | None, tuple[Matcher, ...], str, str]:
@@ -197,7 +195,9 @@ def migrate_expr(
             lbl == "__name__" and op == "=~" and sel.may_match(v) for lbl, op, v in s.matchers
         ):
             result.findings.append(
-                Finding("manual", "selects the metric by a __name__ regex: review by hand", _show(s))
+                Finding(
+                    "manual", "selects the metric by a __name__ regex: review by hand", _show(s)
+                )
             )
     if not targets:
         return result
@@ -294,6 +294,8 @@ def _edit(
 
 
 def _verify(new_text: str, walk: _Walk, tree: Any, plans: dict[int, Plan]) -> str:
+    """Re-parse the edit: the changed selectors carry exactly the planned matchers (and
+    the same name, offset and @), and with them cut out both trees print the same."""
     try:
         new_tree = _parse(new_text)
     except ValueError as e:
@@ -302,13 +304,14 @@ def _verify(new_text: str, walk: _Walk, tree: Any, plans: dict[int, Plan]) -> st
     new_walk.visit(new_tree)
     if len(new_walk.sels) != len(walk.sels):
         return "the edit changed the number of selectors"
-    for i, (old, new) in enumerate(zip(walk.sels, new_walk.sels, strict=True)):
+    changed = sorted(plans)
+    for i in changed:
+        old, new = walk.sels[i], new_walk.sels[i]
         want = _signature(old.node)
-        if i in plans:
-            want = (want[0], plans[i].apply(old.matchers), want[2], want[3])
-        if _signature(new.node) != want:
+        if _signature(new.node) != (want[0], plans[i].apply(old.matchers), want[2], want[3]):
             return f"selector {i + 1} did not come out as intended"
-    before, after = _skeleton(tree, walk.sels), _skeleton(new_tree, new_walk.sels)
+    before = _skeleton(tree, [walk.sels[i] for i in changed])
+    after = _skeleton(new_tree, [new_walk.sels[i] for i in changed])
     if before is None or after is None or before != after:
         return "the edit changed more than the intended matchers"
     return ""

@@ -15,7 +15,7 @@ from errclass.migrate._documents import DocumentError, load
 from errclass.migrate._expr import ExprResult, Finding, apply_edits, migrate_expr
 from errclass.migrate._formats import extract
 from errclass.migrate._semantics import Selection
-from errclass.migrate._sites import EncodeError, Site, raw_edits
+from errclass.migrate._sites import EncodeError, Site, raw_edits, reads_back
 
 SUFFIXES = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
 
@@ -131,7 +131,9 @@ def _apply(
     result: FileResult,
 ) -> None:
     by_site = {id(s): r for s, r in result.sites}
-    if _verified(text, kind, sites, edits, by_site):
+    if _each_reads_back(text, sites, edits, by_site) or _verified(
+        text, kind, sites, edits, by_site
+    ):
         result.new_text = apply_edits(text, [e for es in edits.values() for e in es])
         return
     # Something went wrong in the file as a whole: keep only edits that verify alone.
@@ -146,6 +148,25 @@ def _apply(
         return
     for i in good:
         _reject(by_site[id(sites[i])], "the file did not read back as intended")
+
+
+def _each_reads_back(
+    text: str,
+    sites: list[Site],
+    edits: dict[int, list[tuple[int, int, str]]],
+    by_site: dict[int, ExprResult],
+) -> bool:
+    """The cheap check: each edited literal, read alone in the same context as the
+    original, gives the intended value (only sound where the context is the same)."""
+    for i, es in edits.items():
+        s = sites[i]
+        if any(a < s.start or b > s.end for a, b, _ in es):
+            return False
+        raw = text[s.start : s.end]
+        new_raw = apply_edits(raw, [(a - s.start, b - s.start, new) for a, b, new in es])
+        if reads_back(text, s, new_raw, _expected(s, by_site[id(s)])) is not True:
+            return False
+    return True
 
 
 def _verified(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 _TOKEN = re.compile(
     r"""
@@ -19,6 +20,7 @@ _TOKEN = re.compile(
   | (?P<ident>[A-Za-z_][A-Za-z0-9_:]*)
   | (?P<num>0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?:[a-zA-Z]+\d*)*)
   | (?P<op>=~|!~|!=|==|<=|>=|[=<>+\-*/%^@:,(){}\[\]])
+  | (?P<bad>.)
     """,
     re.VERBOSE | re.DOTALL,
 )
@@ -70,26 +72,24 @@ class LexError(ValueError):
     """The text is not PromQL this lexer understands; nothing is located."""
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     kind: str
     text: str
     start: int
     end: int
 
 
-def tokens(text: str) -> list[Token]:
-    """All tokens of *text*, including whitespace and comments, covering it exactly."""
+def tokens(text: str, *, significant: bool = False) -> list[Token]:
+    """The tokens of *text* in order; with *significant*, without whitespace/comments."""
     out: list[Token] = []
-    pos = 0
-    match = _TOKEN.match
-    while pos < len(text):
-        m = match(text, pos)
-        if m is None:
-            raise LexError(f"unexpected character {text[pos]!r} at offset {pos}")
+    skip = ("ws", "comment") if significant else ()
+    for m in _TOKEN.finditer(text):
         kind = m.lastgroup or ""
-        out.append(Token(kind, m.group(), pos, m.end()))
-        pos = m.end()
+        if kind in skip:
+            continue
+        if kind == "bad":
+            raise LexError(f"unexpected character {m.group()!r} at offset {m.start()}")
+        out.append(Token(kind, m.group(), m.start(), m.end()))
     return out
 
 
@@ -184,13 +184,9 @@ class SelectorSpan:
     trailing_comma: bool
 
 
-def _significant(toks: list[Token]) -> list[Token]:
-    return [t for t in toks if t.kind not in ("ws", "comment")]
-
-
 def selectors(text: str) -> list[SelectorSpan]:
     """Every vector selector in *text*, in textual order."""
-    sig = _significant(tokens(text))
+    sig = tokens(text, significant=True)
     out: list[SelectorSpan] = []
     i = 0
     n = len(sig)

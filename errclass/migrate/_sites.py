@@ -167,3 +167,38 @@ def _encode(new: str, site: Site, text: str) -> str:
     if site.style == "'":
         return new.replace("'", "''")
     return new
+
+
+def reads_back(text: str, site: Site, new_raw: str, expected: str) -> bool | None:
+    """Does *new_raw*, put where the site's literal was, read as *expected*?
+
+    JSON: a string token replaced by a string token leaves the document's structure as it
+    was, so decoding the token alone is the whole answer. YAML: the scalar is re-read as
+    the value of a top-level key with the rest of its line; if the original does not
+    read back as its own value that way (flow context, indentation indicators), the
+    answer is None and the caller re-reads the whole file instead.
+    """
+    if site.style == "json":
+        try:
+            value = json.loads(new_raw)
+        except ValueError:
+            return False
+        return new_raw[:1] == new_raw[-1:] == '"' and value == expected
+    import yaml
+
+    old_raw = text[site.start : site.end]
+    rest = ""
+    if not old_raw.endswith("\n"):
+        eol = text.find("\n", site.end)
+        rest = text[site.end : eol if eol >= 0 else len(text)]
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    def read(raw: str) -> object:
+        try:
+            return yaml.load("k: " + raw + rest, Loader=loader)
+        except yaml.YAMLError:
+            return None
+
+    if read(old_raw) != {"k": site.value}:
+        return None
+    return read(new_raw) == {"k": expected}
