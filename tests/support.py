@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -244,3 +244,57 @@ def resetting_upstream(body: bytes = b"u" * 1000, delay: float = 0.05) -> Iterat
         stopping.set()
         thread.join(5)
         server.close()
+
+
+# -- helpers of the ASGI/aiohttp matrix ------------------------------------------
+
+
+def read_to_end(sock: socket.socket, timeout: float = 10.0) -> None:
+    """Read *sock* until the server closes it (bounded per read), then close it."""
+    sock.settimeout(timeout)
+    with sock:
+        while sock.recv(65536):
+            pass
+
+
+def stall_reading(port: int, path: str, seconds: float) -> None:
+    """GET *path* with a tiny receive buffer, read nothing for *seconds*, then reset."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    sock.recv(1)  # the response started; from now on read nothing
+    time.sleep(seconds)
+    rst_close(sock)
+
+
+def counted_streams(
+    url: str, producer: str, scenario: str, streams: int, client: Callable[[], None]
+) -> tuple[dict[str, float], float]:
+    """Run *client* *streams* times against a matrix server; return the new outcomes
+    of *producer* by reason and the new ``matrix_streams_started_total{scenario}``."""
+    before = scrape(url)
+    reasons = ("ok", "client_gone", "deadline_exceeded", "write_failed")
+    outcomes_before = {
+        r: sample(before, "errclass_outcomes_total", producer=producer, reason=r) for r in reasons
+    }
+    started_before = sample(before, "matrix_streams_started_total", scenario=scenario)
+    for _ in range(streams):
+        client()
+    deltas = wait_for_outcomes(url, producer, outcomes_before, streams)
+    started = sample(scrape(url), "matrix_streams_started_total", scenario=scenario)
+    return deltas, started - started_before
+
+
+def leave_after(close: Callable[[socket.socket], None], read: int) -> Callable[[int, str], None]:
+    """A client that reads *read* bytes of the stream at *path*, then leaves by *close*
+    (``fin_close`` or ``rst_close``)."""
+
+    def client(port: int, path: str) -> None:
+        close(http_get(port, path, read=read))
+
+    return client
+
+
+def read_stream(port: int, path: str) -> None:
+    """A client that reads the stream at *path* until the server closes it."""
+    read_to_end(http_get(port, path, read=1))

@@ -10,7 +10,6 @@ the streams started.
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,17 +18,18 @@ import pytest
 
 from tests.support import (
     ROOT,
+    counted_streams,
     fin_close,
     free_port,
     http_get,
+    leave_after,
     python_argv,
+    read_stream,
     resetting_upstream,
     rst_close,
     running,
-    sample,
-    scrape,
+    stall_reading,
     stop,
-    wait_for_outcomes,
 )
 
 pytestmark = pytest.mark.slow
@@ -66,48 +66,22 @@ def server(
         yield stack, port
 
 
-# -- clients -------------------------------------------------------------------
-
-
-def read_to_end(sock: socket.socket, timeout: float = 10.0) -> None:
-    sock.settimeout(timeout)
-    with sock:
-        while sock.recv(65536):
-            pass
-
-
-def leave(close: Callable[[socket.socket], None], read: int) -> Callable[[int, str], None]:
-    def client(port: int, path: str) -> None:
-        close(http_get(port, path, read=read))
-
-    return client
-
-
-def complete(port: int, path: str) -> None:
-    read_to_end(http_get(port, path, read=1))
-
-
 def stall(port: int, path: str) -> None:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    sock.recv(1)  # the response started; now read nothing
-    time.sleep(DEADLINE + 1.0)
-    rst_close(sock)
+    stall_reading(port, path, DEADLINE + 1.0)
 
 
 # scenario -> (path, client, endpoint, started label, expected reason)
 SCENARIOS: dict[str, tuple[str, Callable[[int, str], None], str, str, str]] = {
-    "completes": ("/completes", complete, "completes", "completes", "ok"),
-    "fin_mid_stream": ("/fin", leave(fin_close, 3000), "fin", "fin", "client_gone"),
-    "rst_mid_stream": ("/rst", leave(rst_close, 3000), "rst", "rst", "client_gone"),
+    "completes": ("/completes", read_stream, "completes", "completes", "ok"),
+    "fin_mid_stream": ("/fin", leave_after(fin_close, 3000), "fin", "fin", "client_gone"),
+    "rst_mid_stream": ("/rst", leave_after(rst_close, 3000), "rst", "rst", "client_gone"),
     "fast_producer_client_leaves": (
-        "/fast", leave(fin_close, 200_000), "fast", "fast", "client_gone",
+        "/fast", leave_after(fin_close, 200_000), "fast", "fast", "client_gone",
     ),
     "client_stalls_past_deadline": ("/stalled", stall, "Stalled", "stalled", "deadline_exceeded"),
-    "write_fault_dev_full": ("/devfull", complete, "devfull", "devfull", "write_failed"),
+    "write_fault_dev_full": ("/devfull", read_stream, "devfull", "devfull", "write_failed"),
     "upstream_resets": (
-        "/upstream?port={upstream}", complete, "upstream", "upstream", "write_failed",
+        "/upstream?port={upstream}", read_stream, "upstream", "upstream", "write_failed",
     ),
 }  # fmt: skip
 
@@ -118,27 +92,18 @@ def upstream() -> Iterator[int]:
         yield port
 
 
-def run_scenario(port: int, upstream: int, scenario: str) -> tuple[dict[str, float], float, str]:
-    path, client, endpoint, label, expected = SCENARIOS[scenario]
-    url = f"http://127.0.0.1:{port}/metrics"
-    producer = f"{APP}.{endpoint}"
-    before = scrape(url)
-    outcomes_before = {
-        r: sample(before, "errclass_outcomes_total", producer=producer, reason=r)
-        for r in ("ok", "client_gone", "deadline_exceeded", "write_failed")
-    }
-    started_before = sample(before, "matrix_streams_started_total", scenario=label)
-    for _ in range(STREAMS):
-        client(port, path.format(upstream=upstream))
-    deltas = wait_for_outcomes(url, producer, outcomes_before, STREAMS)
-    started = sample(scrape(url), "matrix_streams_started_total", scenario=label) - started_before
-    return deltas, started, expected
-
-
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_matrix(server: tuple[str, int], upstream: int, scenario: str) -> None:
     stack, port = server
-    deltas, started, expected = run_scenario(port, upstream, scenario)
+    path, client, endpoint, label, expected = SCENARIOS[scenario]
+    path = path.format(upstream=upstream)
+    deltas, started = counted_streams(
+        f"http://127.0.0.1:{port}/metrics",
+        f"{APP}.{endpoint}",
+        label,
+        STREAMS,
+        lambda: client(port, path),
+    )
     assert started == STREAMS, f"{stack}: {started} streams started"
     assert deltas == {expected: STREAMS}, f"{stack} {scenario}: {deltas}"
 

@@ -4,18 +4,21 @@ When the client leaves, ``await resp.write()`` raises
 ``aiohttp.ClientConnectionResetError`` ("Cannot write to closing transport")
 with the default ``handler_cancellation=False``; with
 ``handler_cancellation=True`` the handler is cancelled at its next ``await``.
-Both are ``client_gone``. A cancellation while the connection is still open
-comes from the server itself (``shutdown_timeout`` at shutdown): recorded as
-*shutdown* (default ``deadline_exceeded``), never as ``client_gone``. A handler
+Both are ``client_gone``. A cancellation at shutdown (aiohttp cancels the
+handlers still running when ``shutdown_timeout`` runs out, and closes their
+connections first) is recorded as *shutdown* (default ``deadline_exceeded``),
+never as ``client_gone``: :func:`setup` registers the middleware together with
+an ``on_shutdown`` hook that tells it the server is stopping. A handler
 that swallowed the write error and returned is still ``client_gone`` when the
 connection was lost before it returned. ``errclass.track()``/``stream()``
 producers inside the handler see the same signal.
 
 ::
 
-    from errclass.integrations.aiohttp import middleware
+    from errclass.integrations import aiohttp as errclass_aiohttp
 
-    app = web.Application(middlewares=[middleware()])
+    app = web.Application()
+    errclass_aiohttp.setup(app)  # or: web.Application(middlewares=[middleware()])
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from .._policy import Policy
 from .._record import Tracker
 from .._scope import _DEFAULT_LOGGER, track
 
-__all__ = ["middleware"]
+__all__ = ["middleware", "setup"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -63,6 +66,11 @@ def middleware(
         raise ValueError(f"shutdown= must be one of {allowed}, got {shutdown!r}") from None
     scope = track(*sinks, policy=policy, name=name, logger=logger)
     trackers: dict[str, Tracker] = {}
+    stopping = False
+
+    async def on_shutdown(app: web.Application) -> None:
+        nonlocal stopping
+        stopping = True
 
     def tracker_for(handler: Any) -> Tracker:
         key = name or _qualname(handler)
@@ -83,7 +91,10 @@ def middleware(
             with _signals.serving(transport):
                 response = await handler(request)
         except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError) and not transport.client_gone():
+            if isinstance(exc, asyncio.CancelledError) and (
+                stopping or not transport.client_gone()
+            ):
+                # The server cancelled us: at shutdown, or with the connection still open.
                 tracker.record(shutdown_outcome, exc, t0, ctx)
             else:
                 tracker.fail(exc, t0, ctx)
@@ -96,7 +107,25 @@ def middleware(
             tracker.ok(t0, ctx)
         return response
 
+    errclass_middleware.on_shutdown = on_shutdown  # type: ignore[attr-defined]
     return errclass_middleware
+
+
+def setup(
+    app: web.Application,
+    *sinks: object,
+    name: str | None = None,
+    policy: Policy | None = None,
+    logger: logging.Logger | str | None = _DEFAULT_LOGGER,
+    shutdown: Reason | str = Reason.DEADLINE_EXCEEDED,
+) -> None:
+    """Add :func:`middleware` to *app* (outermost) and register its ``on_shutdown``
+    hook, so that handlers cancelled at shutdown are not taken for clients leaving."""
+    if not isinstance(app, web.Application):
+        raise TypeError(f"setup() takes an aiohttp.web.Application, got {app!r}")
+    mw = middleware(*sinks, name=name, policy=policy, logger=logger, shutdown=shutdown)
+    app.middlewares.insert(0, mw)
+    app.on_shutdown.append(mw.on_shutdown)
 
 
 def _qualname(handler: Any) -> str:
