@@ -96,7 +96,8 @@ class YamlView:
 
         self.text = text
         self._yaml = yaml
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        # no implicit typing: only the node tree and string values are needed
+        loader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
         try:
             self.roots = [d for d in yaml.compose_all(text, Loader=loader) if d is not None]
         except yaml.MarkedYAMLError as e:
@@ -131,7 +132,7 @@ class YamlView:
         node = m.get(key) if m else None
         if not isinstance(node, self._yaml.ScalarNode) or id(node) in self._seen:
             return None
-        if node.tag != "tag:yaml.org,2002:str":
+        if node.tag not in ("tag:yaml.org,2002:str", "!"):
             return None
         self._seen.add(id(node))
         style = node.style or ""

@@ -27,7 +27,7 @@ _REVIEWED = "errclass: retuned"
 class Finding:
     """One thing migrate/check reports about an expression."""
 
-    status: str  # changed | manual | retune | skipped (| unparsed: not about the metric)
+    status: str  # changed | manual | retune | skipped
     message: str
     old: str = ""
     new: str = ""
@@ -176,16 +176,18 @@ def migrate_expr(
     ratio: bool = False,
 ) -> ExprResult:
     """Plan, edit and verify one expression. Never raises for bad input: problems
-    become findings and the text is left as it is."""
+    become findings and the text is left as it is.
+
+    An expression that cannot name the metric (its name is not in the text) cannot need
+    a change and is not parsed at all.
+    """
     result = ExprResult(text, text)
+    if not sel.mentions(text):
+        return result
     try:
         tree = _parse(text)
     except ValueError as e:
-        # only worth attention when it may hold the metric; otherwise informational
-        status = "skipped" if sel.mentions(text) else "unparsed"
-        result.findings.append(Finding(status, f"not valid PromQL: {e}"))
-        return result
-    if not sel.mentions(text):
+        result.findings.append(Finding("skipped", f"not valid PromQL: {e}"))
         return result
     walk = _Walk()
     walk.visit(tree)
@@ -257,15 +259,15 @@ def _edit(
         result.findings.append(Finding("skipped", f"left untouched: {why}"))
 
     try:
-        spans = _promql.selectors(text)
+        spans = _locate(text, walk, sel, set(plans))
     except _promql.LexError as e:
         fail(f"could not locate selectors ({e})")
         return
-    if [s.name for s in spans] != [s.node.name for s in walk.sels]:
+    if spans is None:
         fail("the selectors found in the text do not match the parse tree")
         return
     # a matcher added to a one-matcher selector is separated like the others here
-    seps = [s.separator for s in spans if s.separator]
+    seps = [s.separator for s in spans.values() if s.separator]
     default_sep = max(set(seps), key=seps.count) if seps else ", "
     edits: list[tuple[int, int, str]] = []
     for i, plan in sorted(plans.items()):
@@ -291,6 +293,26 @@ def _edit(
         after = _Sel(s.node, s.name, plans[i].apply(s.matchers))
         what = "excluded from a ratio" if s.in_ratio and plans[i].add else "rewritten"
         result.findings.append(Finding("changed", f"{sel.mode}: {what}", _show(s), _show(after)))
+
+
+def _locate(
+    text: str, walk: _Walk, sel: Selection, wanted: set[int]
+) -> dict[int, _promql.SelectorSpan] | None:
+    """Text spans of the tree's selectors by index: first by scanning for the metric
+    names only (fast), else by lexing everything; None if text and tree disagree."""
+    if not sel.patterns:
+        fast = _promql.named_selectors(text, sel.names)
+        named = [i for i, s in enumerate(walk.sels) if s.node.name in sel.names]
+        if (
+            fast is not None
+            and [s.name for s in fast] == [walk.sels[i].node.name for i in named]
+            and wanted <= set(named)
+        ):
+            return dict(zip(named, fast, strict=True))
+    spans = _promql.selectors(text)
+    if [s.name for s in spans] != [s.node.name for s in walk.sels]:
+        return None
+    return dict(enumerate(spans))
 
 
 def _verify(new_text: str, walk: _Walk, tree: Any, plans: dict[int, Plan]) -> str:

@@ -7,6 +7,7 @@ original text at positions found here; the parser is used only to check them.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -105,21 +106,28 @@ def mask(text: str) -> str:
     """
     if "$" not in text and "[[" not in text and "{{" not in text:
         return text
-    toks = tokens(text)
     parts: list[str] = []
-    prev = ""
-    for tok in toks:
-        if tok.kind == "var":
-            after = text[tok.end : tok.end + 1]
-            if prev in ("[", ":", "offset"):
-                parts.append("5" if after.isalpha() else "5m")
-            else:
-                parts.append("1")
-        else:
-            parts.append(tok.text)
-        if tok.kind not in ("ws", "comment"):
-            prev = tok.text if tok.kind in ("op", "ident") else tok.kind
+    pos = 0
+    for m in _MASK_SCAN.finditer(text):
+        if m.lastgroup != "var":
+            continue
+        before = text[: m.start()].rstrip()
+        after = text[m.end() : m.end() + 1]
+        duration = before.endswith(("[", ":")) or _OFFSET_BEFORE.search(before) is not None
+        parts.append(text[pos : m.start()])
+        parts.append(("5" if after.isalpha() else "5m") if duration else "1")
+        pos = m.end()
+    parts.append(text[pos:])
     return "".join(parts)
+
+
+_STRING = r"""(?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`)|(?P<comment>\#[^\n]*)"""
+_MASK_SCAN = re.compile(
+    _STRING
+    + r"|(?P<var>\$\{[^}\s]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\[\[[A-Za-z0-9_:.]+\]\]|\{\{[^}]*\}\})",
+    re.VERBOSE,
+)
+_OFFSET_BEFORE = re.compile(r"(?<![A-Za-z0-9_:])offset$")
 
 
 # --- string literals ---------------------------------------------------------
@@ -219,6 +227,52 @@ def selectors(text: str) -> list[SelectorSpan]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _name_scanner(names: frozenset[str]) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(
+        _STRING + r"|(?P<name>(?<![A-Za-z0-9_:.$])(?:" + alternatives + r")(?![A-Za-z0-9_:]))",
+        re.VERBOSE,
+    )
+
+
+_GAP = re.compile(r"(?:\s|\#[^\n]*)*")
+
+
+def named_selectors(text: str, names: frozenset[str]) -> list[SelectorSpan] | None:
+    """The selectors of the metrics *names* in *text*, in order, found without lexing the
+    rest; None when an occurrence is not a plain selector (the caller lexes all)."""
+    out: list[SelectorSpan] = []
+    for m in _name_scanner(names).finditer(text):
+        if m.lastgroup != "name":
+            continue
+        after = _GAP.match(text, m.end())
+        nxt = after.end() if after else m.end()
+        if text.startswith("{", nxt):
+            sig = _brace_tokens(text, nxt)
+            sel, _ = _braces(text, sig, 0, m.group(), m.end())
+            out.append(sel)
+        elif text.startswith("(", nxt):
+            return None  # not a selector: let the full lexer decide
+        else:
+            out.append(SelectorSpan(m.group(), m.end(), None, None, (), "", False))
+    return out
+
+
+def _brace_tokens(text: str, pos: int) -> list[Token]:
+    out: list[Token] = []
+    for m in _TOKEN.finditer(text, pos):
+        kind = m.lastgroup or ""
+        if kind in ("ws", "comment"):
+            continue
+        if kind == "bad":
+            raise LexError(f"unexpected character {m.group()!r} at offset {m.start()}")
+        out.append(Token(kind, m.group(), m.start(), m.end()))
+        if m.group() == "}":
+            return out
+    raise LexError("unterminated selector")
+
+
 def _skip_parens(sig: list[Token], i: int) -> int:
     depth = 0
     while i < len(sig):
@@ -267,7 +321,7 @@ def _braces(
         )
         i += 3
         trailing = False
-        if sig[i].text == ",":
+        if i < len(sig) and sig[i].text == ",":
             trailing = True
             i += 1
     close = sig[i].start

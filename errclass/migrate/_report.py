@@ -34,8 +34,6 @@ def rows(results: list[FileResult]) -> list[Row]:
             out.append(Row(name, "", "", "", "ignored", note))
         for site, er in r.sites:
             for f in er.findings:
-                if f.status == "unparsed":
-                    continue
                 out.append(
                     Row(
                         f"{name}:{r.line(site.start)}",

@@ -85,6 +85,8 @@ def _offsets(text: str, site: Site) -> _Map:
     nl = text.find("\n", site.start, site.end)
     if nl < 0:
         raise EncodeError("a block scalar without content")
+    if site.style == "|":
+        return _Table(_align_lines(text, nl + 1, site.end, site.value))
     return _Table(_align(text, nl + 1, site.end, site.value))
 
 
@@ -146,6 +148,28 @@ def _align(text: str, start: int, end: int, value: str) -> list[int]:
             raise EncodeError("cannot align the scalar's value with its source text")
         table.append(j)
         r = j + 1
+    table.append(r)
+    return table
+
+
+def _align_lines(text: str, start: int, end: int, value: str) -> list[int]:
+    """_align for a literal block scalar, a line at a time: each value line is its raw
+    line without the indentation."""
+    table: list[int] = []
+    r = start
+    for n, line in enumerate(value.split("\n")):
+        if n:  # the line break before this line
+            j = text.find("\n", r, end)
+            if j < 0:
+                raise EncodeError("cannot align the scalar's value with its source text")
+            table.append(j)
+            r = j + 1
+        if line:
+            j = text.find(line, r, end)
+            if j < 0 or text[r:j].strip(" "):
+                raise EncodeError("cannot align the scalar's value with its source text")
+            table.extend(range(j, j + len(line)))
+            r = j + len(line)
     table.append(r)
     return table
 
