@@ -4,6 +4,7 @@ through a serializer: edits go into the original text at these spans."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import deque
@@ -96,8 +97,7 @@ class YamlView:
 
         self.text = text
         self._yaml = yaml
-        # no implicit typing: only the node tree and string values are needed
-        loader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
+        loader = composer()
         try:
             self.roots = [d for d in yaml.compose_all(text, Loader=loader) if d is not None]
         except yaml.MarkedYAMLError as e:
@@ -132,13 +132,32 @@ class YamlView:
         node = m.get(key) if m else None
         if not isinstance(node, self._yaml.ScalarNode) or id(node) in self._seen:
             return None
-        if node.tag not in ("tag:yaml.org,2002:str", "!"):
+        if node.tag not in ("", "!", "tag:yaml.org,2002:str"):
             return None
         self._seen.add(id(node))
         style = node.style or ""
         return Site(
             location, node.start_mark.index, node.end_mark.index, node.value, style, **flags
         )
+
+
+@functools.lru_cache(maxsize=1)
+def composer() -> Any:
+    import yaml
+
+    return _loader(yaml)
+
+
+def _loader(yaml: Any) -> Any:
+    """A loader that only composes: no implicit typing (a scalar's tag stays empty unless
+    the file spells one), which is all locating strings needs, and faster."""
+    base = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
+
+    class Composer(base):  # type: ignore[misc, valid-type]
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+            return ""
+
+    return Composer
 
 
 View = JsonView | YamlView

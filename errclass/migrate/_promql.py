@@ -249,9 +249,7 @@ def named_selectors(text: str, names: frozenset[str]) -> list[SelectorSpan] | No
         after = _GAP.match(text, m.end())
         nxt = after.end() if after else m.end()
         if text.startswith("{", nxt):
-            sig = _brace_tokens(text, nxt)
-            sel, _ = _braces(text, sig, 0, m.group(), m.end())
-            out.append(sel)
+            out.append(_braces_at(text, nxt, m.group(), m.end()))
         elif text.startswith("(", nxt):
             return None  # not a selector: let the full lexer decide
         else:
@@ -259,18 +257,62 @@ def named_selectors(text: str, names: frozenset[str]) -> list[SelectorSpan] | No
     return out
 
 
-def _brace_tokens(text: str, pos: int) -> list[Token]:
-    out: list[Token] = []
-    for m in _TOKEN.finditer(text, pos):
-        kind = m.lastgroup or ""
-        if kind in ("ws", "comment"):
-            continue
-        if kind == "bad":
-            raise LexError(f"unexpected character {m.group()!r} at offset {m.start()}")
-        out.append(Token(kind, m.group(), m.start(), m.end()))
-        if m.group() == "}":
-            return out
-    raise LexError("unterminated selector")
+_QUOTED = r"""(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`)"""
+_MATCHER = re.compile(
+    r'(?P<label>[A-Za-z_][A-Za-z0-9_]*|"(?:[^"\\\n]|\\.)*")(?:\s|\#[^\n]*)*'
+    r"(?P<op>=~|!~|!=|=)(?:\s|\#[^\n]*)*(?P<value>" + _QUOTED + ")"
+)
+
+
+def _braces_at(text: str, pos: int, name: str | None, name_end: int) -> SelectorSpan:
+    """The selector whose ``{`` is at *pos*, read a matcher at a time."""
+    open_at = pos
+    found: list[MatcherSpan] = []
+    trailing = False
+    pos += 1
+    while True:
+        pos = _gap_end(text, pos)
+        if text.startswith("}", pos):
+            break
+        m = _MATCHER.match(text, pos)
+        if m is None:
+            raise LexError(f"unexpected text in a selector at offset {pos}")
+        label, value = m.group("label"), m.group("value")
+        found.append(
+            MatcherSpan(
+                label if label[0] != '"' else decode_string(label),
+                m.group("op"),
+                decode_string(value),
+                m.start("label"),
+                m.start("op"),
+                m.start("value"),
+                m.end("value"),
+                value[0],
+            )
+        )
+        pos = _gap_end(text, m.end())
+        trailing = text.startswith(",", pos)
+        if trailing:
+            pos += 1
+        elif not text.startswith("}", pos):
+            raise LexError(f"expected ',' or '}}' in a selector at offset {pos}")
+    if name is None and not found:
+        raise LexError("empty selector {}")
+    return SelectorSpan(
+        name, name_end, open_at, pos, tuple(found), _separator(text, found), trailing
+    )
+
+
+def _gap_end(text: str, pos: int) -> int:
+    m = _GAP.match(text, pos)
+    return m.end() if m else pos
+
+
+def _separator(text: str, found: list[MatcherSpan]) -> str:
+    if len(found) < 2:
+        return ""
+    sep = text[found[0].end : found[1].start]
+    return sep if sep.strip() == "," and "\n" not in sep else ", "
 
 
 def _skip_parens(sig: list[Token], i: int) -> int:
@@ -327,12 +369,9 @@ def _braces(
     close = sig[i].start
     if name is None and not found:
         raise LexError("empty selector {}")
-    sep = ""
-    if len(found) > 1:
-        sep = text[found[0].end : found[1].start]
-        if sep.strip() != "," or "\n" in sep:
-            sep = ", "
     return (
-        SelectorSpan(name, name_end, open_tok.start, close, tuple(found), sep, trailing),
+        SelectorSpan(
+            name, name_end, open_tok.start, close, tuple(found), _separator(text, found), trailing
+        ),
         i + 1,
     )

@@ -210,19 +210,26 @@ def reads_back(text: str, site: Site, new_raw: str, expected: str) -> bool | Non
         return new_raw[:1] == new_raw[-1:] == '"' and value == expected
     import yaml
 
+    from errclass.migrate._documents import composer
+
     old_raw = text[site.start : site.end]
     rest = ""
     if not old_raw.endswith("\n"):
         eol = text.find("\n", site.end)
         rest = text[site.end : eol if eol >= 0 else len(text)]
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-    def read(raw: str) -> object:
+    def read(raw: str) -> str | None:
         try:
-            return yaml.load("k: " + raw + rest, Loader=loader)
+            node = yaml.compose("k: " + raw + rest, Loader=composer())
         except yaml.YAMLError:
             return None
+        if not isinstance(node, yaml.MappingNode) or len(node.value) != 1:
+            return None
+        key, value = node.value[0]
+        if key.value != "k" or not isinstance(value, yaml.ScalarNode):
+            return None
+        return str(value.value)
 
-    if read(old_raw) != {"k": site.value}:
+    if read(old_raw) != site.value:
         return None
-    return read(new_raw) == {"k": expected}
+    return read(new_raw) == expected
