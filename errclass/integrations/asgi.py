@@ -42,7 +42,7 @@ from .. import _otel, _signals
 from .._outcome import Outcome, Reason
 from .._policy import Policy
 from .._record import Tracker
-from .._scope import _DEFAULT_LOGGER, track
+from .._scope import _DEFAULT_LOGGER, _caller_name, track
 from .._scope import stream as _stream
 
 __all__ = ["ErrclassMiddleware", "adopt", "stream"]
@@ -108,17 +108,17 @@ class ErrclassMiddleware:
             await self.app(scope, receive, send)
             return
         exchange = _Exchange(receive, send)
-        t0 = perf_counter()
-        ctx = _otel.capture()
+        t0, ctx = perf_counter(), _otel.capture()
         try:
             with _signals.serving(exchange.transport):
                 await self.app(scope, exchange.receive, exchange.send)
         except BaseException as exc:
-            await exchange.finish()
             self._record(scope, exchange, exc, t0, ctx)
             raise
-        await exchange.finish()
-        self._record(scope, exchange, None, t0, ctx)
+        else:
+            self._record(scope, exchange, None, t0, ctx)
+        finally:
+            await exchange.finish()
 
     def _record(
         self, scope: Scope, ex: _Exchange, exc: BaseException | None, t0: float, ctx: Any
@@ -139,7 +139,9 @@ class ErrclassMiddleware:
                 tracker.fail(exc, t0, ctx)
         elif exc is None:
             tracker.ok(t0, ctx)
-        elif _cancellation(exc) and not ex.transport.gone:
+        elif _cancellation(exc):
+            # No http.disconnect came, yet the request was cancelled: by the server
+            # (graceful-shutdown timeout), not by a client leaving.
             tracker.record(self._shutdown, exc, t0, ctx)
         else:
             tracker.fail(exc, t0, ctx)
@@ -148,12 +150,12 @@ class ErrclassMiddleware:
         name = self._name or _endpoint_name(scope) or _qualname(self.app)
         tracker = self._trackers.get(name)
         if tracker is None:
+            assert self._scope is not None
             if len(self._trackers) >= _MAX_NAMES:
                 name = _OVERFLOW_NAME
-                tracker = self._trackers.get(name)
-            if tracker is None:
-                assert self._scope is not None
-                tracker = self._trackers[name] = self._scope.tracker(name)
+            tracker = self._trackers.get(name) or self._trackers.setdefault(
+                name, self._scope.tracker(name)
+            )
         return tracker
 
 
@@ -236,7 +238,8 @@ class _Exchange:
             return
         if self._closing is not None:
             self.transport.gone = self._closing()
-        elif self._listener is not None or self._direct:
+        elif (self._listener is not None or self._direct) and _on_asyncio():
+            # Someone is waiting in receive(): give the server a few loop turns.
             for _ in range(_SETTLE_STEPS):
                 await asyncio.sleep(0)
                 if self.transport.gone:
@@ -254,10 +257,9 @@ class _Exchange:
     def _listen(self) -> None:
         if self._listener is not None or self._direct or self.transport.gone:
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not asyncio (trio): observe the app's own receive calls only
+        if not _on_asyncio():  # trio: observe the application's own receive calls only
             return
+        loop = asyncio.get_running_loop()
         self._arrived, self._taken = asyncio.Event(), asyncio.Event()
         self._listener = loop.create_task(self._listen_loop())
 
@@ -304,6 +306,14 @@ async def _close(producer: object) -> None:
     except Exception:
         # Without errclass this would surface (or not) in the garbage collector.
         log.warning("closing a producer at the end of its request raised", exc_info=True)
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _final(kind: str, message: Message, trailers: bool) -> bool:
@@ -366,6 +376,5 @@ def stream(
 
         return StreamingResponse(asgi.stream(chunks(), name="download"))
     """
-    if name is None:
-        name = _qualname(iterable) if not hasattr(iterable, "__aiter__") else None
+    name = name or _caller_name(1)
     return adopt(_stream(iterable, *sinks, policy=policy, name=name, logger=logger))
