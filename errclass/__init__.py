@@ -8,6 +8,7 @@ Prometheus, OpenTelemetry and logging, without changing the program.
 from __future__ import annotations
 
 from ._deadline import deadline
+from ._fanout import FanoutError, fanout, fanout_sync
 from ._logging import LoggingSink
 from ._opentelemetry import OTelSink
 from ._outcome import Event, Outcome, Reason, Role
@@ -18,6 +19,7 @@ from ._scope import Stream, stream, track
 
 __all__ = [
     "Event",
+    "FanoutError",
     "LoggingSink",
     "OTelSink",
     "Outcome",
@@ -30,6 +32,8 @@ __all__ = [
     "Stream",
     "classify",
     "deadline",
+    "fanout",
+    "fanout_sync",
     "stream",
     "track",
 ]
