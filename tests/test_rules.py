@@ -707,6 +707,22 @@ def test_row14_httpx_stream_closed_is_our_own_misuse(upstream: BadUpstream) -> N
     check(exc, WF, WF, rule="default", error_type="httpx.StreamClosed")
 
 
+def test_row5_requests_streaming_timeout_is_a_connection_error_with_context(
+    upstream: BadUpstream,
+) -> None:
+    import requests
+    import urllib3
+
+    exc = caught(lambda: read_requests(upstream, "/stall"))
+    assert type(exc) is requests.ConnectionError
+    assert exc.__cause__ is None
+    assert type(exc.__context__) is urllib3.exceptions.ReadTimeoutError
+    check(exc, DE, rule="upstream_client")
+    # without its context the same exception is an upstream break
+    exc.__context__ = None
+    check(exc, WF, CG, rule="upstream_client")
+
+
 def test_row5_requests_read_timeout_before_headers(upstream: BadUpstream) -> None:
     import requests
 
