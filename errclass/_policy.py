@@ -191,13 +191,16 @@ class Policy:
         )
 
     def classify(self, exc: BaseException | None, role: Role = "producer") -> Outcome:
-        """Classify *exc* (``None`` is ``ok``). Never raises."""
+        """Classify *exc* (``None`` is ``ok``). Never raises for any exception; a
+        wrong argument (not an exception, unknown role) is a ``TypeError``/``ValueError``."""
         if exc is None:
             from ._outcome import OK
 
             return OK
         if role not in ROLES:
             raise ValueError(f"role must be 'producer' or 'consumer', got {role!r}")
+        if not issubclass(type(exc), BaseException):
+            raise TypeError(f"classify() takes an exception or None, got {type(exc).__name__}")
         try:
             # issubclass(type(...)): isinstance() would consult a hostile __class__
             if issubclass(type(exc), BaseExceptionGroup):

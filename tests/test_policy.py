@@ -262,6 +262,8 @@ def test_caches_stay_bounded() -> None:
         ),
         (lambda: Policy(default="oops"), ValueError, "default= must be an errclass.Reason"),
         (lambda: classify(KeyError(), role="server"), ValueError, "role must be 'producer' or"),
+        (lambda: classify("boom"), TypeError, "classify() takes an exception or None, got str"),
+        (lambda: classify(KeyError), TypeError, "takes an exception or None, got type"),
     ],
 )
 def test_invalid_rules_and_policies_fail_at_construction(

@@ -411,6 +411,30 @@ def test_row4_grpc_unavailable_depends_on_role() -> None:
     check(exc, WF, CG, rule="grpc_status")
 
 
+def test_row4_grpc_unavailable_when_the_server_goes_mid_stream() -> None:
+    import grpc
+
+    def stream(req: bytes, ctx: Any) -> Iterator[bytes]:
+        for _ in range(500):
+            yield b"x"
+            time.sleep(0.01)
+
+    handler = grpc.method_handlers_generic_handler(
+        "t.T", {"S": grpc.unary_stream_rpc_method_handler(stream)}
+    )
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(2))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_stream("/t.T/S")(b"x", timeout=10)
+        next(call)
+        server.stop(0).wait(5)
+        exc = caught(lambda: list(call))
+    assert exc.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    check(exc, WF, CG, rule="grpc_status")
+
+
 def test_row4_grpc_aio_deadline() -> None:
     import grpc
 
