@@ -14,9 +14,7 @@ from errclass.migrate._sites import Site
 
 # Keys whose string values may hold PromQL (located by span in JSON).
 KEYS = ("expr", "query", "error_query", "total_query", "error_ratio_query")
-_JSON_KEY = re.compile(
-    r'"(' + "|".join(KEYS) + r')"\s*:\s*("(?:[^"\\]|\\.)*")',
-)
+_JSON_VALUE = re.compile(r'\s*:\s*("(?:[^"\\]|\\.)*")')
 
 
 class DocumentError(ValueError):
@@ -66,13 +64,18 @@ class JsonView:
         if self._raw is None:
             self._raw = {}
             text = self.text
-            for m in _JSON_KEY.finditer(text):
-                # a key token starts at an unescaped quote (never inside another string)
-                back = 0
-                while m.start() - back - 1 >= 0 and text[m.start() - back - 1] == "\\":
-                    back += 1
-                if not back % 2:
-                    self._raw.setdefault((m.group(1), m.group(2)), deque()).append(m.span(2))
+            for name in KEYS:
+                quoted = f'"{name}"'
+                at = text.find(quoted)
+                while at >= 0:
+                    # a key token starts at an unescaped quote (never inside a string)
+                    back = 0
+                    while at - back - 1 >= 0 and text[at - back - 1] == "\\":
+                        back += 1
+                    m = None if back % 2 else _JSON_VALUE.match(text, at + len(quoted))
+                    if m:
+                        self._raw.setdefault((name, m.group(1)), deque()).append(m.span(1))
+                    at = text.find(quoted, at + 1)
         if self._by_value is None:
             # most files escape the way json.dumps does: find the token as it would be
             spans = self._raw.get((key, json.dumps(value, ensure_ascii=False)))

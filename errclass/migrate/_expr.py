@@ -48,9 +48,24 @@ class ExprResult:
 @dataclass
 class _Sel:
     node: Any
-    name: str | None
-    matchers: tuple[Matcher, ...]
+    raw_name: str | None  # as written before the braces
     in_ratio: bool = False
+    _matchers: tuple[Matcher, ...] | None = None
+
+    @property
+    def matchers(self) -> tuple[Matcher, ...]:
+        if self._matchers is None:  # read from the tree only when needed
+            self._matchers = _matchers(self.node)
+        return self._matchers
+
+    @property
+    def name(self) -> str | None:
+        if self.raw_name is not None:
+            return self.raw_name
+        for lbl, op, v in self.matchers:
+            if lbl == "__name__" and op == "=":
+                return v
+        return None
 
 
 # --- the tree ------------------------------------------------------------------
@@ -66,15 +81,6 @@ def _matchers(vs: Any) -> tuple[Matcher, ...]:
     return tuple((m.name, _OPS[str(m.op)], m.value) for m in vs.matchers.matchers)
 
 
-def _name(vs: Any, matchers: tuple[Matcher, ...]) -> str | None:
-    if vs.name is not None:
-        return str(vs.name)
-    for lbl, op, v in matchers:
-        if lbl == "__name__" and op == "=":
-            return v
-    return None
-
-
 class _Walk:
     """Selectors in textual order, with ratio spans and threshold comparisons."""
 
@@ -86,8 +92,7 @@ class _Walk:
     def visit(self, node: Any) -> None:
         kind = type(node).__name__
         if kind == "VectorSelector":
-            ms = _matchers(node)
-            self.sels.append(_Sel(node, _name(node, ms), ms))
+            self.sels.append(_Sel(node, node.name))
         elif kind == "MatrixSelector":
             self.visit(node.vector_selector)
         elif kind == "BinaryExpr":
@@ -290,7 +295,7 @@ def _edit(
     result.edits = edits
     for i in sorted(plans):
         s = walk.sels[i]
-        after = _Sel(s.node, s.name, plans[i].apply(s.matchers))
+        after = _Sel(s.node, s.raw_name, _matchers=plans[i].apply(s.matchers))
         what = "excluded from a ratio" if s.in_ratio and plans[i].add else "rewritten"
         result.findings.append(Finding("changed", f"{sel.mode}: {what}", _show(s), _show(after)))
 
@@ -302,15 +307,15 @@ def _locate(
     names only (fast), else by lexing everything; None if text and tree disagree."""
     if not sel.patterns:
         fast = _promql.named_selectors(text, sel.names)
-        named = [i for i, s in enumerate(walk.sels) if s.node.name in sel.names]
+        named = [i for i, s in enumerate(walk.sels) if s.raw_name in sel.names]
         if (
             fast is not None
-            and [s.name for s in fast] == [walk.sels[i].node.name for i in named]
+            and [s.name for s in fast] == [walk.sels[i].raw_name for i in named]
             and wanted <= set(named)
         ):
             return dict(zip(named, fast, strict=True))
     spans = _promql.selectors(text)
-    if [s.name for s in spans] != [s.node.name for s in walk.sels]:
+    if [s.name for s in spans] != [s.raw_name for s in walk.sels]:
         return None
     return dict(enumerate(spans))
 
@@ -365,6 +370,8 @@ def _selector_edits(
 def _minimal(text: str, start: int, end: int, new: str) -> tuple[int, int, str]:
     """Replace text[start:end] by *new*, trimmed to the part that differs."""
     old = text[start:end]
+    if new.startswith(old):  # the usual case: alternatives appended
+        return (end, end, new[len(old) :])
     pre = 0
     while pre < min(len(old), len(new)) and old[pre] == new[pre]:
         pre += 1

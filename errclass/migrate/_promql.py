@@ -139,7 +139,7 @@ _ESCAPE = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7
 def decode_string(literal: str) -> str:
     """The value of a PromQL string literal (Go escapes; backquotes are raw)."""
     quote, body = literal[0], literal[1:-1]
-    if quote == "`":
+    if quote == "`" or "\\" not in body:
         return body
 
     def one(m: re.Match[str]) -> str:
