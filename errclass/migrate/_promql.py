@@ -229,9 +229,12 @@ def selectors(text: str) -> list[SelectorSpan]:
 
 @functools.lru_cache(maxsize=64)
 def _name_scanner(names: frozenset[str]) -> re.Pattern[str]:
+    """Matches from a position up to the next occurrence of a name outside strings and
+    comments (which are skipped whole), so Python sees only the occurrences."""
     alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
     return re.compile(
-        _STRING + r"|(?P<name>(?<![A-Za-z0-9_:.$])(?:" + alternatives + r")(?![A-Za-z0-9_:]))",
+        r"(?:" + _STRING.replace("?P<str>", "").replace("?P<comment>", "") + r"|[^\"'`\#])*?"
+        r"(?P<name>(?<![A-Za-z0-9_:.$])(?:" + alternatives + r")(?![A-Za-z0-9_:]))",
         re.VERBOSE,
     )
 
@@ -243,17 +246,20 @@ def named_selectors(text: str, names: frozenset[str]) -> list[SelectorSpan] | No
     """The selectors of the metrics *names* in *text*, in order, found without lexing the
     rest; None when an occurrence is not a plain selector (the caller lexes all)."""
     out: list[SelectorSpan] = []
-    for m in _name_scanner(names).finditer(text):
-        if m.lastgroup != "name":
-            continue
-        after = _GAP.match(text, m.end())
-        nxt = after.end() if after else m.end()
+    scan = _name_scanner(names).match
+    pos = 0
+    while (m := scan(text, pos)) is not None:
+        name, end = m.group("name"), m.end()
+        nxt = _gap_end(text, end)
         if text.startswith("{", nxt):
-            out.append(_braces_at(text, nxt, m.group(), m.end()))
+            sel = _braces_at(text, nxt, name, end)
+            out.append(sel)
+            pos = (sel.close or nxt) + 1
         elif text.startswith("(", nxt):
             return None  # not a selector: let the full lexer decide
         else:
-            out.append(SelectorSpan(m.group(), m.end(), None, None, (), "", False))
+            out.append(SelectorSpan(name, end, None, None, (), "", False))
+            pos = end
     return out
 
 
