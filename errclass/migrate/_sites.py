@@ -3,8 +3,10 @@ raw text, its decoded value, and how to turn edits of the value into edits of th
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 Edit = tuple[int, int, str]
@@ -67,74 +69,53 @@ def raw_edits(text: str, site: Site, edits: list[Edit]) -> list[Edit]:
     return out
 
 
-def _offsets(text: str, site: Site) -> _Map:
+def _offsets(text: str, site: Site) -> Callable[[int], int]:
     raw = text[site.start : site.end]
     if site.style == "json":
-        body = raw[1:-1]
-        if "\\" not in body:
-            return _Shift(site.start + 1)
-        return _Table(_json_table(body, site.start + 1))
+        return _escapes(_JSON_ESCAPE, raw[1:-1], site.start + 1)
     if site.style in ("", "'", '"'):
         inner = 0 if site.style == "" else 1
         if raw[inner : len(raw) - inner] == site.value:
-            return _Shift(site.start + inner)
+            return _shift(site.start + inner)
         if site.style == '"' and "\n" not in raw:
-            return _Table(_chunk_table(_YAML_DQ_CHUNK, raw[1:-1], site.start + 1))
-        return _Table(_align(text, site.start + inner, site.end - inner, site.value))
+            return _escapes(_YAML_ESCAPE, raw[1:-1], site.start + 1)
+        return _align(text, site.start + inner, site.end - inner, site.value).__getitem__
     # block scalar: content starts after the header line
     nl = text.find("\n", site.start, site.end)
     if nl < 0:
         raise EncodeError("a block scalar without content")
     if site.style == "|":
-        return _Table(_align_lines(text, nl + 1, site.end, site.value))
-    return _Table(_align(text, nl + 1, site.end, site.value))
+        return _align_lines(text, nl + 1, site.end, site.value).__getitem__
+    return _align(text, nl + 1, site.end, site.value).__getitem__
 
 
-class _Map:
-    def __call__(self, i: int) -> int:
-        raise NotImplementedError
+def _shift(by: int) -> Callable[[int], int]:
+    return lambda i: by + i
 
 
-class _Shift(_Map):
-    def __init__(self, by: int) -> None:
-        self.by = by
-
-    def __call__(self, i: int) -> int:
-        return self.by + i
+_JSON_ESCAPE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[0-9a-fA-F]{4}|\\u[0-9a-fA-F]{4}|\\.")
+_YAML_ESCAPE = re.compile(r"\\x[0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|\\U[0-9a-fA-F]{8}|\\.")
 
 
-class _Table(_Map):
-    def __init__(self, table: list[int]) -> None:
-        self.table = table
+def _escapes(pattern: re.Pattern[str], body: str, base: int) -> Callable[[int], int]:
+    """Offsets in a one-line escaped string body: each escape sequence decodes to one
+    character, so a decoded index moves by the extra length of the escapes before it."""
+    if "\\" not in body:
+        return _shift(base)
+    decoded_at: list[int] = []
+    extra_before: list[int] = []
+    extra = 0
+    for m in pattern.finditer(body):
+        decoded_at.append(m.start() - extra)
+        extra_before.append(extra)
+        extra += len(m.group()) - 1
+    total = extra
 
-    def __call__(self, i: int) -> int:
-        return self.table[i]
+    def offset(i: int) -> int:
+        k = bisect.bisect_left(decoded_at, i)
+        return base + i + (extra_before[k] if k < len(decoded_at) else total)
 
-
-_JSON_CHUNK = re.compile(
-    r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[0-9a-fA-F]{4}|\\u[0-9a-fA-F]{4}|\\.|[^\\]+"
-)
-
-
-_YAML_DQ_CHUNK = re.compile(r"\\x[0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|\\U[0-9a-fA-F]{8}|\\.|[^\\]+")
-
-
-def _json_table(body: str, base: int) -> list[int]:
-    return _chunk_table(_JSON_CHUNK, body, base)
-
-
-def _chunk_table(chunks: re.Pattern[str], body: str, base: int) -> list[int]:
-    """Offsets of each decoded character of a one-line escaped string body: an escape
-    sequence decodes to one character (verified afterwards by re-reading)."""
-    table: list[int] = []
-    for m in chunks.finditer(body):
-        chunk = m.group()
-        if chunk.startswith("\\"):
-            table.append(base + m.start())
-        else:
-            table.extend(range(base + m.start(), base + m.end()))
-    table.append(base + len(body))
-    return table
+    return offset
 
 
 def _align(text: str, start: int, end: int, value: str) -> list[int]:
