@@ -44,7 +44,36 @@ BOTH = Selection((M,), split=("client_gone", "deadline_exceeded"))
 def test_preserve_keeps_what_each_matcher_matched(before: str, after: str | None) -> None:
     r = migrate_expr(before, PRESERVE)
     assert r.new_text == (after or before)
-    assert [f.status for f in r.findings] == (["changed"] if after else [])
+    assert [f.status for f in r.findings if f.status != "manual"] == (["changed"] if after else [])
+    # summed over the reason label, the numbers are exactly what they were
+    summed = migrate_expr(f"sum(\n{before}\n)", PRESERVE)
+    assert summed.new_text == f"sum(\n{after or before}\n)"
+    assert [f.status for f in summed.findings] == (["changed"] if after else [])
+
+
+def test_preserve_warns_when_the_reason_label_survives() -> None:
+    """Matching the same series is not the same numbers when the reason label is kept:
+    one write_failed series becomes two, and a per-series threshold may stop firing."""
+    for expr in (
+        f'rate({M}{{reason="write_failed"}}[5m]) > 1',
+        f'sum by (reason) (rate({M}{{reason="write_failed"}}[5m]))',
+        f'topk(3, rate({M}{{reason="write_failed"}}[5m]))',
+    ):
+        r = migrate_expr(expr, PRESERVE)
+        assert r.changed
+        [note] = [f for f in r.findings if f.status == "manual"]
+        assert "keeps the reason label" in note.message
+        assert "sum without (reason)" in note.message
+    for expr in (
+        f'sum(rate({M}{{reason="write_failed"}}[5m])) > 1',
+        f'sum without (reason, instance) (rate({M}{{reason="write_failed"}}[5m]))',
+        f'max by (job) (rate({M}{{reason="write_failed"}}[5m]))',
+        f'scalar(rate({M}{{reason="write_failed"}}[5m]))',
+    ):
+        assert [f.status for f in migrate_expr(expr, PRESERVE).findings] == ["changed"]
+    # a label_values() variable only lists values: no warning there
+    quiet = migrate_expr(f'{M}{{reason="write_failed"}}', PRESERVE, series=False)
+    assert [f.status for f in quiet.findings] == ["changed"]
 
 
 def test_preserve_with_several_split_values() -> None:
@@ -101,7 +130,7 @@ def test_split_lists_alerts_tuned_on_the_old_volume() -> None:
     assert migrate_expr(f"sum(rate({M}[5m])) > 100", SPLIT, alert=True).findings == []
     # once re-tuned and marked, it is quiet
     assert migrate_expr(alert + "  # errclass: retuned", SPLIT, alert=True).findings == []
-    # preserve mode keeps the numbers, so thresholds stay valid
+    # preserve mode keeps the (summed) numbers, so thresholds stay valid
     assert [f.status for f in migrate_expr(alert, PRESERVE, alert=True).findings] == ["changed"]
 
 
@@ -157,7 +186,7 @@ def test_name_matcher_and_metric_patterns_are_targets() -> None:
 def test_template_variables_and_comments_survive(expr: str) -> None:
     r = migrate_expr(expr, PRESERVE)
     assert r.new_text == expr.replace('reason="write_failed"', 'reason=~"write_failed|client_gone"')
-    assert [f.status for f in r.findings] == ["changed"]
+    assert [f.status for f in r.findings if f.status != "manual"] == ["changed"]
 
 
 def test_masking_is_deterministic_and_only_outside_strings() -> None:

@@ -84,10 +84,12 @@ def _matchers(vs: Any) -> tuple[Matcher, ...]:
 class _Walk:
     """Selectors in textual order, with ratio spans and threshold comparisons."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = "") -> None:
+        self.label = label
         self.sels: list[_Sel] = []
         self.ratios: list[tuple[int, int, int]] = []  # lhs start, rhs start, end
         self.thresholds: list[tuple[int, int]] = []  # compared side start, end
+        self.aggregated: set[int] = set()  # selectors whose *label* an aggregation drops
 
     def visit(self, node: Any) -> None:
         kind = type(node).__name__
@@ -112,12 +114,37 @@ class _Walk:
         elif kind == "AggregateExpr":
             if node.param is not None:
                 self.visit(node.param)
+            a = len(self.sels)
             self.visit(node.expr)
+            if self.label and _drops(node, self.label):
+                self.aggregated.update(range(a, len(self.sels)))
         elif kind == "Call":
+            a = len(self.sels)
             for arg in node.args:
                 self.visit(arg)
+            if node.func.name == "scalar":
+                self.aggregated.update(range(a, len(self.sels)))
         elif kind in ("ParenExpr", "UnaryExpr", "SubqueryExpr"):
             self.visit(node.expr)
+
+
+# Aggregations whose output keeps only the grouping labels (topk/bottomk/limitk keep all).
+_GROUPING_AGGREGATIONS = frozenset(
+    ("sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "quantile", "count_values")
+)
+
+
+def _drops(node: Any, label: str) -> bool:
+    """Does this aggregation drop *label* from its output?"""
+    if str(node.op) not in _GROUPING_AGGREGATIONS:
+        return False
+    modifier = node.modifier
+    if modifier is None:
+        return True
+    labels = list(modifier.labels)
+    if str(modifier.type).endswith("Without"):
+        return label in labels
+    return label not in labels
 
 
 def _is_number(node: Any) -> bool:
@@ -179,12 +206,14 @@ def migrate_expr(
     alert: bool = False,
     threshold_elsewhere: bool = False,
     ratio: bool = False,
+    series: bool = True,
 ) -> ExprResult:
     """Plan, edit and verify one expression. Never raises for bad input: problems
     become findings and the text is left as it is.
 
     An expression that cannot name the metric (its name is not in the text) cannot need
-    a change and is not parsed at all.
+    a change and is not parsed at all. *series*: its result is used series by series (not
+    so for Grafana's ``label_values``), so a reason label left in it matters.
     """
     result = ExprResult(text, text)
     if not sel.mentions(text):
@@ -194,7 +223,7 @@ def migrate_expr(
     except ValueError as e:
         result.findings.append(Finding("skipped", f"not valid PromQL: {e}"))
         return result
-    walk = _Walk()
+    walk = _Walk(sel.label)
     walk.visit(tree)
     targets = [i for i, s in enumerate(walk.sels) if sel.targets(s.name)]
     for s in walk.sels:
@@ -225,7 +254,7 @@ def migrate_expr(
         spans = [(0, len(walk.sels))] if threshold_elsewhere else walk.thresholds
         _retune(walk, spans, sel, result)
     if plans:
-        _edit(text, walk, tree, plans, sel=sel, result=result)
+        _edit(text, walk, tree, plans, sel=sel, result=result, series=series)
     return result
 
 
@@ -258,7 +287,14 @@ def _quote(v: str) -> str:
 
 
 def _edit(
-    text: str, walk: _Walk, tree: Any, plans: dict[int, Plan], *, sel: Selection, result: ExprResult
+    text: str,
+    walk: _Walk,
+    tree: Any,
+    plans: dict[int, Plan],
+    *,
+    sel: Selection,
+    result: ExprResult,
+    series: bool,
 ) -> None:
     def fail(why: str) -> None:
         result.findings.append(Finding("skipped", f"left untouched: {why}"))
@@ -298,6 +334,18 @@ def _edit(
         after = _Sel(s.node, s.raw_name, _matchers=plans[i].apply(s.matchers))
         what = "excluded from a ratio" if s.in_ratio and plans[i].add else "rewritten"
         result.findings.append(Finding("changed", f"{sel.mode}: {what}", _show(s), _show(after)))
+        split_series = sel.mode == "preserve" and counts_old(s.matchers, sel)
+        if series and split_series and i not in walk.aggregated:
+            result.findings.append(
+                Finding(
+                    "manual",
+                    f"the result keeps the {sel.label} label: after the split one series "
+                    f"becomes {1 + len(sel.split)} ({', '.join((sel.old, *sel.split))}), so "
+                    f"per-series values and thresholds change unless summed, e.g. "
+                    f"sum without ({sel.label}) (...)",
+                    _show(s),
+                )
+            )
 
 
 def _locate(

@@ -100,6 +100,7 @@ def plan_text(text: str, kind: str, sel: Selection, result: FileResult) -> FileR
             alert=site.alert,
             threshold_elsewhere=site.threshold_elsewhere,
             ratio=site.ratio,
+            series=site.series,
         )
         result.sites.append((site, r))
         if r.edits:

@@ -42,6 +42,11 @@ class Site:
         self.sub = template_query_span(self.value) if self.template else (0, len(self.value))
 
     @property
+    def series(self) -> bool:
+        """Are the result's series used one by one? (label_values only lists values.)"""
+        return not (self.template and self.value.lstrip().startswith("label_values"))
+
+    @property
     def expr(self) -> str | None:
         if self.sub is None:
             return None
