@@ -176,7 +176,7 @@ def test_dry_run_then_write_then_clean(tmp_path: Path, capsys: pytest.CaptureFix
 
     assert main(["migrate", str(tmp_path), "--metric", M]) == 1
     out = capsys.readouterr().out
-    assert f"--- a/{tmp_path}/rules.yaml" in out
+    assert f"--- {tmp_path}/rules.yaml" in out
     new = 'expr: sum by (job) (rate(stream_outcomes_total{reason=~"write_failed|client_gone"}[5m]))'
     assert f"+        {new}" in out
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == snapshot  # dry run
@@ -263,3 +263,46 @@ def test_bad_selection_flags_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     rules = str(FIXTURES / "rules.yaml")
     assert main(["migrate", rules, "--metric", M, "--split", "write_failed"]) == 2
     assert "both the old value and a split value" in capsys.readouterr().err
+
+
+EDGE_CASES = """\
+groups:
+- name: flow
+  rules: [{alert: A, expr: 'm{reason="write_failed"} > 1', for: 5m},
+    {record: r, expr: "sum(m{reason=\\"write_failed\\"})"}]
+- name: anchors
+  rules:
+  - record: x
+    expr: &shared sum(rate(m{reason="write_failed"}[5m]))
+  - record: y
+    expr: *shared
+  - alert: Helm
+    expr: sum(rate(m{reason="write_failed", job="{{ .Values.job }}"}[{{ .Values.window }}])) > 0
+  - alert: Folded
+    expr: >
+      sum(rate(m{reason="write_failed"}[5m]))
+        > 1
+  - record: plain_multiline
+    expr: sum(rate(m{reason="write_failed"}[5m]))
+      / 2
+"""
+
+
+def test_yaml_flow_style_anchors_helm_and_folded_scalars(tmp_path: Path) -> None:
+    path = tmp_path / "edge.yaml"
+    path.write_text(EDGE_CASES)
+    [r] = plan_paths([path], Selection(("m",)))
+    assert not r.error
+    new = 'reason=~"write_failed|client_gone"'
+    # every occurrence edited in place (the alias follows its anchor), nothing else
+    assert r.new_text == EDGE_CASES.replace('reason="write_failed"', new).replace(
+        'reason=\\"write_failed\\"', 'reason=~\\"write_failed|client_gone\\"'
+    )
+    assert [s.location for s, _ in r.sites] == [
+        'group "flow" alert "A"',
+        'group "flow" record "r"',
+        'group "anchors" record "x"',
+        'group "anchors" alert "Helm"',
+        'group "anchors" alert "Folded"',
+        'group "anchors" record "plain_multiline"',
+    ]

@@ -55,13 +55,18 @@ def diff(results: list[FileResult]) -> str:
                 difflib.unified_diff(
                     r.text.splitlines(keepends=True),
                     r.new_text.splitlines(keepends=True),
-                    f"a/{r.path}",
-                    f"b/{r.path}",
+                    _side("a", r.path),
+                    _side("b", r.path),
                 )
             )
             if parts and not parts[-1].endswith("\n"):
                 parts.append("\n\\ No newline at end of file\n")
     return "".join(parts)
+
+
+def _side(prefix: str, path: object) -> str:
+    text = str(path)
+    return text if text.startswith("/") else f"{prefix}/{text}"
 
 
 def table(found: list[Row]) -> str:
