@@ -250,11 +250,15 @@ def resetting_upstream(body: bytes = b"u" * 1000, delay: float = 0.05) -> Iterat
 
 
 def read_to_end(sock: socket.socket, timeout: float = 10.0) -> None:
-    """Read *sock* until the server closes it (bounded per read), then close it."""
+    """Read *sock* until the server closes it or a chunked body ends (hypercorn on
+    trio keeps the connection open after ``Connection: close``), then close it."""
     sock.settimeout(timeout)
+    tail = b""
     with sock:
-        while sock.recv(65536):
-            pass
+        while data := sock.recv(65536):
+            tail = (tail + data)[-7:]
+            if tail.endswith(b"\r\n0\r\n\r\n"):
+                return
 
 
 def stall_reading(port: int, path: str, seconds: float) -> None:

@@ -1,7 +1,8 @@
 """ErrclassMiddleware: its ASGI contract in-process, then the matrix on real servers.
 
 The matrix: one server process per stack (uvicorn h11, uvicorn httptools,
-hypercorn) serves ``tests/servers/asgi_app.py`` behind ``ErrclassMiddleware``; every scenario
+hypercorn on asyncio and on trio) serves ``tests/servers/asgi_app.py`` behind
+``ErrclassMiddleware`` (Starlette and sse-starlette endpoints); every scenario
 drives a few streams and reads ``errclass_outcomes_total`` from the server's
 ``/metrics``: the expected reason once per stream, and the outcomes summing to
 the streams started.
@@ -49,12 +50,14 @@ def server_argv(stack: str, port: int) -> list[str]:
             "-m", "uvicorn", f"{APP}:app", "--host", "127.0.0.1", "--port", str(port),
             "--http", http, "--log-level", "warning", "--timeout-graceful-shutdown", "1",
         )  # fmt: skip
+    worker = ["-k", "trio"] if stack == "hypercorn-trio" else []
     return python_argv(
-        "-m", "hypercorn", f"{APP}:app", "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "1",
+        "-m", "hypercorn", *worker, f"{APP}:app", "--bind", f"127.0.0.1:{port}",
+        "--graceful-timeout", "1",
     )  # fmt: skip
 
 
-STACKS = ["uvicorn-h11", "uvicorn-httptools", "hypercorn"]
+STACKS = ["uvicorn-h11", "uvicorn-httptools", "hypercorn", "hypercorn-trio"]
 
 
 # -- the contract, in-process (an ASGI server is two callables) ---------------------
@@ -292,6 +295,10 @@ SCENARIOS: dict[str, tuple[str, Callable[[int, str], None], str, str, str]] = {
     ),
     "client_stalls_past_deadline": ("/stalled", stall, "Stalled", "stalled", "deadline_exceeded"),
     "write_fault_dev_full": ("/devfull", read_stream, "devfull", "devfull", "write_failed"),
+    "sse_completes": ("/sse_completes", read_stream, "sse_completes", "sse_completes", "ok"),
+    "sse_client_leaves": (
+        "/sse_leave", leave_after(fin_close, 30), "sse_leave", "sse_leave", "client_gone",
+    ),
     "upstream_resets": (
         "/upstream?port={upstream}", read_stream, "upstream", "upstream", "write_failed",
     ),

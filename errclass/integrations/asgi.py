@@ -336,7 +336,10 @@ def _transport_closing(receive: Receive) -> Callable[[], bool] | None:
 def _cancellation(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(_cancellation(e) for e in exc.exceptions)
-    return isinstance(exc, asyncio.CancelledError) or type(exc).__name__ == "Cancelled"
+    cls = type(exc)
+    return isinstance(exc, asyncio.CancelledError) or (
+        cls.__name__ == "Cancelled" and cls.__module__.startswith("trio")
+    )
 
 
 def _endpoint_name(scope: Scope) -> str | None:

@@ -10,13 +10,16 @@ counts the streams that began. Query parameters: ``n`` chunks of ``size`` bytes,
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import prometheus_client
+import sniffio
+from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -43,7 +46,7 @@ async def chunks(scenario: str, n: int, size: int, delay: float) -> AsyncIterato
     for _ in range(n):
         yield chunk
         if delay:
-            await asyncio.sleep(delay)
+            await anyio.sleep(delay)
 
 
 async def completes(request: Request) -> StreamingResponse:
@@ -77,7 +80,7 @@ async def devfull(request: Request) -> StreamingResponse:
                 if i >= 2:
                     sink.write(chunk)  # ENOSPC: our own fault, mid-stream
                 yield chunk
-                await asyncio.sleep(0.005)
+                await anyio.sleep(0.005)
 
     return StreamingResponse(tee())
 
@@ -102,15 +105,38 @@ async def upstream(request: Request) -> StreamingResponse:
 class Stalled:
     """Raw ASGI endpoint: its sends happen inside ``errclass.deadline()``, so a
     client that stops reading (send blocks on flow control) hits the deadline.
-    In a StreamingResponse the send happens outside your generator."""
+    In a StreamingResponse the send happens outside your generator. (On trio,
+    ``anyio.fail_after``: errclass.deadline is asyncio's timeout.)"""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         STARTED.labels("stalled").inc()
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        async with errclass.deadline(DEADLINE):
+        on_asyncio = sniffio.current_async_library() == "asyncio"
+        async with errclass.deadline(DEADLINE) if on_asyncio else _fail_after(DEADLINE):
             chunk = b"x" * 65536
             while True:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
+@asynccontextmanager
+async def _fail_after(seconds: float) -> AsyncIterator[None]:
+    with anyio.fail_after(seconds):
+        yield
+
+
+async def events(scenario: str, n: int) -> AsyncIterator[dict[str, str]]:
+    STARTED.labels(scenario).inc()
+    for i in range(n):
+        yield {"data": str(i)}
+        await anyio.sleep(0.02)
+
+
+async def sse_completes(request: Request) -> EventSourceResponse:
+    return EventSourceResponse(events("sse_completes", 5))
+
+
+async def sse_leave(request: Request) -> EventSourceResponse:
+    return EventSourceResponse(events("sse_leave", 1000))
 
 
 async def adopted(request: Request) -> StreamingResponse:
@@ -134,6 +160,8 @@ starlette_app = Starlette(
         Route("/devfull", devfull),
         Route("/upstream", upstream),
         Route("/stalled", Stalled()),
+        Route("/sse_completes", sse_completes),
+        Route("/sse_leave", sse_leave),
         Route("/adopted", adopted),
         Route("/shutdown", shutdown),
     ]
