@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import Any, Protocol, runtime_checkable
 
+from . import _signals
 from ._outcome import OK, Event, Outcome, Reason, Role
 from ._policy import DEFAULT_POLICY, Policy
 
@@ -60,6 +61,11 @@ class Tracker:
         return (perf_counter() if self.timed else 0.0), (_otel.capture() if self.traced else None)
 
     def ok(self, t0: float, ctx: Any) -> None:
+        if self.role == "producer" and _signals.client_gone():
+            # The server said the client left (e.g. ASGI http.disconnect): a producer
+            # that "completed" wrote into a void.
+            self.record(_signals.TRANSPORT_GONE, _signals.ClientDisconnected(), t0, ctx)
+            return
         duration = perf_counter() - t0 if self.timed else None
         for r in self._recorders:
             try:
