@@ -175,8 +175,9 @@ def _skeleton(tree: Any, sels: list[_Sel]) -> str | None:
     return "\x00".join(parts)
 
 
-def _signature(vs: Any) -> tuple[str | None, tuple[Matcher, ...], str, str]:
-    return (vs.name, _matchers(vs), repr(vs.offset), repr(vs.at))
+def _signature(s: _Sel) -> tuple[str | None, tuple[Matcher, ...], str, str]:
+    vs = s.node
+    return (s.raw_name, s.matchers, repr(vs.offset), repr(vs.at))
 
 
 # --- planning ------------------------------------------------------------------
@@ -382,8 +383,8 @@ def _verify(new_text: str, walk: _Walk, tree: Any, plans: dict[int, Plan]) -> st
     changed = sorted(plans)
     for i in changed:
         old, new = walk.sels[i], new_walk.sels[i]
-        want = _signature(old.node)
-        if _signature(new.node) != (want[0], plans[i].apply(old.matchers), want[2], want[3]):
+        want = _signature(old)
+        if _signature(new) != (want[0], plans[i].apply(old.matchers), want[2], want[3]):
             return f"selector {i + 1} did not come out as intended"
     before = _skeleton(tree, [walk.sels[i] for i in changed])
     after = _skeleton(new_tree, [new_walk.sels[i] for i in changed])
