@@ -102,6 +102,9 @@ def run_migrate(args: argparse.Namespace) -> int:
     from errclass.migrate._files import WriteError, write_all
     from errclass.migrate._report import diff, needs_attention, summary, table
 
+    if args.backup and not args.write:
+        print("errclass: --backup only makes sense with --write", file=sys.stderr)
+        return 2
     planned = _plan(args)
     if planned is None:
         return 2
