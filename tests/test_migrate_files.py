@@ -12,8 +12,9 @@ import pytest
 from errclass._cli import main
 from errclass.migrate import Selection, WriteError, plan_paths, write_all
 from errclass.migrate._documents import load
-from errclass.migrate._expr import _parse, apply_edits
+from errclass.migrate._expr import apply_edits
 from errclass.migrate._formats import extract
+from errclass.migrate._tree import parse as _parse
 from tests.support import shared_fixture
 
 FIXTURES = Path(__file__).parent / "fixtures" / "migrate"

@@ -9,7 +9,6 @@ from typing import Any
 from errclass.migrate import _promql
 from errclass.migrate._semantics import (
     Manual,
-    Matcher,
     Plan,
     Selection,
     counts_old,
@@ -17,9 +16,8 @@ from errclass.migrate._semantics import (
     plan_preserve,
     plan_split,
 )
+from errclass.migrate._tree import Sel, Walk, parse, signature, skeleton
 
-_OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "MatchOp.NotRe": "!~"}
-_COMPARISONS = frozenset((">", "<", ">=", "<=", "==", "!="))
 _REVIEWED = "errclass: retuned"
 
 
@@ -45,145 +43,10 @@ class ExprResult:
         return self.new_text != self.text
 
 
-@dataclass
-class _Sel:
-    node: Any
-    raw_name: str | None  # as written before the braces
-    in_ratio: bool = False
-    _matchers: tuple[Matcher, ...] | None = None
-
-    @property
-    def matchers(self) -> tuple[Matcher, ...]:
-        if self._matchers is None:  # read from the tree only when needed
-            self._matchers = _matchers(self.node)
-        return self._matchers
-
-    @property
-    def name(self) -> str | None:
-        if self.raw_name is not None:
-            return self.raw_name
-        for lbl, op, v in self.matchers:
-            if lbl == "__name__" and op == "=":
-                return v
-        return None
-
-
-# --- the tree ------------------------------------------------------------------
-
-
-def _parse(text: str) -> Any:
-    import promql_parser
-
-    return promql_parser.parse(_promql.mask(text))
-
-
-def _matchers(vs: Any) -> tuple[Matcher, ...]:
-    return tuple((m.name, _OPS[str(m.op)], m.value) for m in vs.matchers.matchers)
-
-
-class _Walk:
-    """Selectors in textual order, with ratio spans and threshold comparisons."""
-
-    def __init__(self, label: str = "") -> None:
-        self.label = label
-        self.sels: list[_Sel] = []
-        self.ratios: list[tuple[int, int, int]] = []  # lhs start, rhs start, end
-        self.thresholds: list[tuple[int, int]] = []  # compared side start, end
-        self.aggregated: set[int] = set()  # selectors whose *label* an aggregation drops
-
-    def visit(self, node: Any) -> None:
-        kind = type(node).__name__
-        if kind == "VectorSelector":
-            self.sels.append(_Sel(node, node.name))
-        elif kind == "MatrixSelector":
-            self.visit(node.vector_selector)
-        elif kind == "BinaryExpr":
-            a = len(self.sels)
-            self.visit(node.lhs)
-            b = len(self.sels)
-            self.visit(node.rhs)
-            c = len(self.sels)
-            op = str(node.op)
-            if op == "/":
-                self.ratios.append((a, b, c))
-            elif op in _COMPARISONS:
-                if _is_number(node.rhs):
-                    self.thresholds.append((a, b))
-                elif _is_number(node.lhs):
-                    self.thresholds.append((b, c))
-        elif kind == "AggregateExpr":
-            if node.param is not None:
-                self.visit(node.param)
-            a = len(self.sels)
-            self.visit(node.expr)
-            if self.label and _drops(node, self.label):
-                self.aggregated.update(range(a, len(self.sels)))
-        elif kind == "Call":
-            a = len(self.sels)
-            for arg in node.args:
-                self.visit(arg)
-            if node.func.name == "scalar":
-                self.aggregated.update(range(a, len(self.sels)))
-        elif kind in ("ParenExpr", "UnaryExpr", "SubqueryExpr"):
-            self.visit(node.expr)
-
-
-# Aggregations whose output keeps only the grouping labels (topk/bottomk/limitk keep all).
-_GROUPING_AGGREGATIONS = frozenset(
-    ("sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "quantile", "count_values")
-)
-
-
-def _drops(node: Any, label: str) -> bool:
-    """Does this aggregation drop *label* from its output?"""
-    if str(node.op) not in _GROUPING_AGGREGATIONS:
-        return False
-    modifier = node.modifier
-    if modifier is None:
-        return True
-    labels = list(modifier.labels)
-    if str(modifier.type).endswith("Without"):
-        return label in labels
-    return label not in labels
-
-
-def _is_number(node: Any) -> bool:
-    kind = type(node).__name__
-    if kind in ("ParenExpr", "UnaryExpr"):
-        return _is_number(node.expr)
-    return kind == "NumberLiteral"
-
-
-def _skeleton(tree: Any, sels: list[_Sel]) -> str | None:
-    """The tree as printed, with the given selectors cut out (None if one is not found).
-
-    Printing is lossy in formatting but not in structure; the cut selectors themselves
-    are compared matcher by matcher, from the parsed values.
-    """
-    text = str(tree)
-    parts = []
-    pos = 0
-    for s in sels:
-        printed = str(s.node)
-        inner = printed[: printed.rfind("}") + 1]  # without offset / @, printed after a range
-        at = text.find(inner, pos)
-        if at < 0:
-            return None
-        parts.append(text[pos:at])
-        pos = at + len(inner)
-    parts.append(text[pos:])
-    return "\x00".join(parts)
-
-
-def _signature(s: _Sel) -> tuple[str | None, tuple[Matcher, ...], str, str]:
-    vs = s.node
-    return (s.raw_name, s.matchers, repr(vs.offset), repr(vs.at))
-
-
 # --- planning ------------------------------------------------------------------
 
 
-def _mark_ratios(walk: _Walk, sel: Selection) -> None:
+def _mark_ratios(walk: Walk, sel: Selection) -> None:
     for a, b, c in walk.ratios:
         side = walk.sels[a:c]
         if not any(sel.targets(s.name) for s in walk.sels[b:c]):
@@ -194,7 +57,7 @@ def _mark_ratios(walk: _Walk, sel: Selection) -> None:
             s.in_ratio = True
 
 
-def _plan(s: _Sel, sel: Selection) -> Plan | None:
+def _plan(s: Sel, sel: Selection) -> Plan | None:
     if sel.mode == "preserve":
         return plan_preserve(s.matchers, sel)
     return plan_split(s.matchers, sel, s.in_ratio)
@@ -220,11 +83,11 @@ def migrate_expr(
     if not sel.mentions(text):
         return result
     try:
-        tree = _parse(text)
+        tree = parse(text)
     except ValueError as e:
         result.findings.append(Finding("skipped", f"not valid PromQL: {e}"))
         return result
-    walk = _Walk(sel.label)
+    walk = Walk(sel.label)
     walk.visit(tree)
     targets = [i for i, s in enumerate(walk.sels) if sel.targets(s.name)]
     for s in walk.sels:
@@ -259,7 +122,7 @@ def migrate_expr(
     return result
 
 
-def _retune(walk: _Walk, spans: list[tuple[int, int]], sel: Selection, result: ExprResult) -> None:
+def _retune(walk: Walk, spans: list[tuple[int, int]], sel: Selection, result: ExprResult) -> None:
     for a, b in spans:
         for s in walk.sels[a:b]:
             mine = any(lbl == sel.label for lbl, _, _ in s.matchers)
@@ -275,7 +138,7 @@ def _retune(walk: _Walk, spans: list[tuple[int, int]], sel: Selection, result: E
                 return
 
 
-def _show(s: _Sel) -> str:
+def _show(s: Sel) -> str:
     ms = ", ".join(f"{lbl}{op}{_quote(v)}" for lbl, op, v in s.matchers)
     return f"{s.name or ''}{{{ms}}}" if ms or not s.name else s.name
 
@@ -289,7 +152,7 @@ def _quote(v: str) -> str:
 
 def _edit(
     text: str,
-    walk: _Walk,
+    walk: Walk,
     tree: Any,
     plans: dict[int, Plan],
     *,
@@ -332,7 +195,7 @@ def _edit(
     result.edits = edits
     for i in sorted(plans):
         s = walk.sels[i]
-        after = _Sel(s.node, s.raw_name, _matchers=plans[i].apply(s.matchers))
+        after = Sel(s.node, s.raw_name, _matchers=plans[i].apply(s.matchers))
         what = "excluded from a ratio" if s.in_ratio and plans[i].add else "rewritten"
         result.findings.append(Finding("changed", f"{sel.mode}: {what}", _show(s), _show(after)))
         split_series = sel.mode == "preserve" and counts_old(s.matchers, sel)
@@ -350,7 +213,7 @@ def _edit(
 
 
 def _locate(
-    text: str, walk: _Walk, sel: Selection, wanted: set[int]
+    text: str, walk: Walk, sel: Selection, wanted: set[int]
 ) -> dict[int, _promql.SelectorSpan] | None:
     """Text spans of the tree's selectors by index: first by scanning for the metric
     names only (fast), else by lexing everything; None if text and tree disagree."""
@@ -369,25 +232,25 @@ def _locate(
     return dict(enumerate(spans))
 
 
-def _verify(new_text: str, walk: _Walk, tree: Any, plans: dict[int, Plan]) -> str:
+def _verify(new_text: str, walk: Walk, tree: Any, plans: dict[int, Plan]) -> str:
     """Re-parse the edit: the changed selectors carry exactly the planned matchers (and
     the same name, offset and @), and with them cut out both trees print the same."""
     try:
-        new_tree = _parse(new_text)
+        new_tree = parse(new_text)
     except ValueError as e:
         return f"the edited expression does not parse: {e}"
-    new_walk = _Walk()
+    new_walk = Walk()
     new_walk.visit(new_tree)
     if len(new_walk.sels) != len(walk.sels):
         return "the edit changed the number of selectors"
     changed = sorted(plans)
     for i in changed:
         old, new = walk.sels[i], new_walk.sels[i]
-        want = _signature(old)
-        if _signature(new) != (want[0], plans[i].apply(old.matchers), want[2], want[3]):
+        want = signature(old)
+        if signature(new) != (want[0], plans[i].apply(old.matchers), want[2], want[3]):
             return f"selector {i + 1} did not come out as intended"
-    before = _skeleton(tree, [walk.sels[i] for i in changed])
-    after = _skeleton(new_tree, [new_walk.sels[i] for i in changed])
+    before = skeleton(tree, [walk.sels[i] for i in changed])
+    after = skeleton(new_tree, [new_walk.sels[i] for i in changed])
     if before is None or after is None or before != after:
         return "the edit changed more than the intended matchers"
     return ""
