@@ -307,3 +307,25 @@ def test_yaml_flow_style_anchors_helm_and_folded_scalars(tmp_path: Path) -> None
         'group "anchors" alert "Folded"',
         'group "anchors" record "plain_multiline"',
     ]
+
+
+def test_cli_selection_flags_for_the_seed_scheme(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "seed.yaml"
+    shutil.copy(FIXTURES / "seed-rules.yaml", path)
+    argv = ["migrate", str(path), "--metric", "teranode_asset_.*_total", "--label", "source"]
+    argv += ["--from", "write_failed", "--split", "client_gone", "--split", "deadline_exceeded"]
+    assert main([*argv, "--write"]) == 1
+    capsys.readouterr()
+    text = path.read_text()
+    assert 'source=~"write_failed|client_gone|deadline_exceeded"' in text
+    assert 'result="error"' in text  # the label beside it is left alone
+    assert main(argv) == 0
+    assert main(["check", str(path), *argv[2:], "--mode", "preserve"]) == 0
+    # split mode on the preserved file: back to real faults, ratios exclude both values
+    assert main([*argv, "--mode", "split", "--write"]) == 1
+    text = path.read_text()
+    assert 'source=~"write_failed"' in text
+    assert 'source!~"client_gone|deadline_exceeded"' in text
+    assert "re-tune" in capsys.readouterr().out
