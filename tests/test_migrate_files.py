@@ -329,3 +329,22 @@ def test_cli_selection_flags_for_the_seed_scheme(
     assert 'source=~"write_failed"' in text
     assert 'source!~"client_gone|deadline_exceeded"' in text
     assert "re-tune" in capsys.readouterr().out
+
+
+def test_an_edit_that_does_not_read_back_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The safety net: if the edited file does not read back as intended (here a broken
+    encoder that forgets JSON escaping), nothing is written for that expression."""
+    from errclass.migrate import _files, _sites
+
+    def broken(text: str, site: _sites.Site, edits: list[tuple[int, int, str]]) -> list:
+        good = _sites.raw_edits(text, site, edits)
+        return [(a, b, new.replace('\\"', '"')) for a, b, new in good] + [
+            (site.start + 1, site.start + 1, '"')
+        ]
+
+    monkeypatch.setattr(_files, "raw_edits", broken)
+    [r] = plan_paths([FIXTURES / "dashboard-v2.json"], Selection((M,)))
+    assert r.new_text == r.text
+    findings = [f for _, er in r.sites for f in er.findings]
+    assert {f.status for f in findings} == {"skipped"}
+    assert all("did not read back" in f.message for f in findings)

@@ -29,6 +29,7 @@ class Finding:
     message: str
     old: str = ""
     new: str = ""
+    of_edit: bool = False  # describes the edit itself: dropped if the edit is
 
 
 @dataclass
@@ -197,7 +198,9 @@ def _edit(
         s = walk.sels[i]
         after = Sel(s.node, s.raw_name, _matchers=plans[i].apply(s.matchers))
         what = "excluded from a ratio" if s.in_ratio and plans[i].add else "rewritten"
-        result.findings.append(Finding("changed", f"{sel.mode}: {what}", _show(s), _show(after)))
+        result.findings.append(
+            Finding("changed", f"{sel.mode}: {what}", _show(s), _show(after), of_edit=True)
+        )
         split_series = sel.mode == "preserve" and counts_old(s.matchers, sel)
         if series and split_series and i not in walk.aggregated:
             result.findings.append(
@@ -208,6 +211,7 @@ def _edit(
                     f"per-series values and thresholds change unless summed, e.g. "
                     f"sum without ({sel.label}) (...)",
                     _show(s),
+                    of_edit=True,
                 )
             )
 

@@ -119,7 +119,7 @@ def _expected(site: Site, r: ExprResult) -> str:
 
 
 def _reject(r: ExprResult, why: str) -> None:
-    r.findings[:] = [f for f in r.findings if f.status != "changed"]
+    r.findings[:] = [f for f in r.findings if not f.of_edit]
     r.findings.append(Finding("skipped", f"left untouched: {why}"))
     r.new_text, r.edits = r.text, []
 

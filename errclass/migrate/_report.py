@@ -6,7 +6,6 @@ import difflib
 from collections import Counter
 from dataclasses import dataclass
 
-from errclass.migrate._expr import Finding
 from errclass.migrate._files import FileResult
 from errclass.migrate._semantics import Selection
 
@@ -137,7 +136,6 @@ def needs_attention(found: list[Row]) -> bool:
 
 
 __all__ = [
-    "Finding",
     "Row",
     "advice",
     "check_report",
