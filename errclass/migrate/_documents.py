@@ -17,6 +17,9 @@ KEYS = ("expr", "query", "error_query", "total_query", "error_ratio_query")
 _JSON_VALUE = re.compile(r'\s*:\s*("(?:[^"\\]|\\.)*")')
 
 
+_encode_json: Any = json.encoder.encode_basestring  # same escaping as json.dumps
+
+
 class DocumentError(ValueError):
     """The file is not valid JSON/YAML; the message names the position."""
 
@@ -78,7 +81,7 @@ class JsonView:
                     at = text.find(quoted, at + 1)
         if self._by_value is None:
             # most files escape the way json.dumps does: find the token as it would be
-            spans = self._raw.get((key, json.dumps(value, ensure_ascii=False)))
+            spans = self._raw.get((key, _encode_json(value)))
             if spans:
                 return spans.popleft()
             # otherwise decode every token not taken yet, and look values up from now on

@@ -21,7 +21,7 @@ from errclass.migrate._tree import Sel, Walk, parse, signature, skeleton
 _REVIEWED = "errclass: retuned"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Finding:
     """One thing migrate/check reports about an expression."""
 
@@ -174,7 +174,7 @@ def _edit(
         return
     # a matcher added to a one-matcher selector is separated like the others here
     seps = [s.separator for s in spans.values() if s.separator]
-    default_sep = max(set(seps), key=seps.count) if seps else ", "
+    default_sep = max(seps, key=seps.count) if seps else ", "
     edits: list[tuple[int, int, str]] = []
     for i, plan in sorted(plans.items()):
         span = spans[i]

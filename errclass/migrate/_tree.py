@@ -13,7 +13,7 @@ _OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "Mat
 _COMPARISONS = frozenset((">", "<", ">=", "<=", "==", "!="))
 
 
-@dataclass
+@dataclass(slots=True)
 class Sel:
     node: Any
     raw_name: str | None  # as written before the braces
