@@ -1,0 +1,241 @@
+"""Throughput of a streaming WSGI endpoint with and without errclass, same server, same run.
+
+One gunicorn server (1 sync worker) serves the same generator three ways:
+``/plain`` and ``/control`` as is (an A/A pair: their ratio is the noise
+floor), ``/tracked`` behind ``ErrclassMiddleware`` (default counter and
+logger). A load generator in a second process opens a loopback connection per
+request and reads the whole chunked body, in bounded bursts whose order rotates
+every round, so that other load on the machine hits the three alike. Per round
+and endpoint it takes
+
+* requests per second of wall-clock time, and
+* requests per CPU-second of the worker's request handling, from gunicorn's
+  ``pre_request``/``post_request`` hooks (``time.process_time_ns()``): what
+  errclass costs the server, and far less sensitive to a busy machine.
+
+Ratios are medians of the per-round ratios against ``/plain``. A last row
+times the middleware alone, in-process. Run: ``python bench/bench_throughput.py``
+(or ``make bench``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+CHUNKS, CHUNK = 20, b"x" * 1024
+ROUNDS, BURST, CONCURRENCY = 40, 300, 4
+PATHS = ("/plain", "/tracked", "/control")
+TARGET = 0.97
+
+# -- the server (gunicorn imports this module as the app and as its config) ----------
+
+
+def body() -> Iterator[bytes]:
+    for _ in range(CHUNKS):
+        yield CHUNK
+
+
+def plain(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return body()
+
+
+def _tracked() -> Callable[..., Iterable[bytes]]:
+    from errclass.integrations.wsgi import ErrclassMiddleware
+
+    return ErrclassMiddleware(plain, name="bench_throughput")
+
+
+tracked = _tracked() if os.environ.get("ERRCLASS_BENCH_SERVER") else plain
+
+# Per path: [requests, CPU nanoseconds] of the worker between the two hooks. It
+# leaves out accept and parsing, the same for every path, so the ratio it
+# gives is, if anything, pessimistic for errclass.
+_cpu: dict[str, list[int]] = {}
+
+
+def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    path = environ.get("PATH_INFO")
+    if path == "/cpu":
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(_cpu).encode()]
+    return (tracked if path == "/tracked" else plain)(environ, start_response)
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    req.errclass_cpu0 = time.process_time_ns()
+
+
+def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+    acc = _cpu.setdefault(req.path, [0, 0])
+    acc[0] += 1
+    acc[1] += time.process_time_ns() - req.errclass_cpu0
+
+
+# -- the load generator (its own process) -------------------------------------------
+
+
+def _get(port: int, path: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        got = b""
+        while chunk := sock.recv(65536):
+            got += chunk
+    if not got.endswith(b"0\r\n\r\n"):
+        raise RuntimeError(f"incomplete response to {path}: {got[:60]!r}...{got[-20:]!r}")
+    return got
+
+
+def _cpu_of(port: int, path: str) -> int:
+    body = _get(port, "/cpu").partition(b"\r\n\r\n")[2]
+    size, _, rest = body.partition(b"\r\n")
+    return int(json.loads(rest[: int(size, 16)]).get(path, [0, 0])[1])
+
+
+def burst(port: int, path: str) -> list[float]:
+    """``[requests, wall seconds, worker CPU seconds]`` of one burst of GETs."""
+    per_thread = BURST // CONCURRENCY
+
+    def run() -> None:
+        for _ in range(per_thread):
+            _get(port, path)
+
+    threads = [threading.Thread(target=run) for _ in range(CONCURRENCY)]
+    cpu0, t0 = _cpu_of(port, path), time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return [per_thread * CONCURRENCY, wall, (_cpu_of(port, path) - cpu0) / 1e9]
+
+
+def schedule(port: int, rounds: int) -> list[dict[str, list[float]]]:
+    out = []
+    for i in range(rounds):
+        order = PATHS[i % 3 :] + PATHS[: i % 3]  # rotate the order each round
+        out.append({path: burst(port, path) for path in order})
+    return out
+
+
+# -- the run ------------------------------------------------------------------------
+
+
+def _measure(port: int, rounds: int) -> list[dict[str, list[float]]]:
+    argv = [sys.executable, __file__, "--load", str(port), str(rounds)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=True)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"gunicorn did not listen on {port} within {timeout}s")
+
+
+def _in_process_cost(n: int = 20_000) -> float:
+    """Microseconds the middleware adds per request, timed on the app alone."""
+    from errclass.integrations.wsgi import ErrclassMiddleware
+
+    wrapped = ErrclassMiddleware(plain, name="bench_throughput_inproc")
+
+    def per_call(wsgi: Callable[..., Iterable[bytes]]) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            response = wsgi({}, lambda *a: None)
+            for _chunk in response:
+                pass
+            response.close()  # type: ignore[attr-defined]
+        return (time.perf_counter() - t0) / n * 1e6
+
+    per_call(plain), per_call(wrapped)  # warm up
+    return min(per_call(wrapped) for _ in range(3)) - min(per_call(plain) for _ in range(3))
+
+
+def _ratios(rounds: list[dict[str, list[float]]], path: str) -> tuple[float, float, float, float]:
+    """Median req/s, median req per CPU-s, and their median per-round ratios to /plain."""
+    rps = [r[path][0] / r[path][1] for r in rounds]
+    cap = [r[path][0] / r[path][2] for r in rounds]
+    base_rps = [r["/plain"][0] / r["/plain"][1] for r in rounds]
+    base_cap = [r["/plain"][0] / r["/plain"][2] for r in rounds]
+    return (
+        statistics.median(rps),
+        statistics.median(a / b for a, b in zip(rps, base_rps, strict=True)),
+        statistics.median(cap),
+        statistics.median(a / b for a, b in zip(cap, base_cap, strict=True)),
+    )
+
+
+def main() -> None:
+    here = Path(__file__).resolve().parent
+    port = _free_port()
+    argv = [
+        sys.executable, "-m", "gunicorn", "-k", "sync", "-w", "1", "--timeout", "60",
+        "--log-level", "warning", "--chdir", str(here), "-b", f"127.0.0.1:{port}",
+        "-c", "python:bench_throughput", "bench_throughput:app",
+    ]  # fmt: skip
+    # PYTHONPATH: gunicorn reads the config module before it changes directory.
+    env = {**os.environ, "ERRCLASS_BENCH_SERVER": "1", "PYTHONPATH": str(here)}
+    proc = subprocess.Popen(argv, env=env, start_new_session=True)
+    try:
+        _wait(port, proc)
+        _measure(port, 1)  # warm up every path
+        rounds = _measure(port, ROUNDS)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+    print(
+        f"gunicorn sync, 1 worker; {CHUNKS} x {len(CHUNK)} B chunked stream per request; "
+        f"{ROUNDS} rounds of one {BURST}-request burst per endpoint (order rotated), "
+        f"{CONCURRENCY} connections, load generator in its own process; ratios are medians "
+        "of per-round ratios to plain WSGI\n"
+    )
+    print("| endpoint | req/s | ratio | req per worker CPU-s | ratio |")
+    print("|---|---:|---:|---:|---:|")
+    names = {"/plain": "plain WSGI", "/control": "plain WSGI again (A/A noise)"}
+    names["/tracked"] = "ErrclassMiddleware"
+    results = {}
+    for path in ("/plain", "/control", "/tracked"):
+        rps, rps_ratio, cap, cap_ratio = results[path] = _ratios(rounds, path)
+        print(f"| {names[path]} | {rps:,.0f} | {rps_ratio:.3f} | {cap:,.0f} | {cap_ratio:.3f} |")
+    cost = _in_process_cost()
+    share = cost * results["/plain"][2] / 1e6
+    print(f"| middleware alone, in-process | +{cost:.1f} µs/request | | +{share:.1%} CPU | |")
+    ratio = results["/tracked"][3]
+    verdict = "meets" if ratio >= TARGET else "is below"
+    print(
+        f"\nerrclass capacity ratio {ratio:.3f} {verdict} the target of {TARGET} "
+        "(wall-clock ratios on a shared machine move by the A/A row's spread)."
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--load"]:
+        print(json.dumps(schedule(int(sys.argv[2]), int(sys.argv[3]))))
+    else:
+        main()
