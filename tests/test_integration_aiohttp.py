@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from errclass.integrations.aiohttp import middleware, setup
 from tests.support import (
     ROOT,
     counted_streams,
@@ -27,8 +28,6 @@ from tests.support import (
     stall_reading,
     stop,
 )
-
-pytestmark = pytest.mark.slow
 
 STREAMS = 3
 APP = "tests.servers.aiohttp_app"
@@ -77,12 +76,25 @@ SCENARIOS: dict[str, tuple[str, Client, str, str]] = {
     "fast_producer_client_leaves": (
         "/fast", leave_after(fin_close, 200_000), "fast", "client_gone",
     ),
+    "handler_swallows_the_reset": (
+        "/swallow", leave_after(fin_close, 3000), "swallow", "client_gone",
+    ),
     "client_stalls_past_deadline": ("/stalled", stall, "stalled", "deadline_exceeded"),
     "write_fault_dev_full": ("/devfull", read_stream, "devfull", "write_failed"),
     "upstream_resets": ("/upstream?port={upstream}", read_stream, "upstream", "write_failed"),
 }  # fmt: skip
 
 
+def test_bad_arguments_are_refused_clearly() -> None:
+    with pytest.raises(TypeError, match=r"takes an aiohttp\.web\.Application"):
+        setup(object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="name= must be a string"):
+        middleware(name=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="shutdown= must be one of"):
+        middleware(shutdown="gone")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_matrix(server: tuple[str, int], upstream: int, scenario: str) -> None:
     stack, port = server
@@ -99,6 +111,7 @@ def test_matrix(server: tuple[str, int], upstream: int, scenario: str) -> None:
     assert deltas == {expected: STREAMS}, f"{stack} {scenario}: {deltas}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stack", STACKS)
 def test_server_shutdown_is_not_client_gone(stack: str, tmp_path: Path) -> None:
     """aiohttp cancels a handler still running when ``shutdown_timeout`` (1 s)

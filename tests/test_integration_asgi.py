@@ -231,6 +231,19 @@ async def test_adopted_producer_is_closed_before_the_request_ends() -> None:
     assert [(e.producer, e.reason) for e in events] == [("adopted", "client_gone")]
 
 
+async def test_stream_outside_a_request_is_a_plain_named_stream() -> None:
+    events: list[errclass.Event] = []
+
+    async def produce() -> Any:
+        yield b"a"
+
+    chunks = [c async for c in adopted_stream(produce(), events.append)]
+    assert chunks == [b"a"]
+    assert [(e.producer, e.reason) for e in events] == [
+        (f"{__name__}.test_stream_outside_a_request_is_a_plain_named_stream", "ok")
+    ]
+
+
 async def test_other_scopes_pass_through_untouched() -> None:
     seen: list[Any] = []
 

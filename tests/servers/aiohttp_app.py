@@ -66,6 +66,19 @@ async def fast(request: web.Request) -> web.StreamResponse:
     return await relay(request, "fast", chunks(4096, 65536, 0))
 
 
+async def swallow(request: web.Request) -> web.StreamResponse:
+    """A handler that catches the failed write and returns as if all went well."""
+    STARTED.labels("swallow").inc()
+    resp = web.StreamResponse()
+    await resp.prepare(request)
+    try:
+        async for chunk in chunks(1000, 1000, 0.02):
+            await resp.write(chunk)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass  # (swallowing a cancellation is a bug; aiohttp users write it anyway)
+    return resp
+
+
 async def stalled(request: web.Request) -> web.StreamResponse:
     """The writes happen inside errclass.deadline(): a client that stops reading
     blocks them on flow control until the deadline."""
@@ -127,7 +140,18 @@ def make_app() -> web.Application:
     sinks = (default_sink(), _event_log) if os.environ.get("MATRIX_EVENTS") else ()
     app = web.Application()
     setup(app, *sinks)
-    for handler in (completes, fin, rst, fast, stalled, devfull, upstream, shutdown, metrics):
+    for handler in (
+        completes,
+        fin,
+        rst,
+        fast,
+        swallow,
+        stalled,
+        devfull,
+        upstream,
+        shutdown,
+        metrics,
+    ):
         app.router.add_get(f"/{handler.__name__}", handler)
     return app
 
