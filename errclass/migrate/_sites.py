@@ -204,18 +204,20 @@ def reads_back(text: str, site: Site, new_raw: str, expected: str) -> bool | Non
         eol = text.find("\n", site.end)
         rest = text[site.end : eol if eol >= 0 else len(text)]
 
-    def read(raw: str) -> str | None:
-        try:
-            node = yaml.compose("k: " + raw + rest, Loader=composer())
-        except yaml.YAMLError:
-            return None
-        if not isinstance(node, yaml.MappingNode) or len(node.value) != 1:
-            return None
-        key, value = node.value[0]
-        if key.value != "k" or not isinstance(value, yaml.ScalarNode):
-            return None
-        return str(value.value)
+    def line(key: str, raw: str) -> str:
+        out = f"{key}: {raw}{rest}"
+        return out if out.endswith("\n") else out + "\n"
 
-    if read(old_raw) != site.value:
+    # both in one small document: the original must read back as itself (same context)
+    try:
+        node = yaml.compose(line("o", old_raw) + line("n", new_raw), Loader=composer())
+    except yaml.YAMLError:
         return None
-    return read(new_raw) == expected
+    if not isinstance(node, yaml.MappingNode) or len(node.value) != 2:
+        return None
+    (ko, vo), (kn, vn) = node.value
+    if (ko.value, kn.value) != ("o", "n") or not isinstance(vo, yaml.ScalarNode):
+        return None
+    if vo.value != site.value:
+        return None
+    return isinstance(vn, yaml.ScalarNode) and vn.value == expected
