@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from typing import NamedTuple
 
 _TOKEN = re.compile(
@@ -169,8 +168,7 @@ def encode_string(value: str, quote: str) -> str:
 # --- selectors -----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class MatcherSpan:
+class MatcherSpan(NamedTuple):
     label: str
     op: str
     value: str
@@ -181,8 +179,7 @@ class MatcherSpan:
     quote: str
 
 
-@dataclass(frozen=True, slots=True)
-class SelectorSpan:
+class SelectorSpan(NamedTuple):
     name: str | None
     name_end: int  # where ``{...}`` would go for a bare name
     open: int | None  # offset of ``{``, None for a bare name
