@@ -246,7 +246,7 @@ def test_check_finds_what_the_split_changes(capsys: pytest.CaptureFixture[str]) 
     assert main(["check", str(split / "dashboard-classic.json"), "--metric", M]) == 0
     capsys.readouterr()
     assert main(["check", str(split / "rules.yaml"), "--metric", M]) == 1
-    assert "changed" not in capsys.readouterr().out
+    assert "to change:" not in capsys.readouterr().out
     # preserve mode: selectors on the old value, and nothing after migrating
     assert main(["check", rules, "--metric", M, "--mode", "preserve"]) == 1
     assert "loses client_gone after the split" in capsys.readouterr().out

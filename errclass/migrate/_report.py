@@ -127,7 +127,8 @@ def check_report(found: list[Row], sel: Selection) -> str:
         what = f" {row.old}" if row.old else ""
         suggestion = f" -> {row.new}" if row.new else ""
         loc = f" {row.location}:" if row.location else ""
-        lines.append(f"{row.where}:{loc}{what}{suggestion}\n    {row.status}: {advice(row, sel)}")
+        status = "to change" if row.status == "changed" else row.status
+        lines.append(f"{row.where}:{loc}{what}{suggestion}\n    {status}: {advice(row, sel)}")
     return "\n".join(lines) + ("\n" if lines else "")
 
 
