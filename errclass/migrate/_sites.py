@@ -23,7 +23,7 @@ class EncodeError(ValueError):
     """An edit cannot be written back into this kind of string literal."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Site:
     """One expression: the scalar's raw span [start, end) and its decoded value."""
 
