@@ -127,6 +127,18 @@ async def test_client_gone_although_app_returns_normally() -> None:
     assert [(e.reason, e.outcome.rule) for e in events] == [("client_gone", "transport_disconnect")]
 
 
+async def test_returning_without_finishing_the_response_is_write_failed() -> None:
+    events: list[errclass.Event] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await send(body(b"a", True))
+
+    server = Server(GET)
+    await ErrclassMiddleware(app, events.append, name="p")(HTTP, server.receive, server.send)
+    assert [(e.reason, e.outcome.rule) for e in events] == [("write_failed", "response_incomplete")]
+
+
 async def test_exception_is_the_same_object_and_classified() -> None:
     events: list[errclass.Event] = []
     error = KeyError("x")

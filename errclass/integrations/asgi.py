@@ -10,7 +10,8 @@ itself never calls ``receive``) and:
 * records one outcome per HTTP request under its own producer name (unless
   ``record=False``): ``client_gone`` when the server reported the client gone
   before the last body message, even if the application returned normally;
-  otherwise the classification of what the application raised, or ``ok``;
+  ``write_failed`` if it returned without finishing its response; otherwise
+  the classification of what the application raised, or ``ok``;
 * publishes the disconnect to ``errclass.track()``/``errclass.stream()``
   producers running for the request, so that one that completes after its
   client left records ``client_gone`` as well;
@@ -45,7 +46,7 @@ from .._record import Tracker
 from .._scope import _DEFAULT_LOGGER, _caller_name, track
 from .._scope import stream as _stream
 
-__all__ = ["ErrclassMiddleware", "adopt", "stream"]
+__all__ = ["ErrclassMiddleware", "ResponseIncomplete", "adopt", "stream"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -60,6 +61,14 @@ _MAX_NAMES = 1000  # producer names are endpoints: a closed set, but never unbou
 _OVERFLOW_NAME = "errclass.asgi.other"
 _SETTLE_STEPS = 4  # loop iterations a server needs to turn a reset into http.disconnect
 _background: set[asyncio.Task[Any]] = set()  # listener tasks being cancelled
+
+
+class ResponseIncomplete(Exception):
+    """Handed to sinks when the application returned without finishing its
+    response (and no disconnect explains it). Never raised."""
+
+
+_INCOMPLETE = Outcome(Reason.WRITE_FAILED, "errclass.ResponseIncomplete", "response_incomplete")
 
 
 class ErrclassMiddleware:
@@ -137,6 +146,10 @@ class ErrclassMiddleware:
                 )
             else:
                 tracker.fail(exc, t0, ctx)
+        elif exc is None and not ex.complete:
+            # The app returned without finishing its response: the server cuts the
+            # stream (uvicorn: "ASGI callable returned without completing response").
+            tracker.record(_INCOMPLETE, ResponseIncomplete(), t0, ctx)
         elif exc is None:
             tracker.ok(t0, ctx)
         elif _cancellation(exc):
