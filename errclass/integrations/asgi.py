@@ -20,14 +20,17 @@ itself never calls ``receive``) and:
   when the garbage collector finds a generator parked at ``yield``.
 
 A cancellation that reaches the middleware without any ``http.disconnect`` was
-made by the server itself: uvicorn's ``--timeout-graceful-shutdown`` and
+made by the server itself: uvicorn's ``timeout_graceful_shutdown`` and
 hypercorn's ``graceful_timeout`` cancel the requests still running at
-shutdown. That is recorded as ``shutdown`` (default ``deadline_exceeded``:
-the server's grace period ran out), never as ``client_gone``.
+shutdown. That is recorded as ``shutdown`` (default ``deadline_exceeded``: the
+server's grace period ran out), never as ``client_gone``. (Their command lines
+end the process right after cancelling, before a request can record anything;
+embedded servers let it finish.)
 
-Works with Starlette, FastAPI, sse-starlette and any ASGI 3 application, on
-asyncio servers (on trio, only the application's own ``receive`` calls are
-observed).
+Tested with Starlette and sse-starlette on uvicorn (h11, httptools) and
+hypercorn (asyncio, trio); FastAPI is Starlette underneath. On trio there is
+no background listener: only the application's own ``receive`` calls are
+watched (Starlette and sse-starlette always have one).
 """
 
 from __future__ import annotations
