@@ -240,3 +240,65 @@ def test_unary_completes(server: Server) -> None:
     before = server.before(UNARY)
     assert server.unary()(req(delay=0)) == b"done"
     assert server.delta(before, 1, UNARY) == {"ok": 1}
+
+
+# -- options, in-process ------------------------------------------------------------
+
+
+def test_status_reason_follows_opentelemetry_server_conventions() -> None:
+    from errclass.integrations.grpc import status_reason
+
+    errors = {"UNKNOWN", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"}
+    for code in grpc.StatusCode:
+        expected = (
+            "deadline_exceeded"
+            if code is grpc.StatusCode.DEADLINE_EXCEEDED
+            else "write_failed"
+            if code.name in errors
+            else "ok"
+        )
+        assert status_reason(code) == expected, code
+
+
+def test_custom_abort_mapping_and_sinks_in_process() -> None:
+    """``aborted=`` decides what a deliberate status means; callable sinks get the events."""
+    from concurrent import futures
+
+    import errclass
+    from errclass.integrations.grpc import ServerInterceptor
+
+    seen: list[errclass.Event] = []
+
+    def handler(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        yield b"one"
+        context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+
+    interceptor = ServerInterceptor(
+        seen.append, name="custom", logger=None, aborted=lambda code: errclass.Reason.WRITE_FAILED
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=[interceptor])
+    generic = grpc.method_handlers_generic_handler(
+        "t.T", {"S": grpc.unary_stream_rpc_method_handler(handler)}
+    )
+    server.add_generic_rpc_handlers((generic,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with (
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+            pytest.raises(grpc.RpcError) as err,
+        ):
+            list(channel.unary_stream("/t.T/S")(b""))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    finally:
+        server.stop(None)
+    assert [(e.producer, e.reason, e.outcome.error_type) for e in seen] == [
+        ("custom", "write_failed", "NOT_FOUND")
+    ]
+
+
+def test_bad_abort_mapping_is_a_clear_error() -> None:
+    from errclass.integrations.grpc import ServerInterceptor
+
+    with pytest.raises(TypeError, match="aborted="):
+        ServerInterceptor(aborted="ok")  # type: ignore[arg-type]

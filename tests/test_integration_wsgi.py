@@ -195,3 +195,140 @@ def test_upstream_read_fails(server: Server) -> None:
             except httpx.HTTPError:
                 pass
         assert server.delta(before, 2) == {"write_failed": 2}
+
+
+# -- the middleware's contract, in-process (no server) ---------------------------------
+
+
+class Body:
+    """An app iterable that counts close() calls, like a file-backed response."""
+
+    def __init__(self, chunks: list[bytes], fail: BaseException | None = None) -> None:
+        self.chunks, self.fail, self.closed = chunks, fail, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.chunks
+        if self.fail is not None:
+            raise self.fail
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def _app(body: object, *, raises: BaseException | None = None) -> object:
+    def app(environ: dict[str, object], start_response: object) -> object:
+        if raises is not None:
+            raise raises
+        return body
+
+    return app
+
+
+def _serve(app: object, environ: dict[str, object] | None = None, take: int | None = None) -> None:
+    """What a WSGI server does: iterate (maybe not to the end), then close."""
+    from errclass.integrations.wsgi import ErrclassMiddleware
+
+    wrapped = ErrclassMiddleware(app, name="inproc", logger=None)  # type: ignore[arg-type]
+    response = wrapped(environ or {}, lambda *a: None)
+    try:
+        for i, _chunk in enumerate(response):
+            if take is not None and i + 1 >= take:
+                break
+    finally:
+        response.close()  # type: ignore[attr-defined]
+
+
+def test_exhausted_then_closed_is_ok_and_close_is_forwarded_once(events: list) -> None:
+    body = Body([b"a", b"b"])
+    _serve(_app(body))
+    assert [e.reason for e in events] == ["ok"]
+    assert body.closed == 1
+
+
+def test_closed_early_is_client_gone(events: list) -> None:
+    body = Body([b"a", b"b", b"c"])
+    _serve(_app(body), take=1)
+    assert [e.reason for e in events] == ["client_gone"]
+    assert body.closed == 1
+
+
+def test_producer_error_propagates_unchanged_and_counts_once(events: list) -> None:
+    error = OSError(28, "No space left on device")
+    body = Body([b"a"], fail=error)
+    with pytest.raises(OSError) as raised:
+        _serve(_app(body))
+    assert raised.value is error
+    assert [(e.reason, e.exception) for e in events] == [("write_failed", error)]
+    assert body.closed == 1
+
+
+def test_app_raising_before_a_body_counts_once(events: list) -> None:
+    error = KeyError("x")
+    with pytest.raises(KeyError) as raised:
+        _serve(_app(None, raises=error))
+    assert raised.value is error
+    assert [e.reason for e in events] == ["write_failed"]
+
+
+def test_server_failure_at_close_is_classified(events: list) -> None:
+    """The server's own failed write (the final chunk) is active while it closes us."""
+    from errclass.integrations.wsgi import ErrclassMiddleware
+
+    response = ErrclassMiddleware(_app([b"a"]), name="inproc", logger=None)({}, lambda *a: None)  # type: ignore[arg-type]
+    list(response)
+    try:
+        raise BrokenPipeError(32, "Broken pipe")
+    except BrokenPipeError:
+        response.close()  # type: ignore[attr-defined]
+    assert [e.reason for e in events] == ["client_gone"]
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [({"gunicorn.socket": object()}, "deadline_exceeded"), ({}, "write_failed")],
+    ids=["gunicorn", "elsewhere"],
+)
+def test_system_exit_1_is_gunicorns_worker_timeout_only_under_gunicorn(
+    events: list, environ: dict[str, object], expected: str
+) -> None:
+    error = SystemExit(1)
+    with pytest.raises(SystemExit) as raised:
+        _serve(_app(Body([b"a"], fail=error)), environ)
+    assert raised.value is error
+    assert [e.reason for e in events] == [expected]
+
+
+def test_close_twice_and_gc_record_nothing_more(events: list) -> None:
+    import gc
+
+    from errclass.integrations.wsgi import ErrclassMiddleware
+
+    body = Body([b"a"])
+    response = ErrclassMiddleware(_app(body), name="inproc", logger=None)({}, lambda *a: None)  # type: ignore[arg-type]
+    list(response)
+    response.close()  # type: ignore[attr-defined]
+    response.close()  # type: ignore[attr-defined]
+    del response
+    gc.collect()
+    assert [e.reason for e in events] == ["ok"]
+
+
+def test_a_server_that_never_closes_still_records_at_gc(events: list) -> None:
+    import gc
+
+    from errclass.integrations.wsgi import ErrclassMiddleware
+
+    response = ErrclassMiddleware(_app([b"a", b"b"]), name="inproc", logger=None)(
+        {}, lambda *a: None
+    )  # type: ignore[arg-type]
+    next(iter(response))
+    del response
+    gc.collect()
+    assert [e.reason for e in events] == ["client_gone"]
+
+
+def test_bad_app_is_a_clear_error() -> None:
+    from errclass.integrations.wsgi import ErrclassMiddleware
+
+    with pytest.raises(TypeError, match="wraps a WSGI callable"):
+        ErrclassMiddleware("not an app")  # type: ignore[arg-type]
