@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import errclass
 from errclass.integrations.aiohttp import middleware, setup
 from tests.support import (
     ROOT,
@@ -83,6 +84,31 @@ SCENARIOS: dict[str, tuple[str, Client, str, str]] = {
     "write_fault_dev_full": ("/devfull", read_stream, "devfull", "write_failed"),
     "upstream_resets": ("/upstream?port={upstream}", read_stream, "upstream", "write_failed"),
 }  # fmt: skip
+
+
+async def test_a_raised_http_response_is_ok_and_an_error_is_not() -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    events: list[errclass.Event] = []
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/elsewhere")
+
+    async def broken(request: web.Request) -> web.StreamResponse:
+        raise KeyError("bug")
+
+    app = web.Application()
+    setup(app, events.append, logger=None)
+    app.router.add_get("/redirect", redirect)
+    app.router.add_get("/broken", broken)
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/redirect", allow_redirects=False)).status == 302
+        assert (await client.get("/broken")).status == 500
+    assert [(e.producer.rsplit(".", 1)[-1], e.reason) for e in events] == [
+        ("redirect", "ok"),
+        ("broken", "write_failed"),
+    ]
 
 
 def test_bad_arguments_are_refused_clearly() -> None:

@@ -55,7 +55,10 @@ def middleware(
     """An aiohttp middleware recording one outcome per request.
 
     *sinks*, *policy* and *logger* are those of ``errclass.track()``. The
-    producer name is *name*, else the handler's ``module.qualname``.
+    producer name is *name*, else the handler's ``module.qualname``. A raised
+    ``web.HTTPException`` (a redirect, a 404, even a 500 the handler chose) is
+    the handler's answer: ``ok``. Prefer :func:`setup`, which also tells the
+    middleware when the server shuts down.
     """
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name= must be a string, got {name!r}")
@@ -90,6 +93,9 @@ def middleware(
         try:
             with _signals.serving(transport):
                 response = await handler(request)
+        except web.HTTPException:
+            tracker.ok(t0, ctx)  # a raised response is the handler's deliberate answer
+            raise
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError) and (
                 stopping or not transport.client_gone()
