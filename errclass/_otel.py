@@ -1,32 +1,36 @@
-"""OpenTelemetry helpers, imported only when a sink asks for context."""
+"""OpenTelemetry helpers. The API is imported when a sink first wants context,
+and asked for the current context only once a tracer provider is set."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
+trace: Any = None  # opentelemetry.trace, once load() ran
+_get_current: Any = None
 
-def tracing_active() -> bool:
-    """True once a real tracer provider was set (no cost otherwise)."""
-    trace = sys.modules.get("opentelemetry.trace")
-    return trace is not None and getattr(trace, "_TRACER_PROVIDER", None) is not None
+
+def load() -> None:
+    """Import the OpenTelemetry API (once, when a sink that wants context is bound)."""
+    global trace, _get_current
+    if trace is None:
+        from opentelemetry import context
+        from opentelemetry import trace as trace_api
+
+        _get_current = context.get_current
+        trace = trace_api
 
 
 def capture() -> Any:
-    """The current OpenTelemetry context, or None when tracing is not configured."""
-    if not tracing_active():
+    """The current OpenTelemetry context, or None while no tracer provider is set."""
+    if trace is None or trace._TRACER_PROVIDER is None:
         return None
-    from opentelemetry import context
-
-    return context.get_current()
+    return _get_current()
 
 
 def recording_span(ctx: Any) -> Any:
     """The recording span in *ctx*, or None."""
-    if ctx is None:
+    if ctx is None or trace is None:
         return None
-    from opentelemetry import trace
-
     span = trace.get_current_span(ctx)
     return span if span.is_recording() else None
 

@@ -21,6 +21,7 @@ class Recorder(Protocol):
 
     wants_time: bool
     wants_context: bool
+    records_ok: bool  # False: ok() does nothing, so it is not called
     kind: str
 
     def ok(self, duration: float | None, ctx: Any) -> None: ...
@@ -44,15 +45,20 @@ captures: list[list[Event]] = []
 class Tracker:
     """Sinks bound to one producer name, role and policy. Thread-safe, stateless per call."""
 
-    __slots__ = ("_fail", "_ok", "_recorders", "policy", "producer", "role", "timed", "traced")
+    __slots__ = ("_ok_recorders", "_recorders", "policy", "producer", "role", "timed", "traced")
 
     def __init__(self, producer: str, role: Role, policy: Policy | None, sinks: Iterable[Sink]):
         self.producer = producer
         self.role = role
         self.policy = policy or DEFAULT_POLICY
         self._recorders = tuple(s.bind(producer, role) for s in sinks)
+        self._ok_recorders = tuple(r for r in self._recorders if r.records_ok)
         self.timed = any(r.wants_time for r in self._recorders)
         self.traced = any(r.wants_context for r in self._recorders)
+        if self.traced:
+            from . import _otel
+
+            _otel.load()
 
     def start(self) -> tuple[float, Any]:
         """What a producer captures when it starts: start time and OpenTelemetry context."""
@@ -67,7 +73,7 @@ class Tracker:
             self.record(_signals.TRANSPORT_GONE, _signals.ClientDisconnected(), t0, ctx)
             return
         duration = perf_counter() - t0 if self.timed else None
-        for r in self._recorders:
+        for r in self._ok_recorders:
             try:
                 r.ok(duration, ctx)
             except Exception as e:
@@ -122,6 +128,7 @@ class CallableSink:
 class _CallableRecorder:
     wants_time = True
     wants_context = False
+    records_ok = True
     kind = "callable"
 
     def __init__(self, fn: Callable[[Event], object], producer: str, role: Role) -> None:
