@@ -73,6 +73,12 @@ class deadline:
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._timeout is not None
-        _ACTIVE.reset(self._token)
+        try:
+            _ACTIVE.reset(self._token)
+        except ValueError:
+            # Exited in another context (an async generator closed by another
+            # task): take this deadline out of that context's tuple instead.
+            timeout = self._timeout
+            _ACTIVE.set(tuple(d for d in _ACTIVE.get() if d is not timeout))
         await self._timeout.__aexit__(typ, exc, tb)
         return None

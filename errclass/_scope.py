@@ -14,7 +14,7 @@ from time import perf_counter
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
-from . import _otel
+from . import _otel, _signals
 from ._outcome import ROLES, Role
 from ._policy import Policy
 from ._record import CallableSink, Sink, Tracker
@@ -380,15 +380,21 @@ def stream(
 
     It owns iteration and closes the inner iterator in its own ``finally``, so
     an early stop is recorded when it happens, not when the garbage collector
-    gets to it. An async iterable gives an async generator (``asend``/``athrow``
+    gets to it; under the ASGI middleware it is also closed when the request
+    ends. An async iterable gives an async generator (``asend``/``athrow``
     forwarded); a sync one gives a ``Stream`` that is iterable both ways.
     Sinks and options are those of ``track()``; *name* defaults to the calling
     function.
     """
     _check(policy, role)
     tracker = Tracker(name or _caller_name(1), role, policy, _resolve_sinks(sinks, logger))
+    wrapped: Any
     if hasattr(iterable, "__aiter__"):
-        return _wrap_agen(type(iterable).__aiter__, tracker)(iterable)
-    if hasattr(iterable, "__iter__"):
-        return Stream(iterable, tracker)
-    raise TypeError(f"errclass.stream() needs an iterable or async iterable, got {iterable!r}")
+        wrapped = _wrap_agen(type(iterable).__aiter__, tracker)(iterable)
+    elif hasattr(iterable, "__iter__"):
+        wrapped = Stream(iterable, tracker)
+    else:
+        raise TypeError(f"errclass.stream() needs an iterable or async iterable, got {iterable!r}")
+    # Under an integration's request (ASGI), closed when the request ends, not at GC.
+    _signals.adopt(wrapped)
+    return wrapped

@@ -66,6 +66,14 @@ def client_gone() -> bool:
     return transport is not None and transport.client_gone()
 
 
+def adopt(producer: object) -> None:
+    """Have the integration serving this request close *producer* when the request
+    ends (if it is still open then), instead of leaving it to the garbage collector."""
+    transport = _ACTIVE.get()
+    if transport is not None:
+        transport.closers.append(producer)
+
+
 @contextmanager
 def serving(transport: Transport) -> Iterator[Transport]:
     """Publish *transport* to producers running in this context (and tasks it spawns)."""

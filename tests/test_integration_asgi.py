@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 import errclass
+from errclass import stream as adopted_stream
 from errclass.integrations.asgi import ErrclassMiddleware
-from errclass.integrations.asgi import stream as adopted_stream
 from tests.support import (
     ROOT,
     counted_streams,

@@ -573,3 +573,18 @@ def test_write_to_dev_full_is_write_failed(sink: list[Event]) -> None:
         list(tee())
     assert reasons(sink) == ["write_failed"]
     assert sink[0].outcome.error_type == "OSError"
+
+
+async def test_deadline_in_generator_closed_by_another_task(sink: list[Event]) -> None:
+    """A Starlette body holding a deadline is closed by another task when the client leaves."""
+
+    @quiet(sink)
+    async def body() -> AsyncGenerator[int, None]:
+        async with errclass.deadline(5):
+            yield 1
+            yield 2
+
+    g = body()
+    assert await g.__anext__() == 1
+    await asyncio.create_task(g.aclose())
+    assert reasons(sink) == ["client_gone"]

@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 from typing import Any, TypeVar
 
@@ -46,10 +46,9 @@ from .. import _otel, _signals
 from .._outcome import Outcome, Reason
 from .._policy import Policy
 from .._record import Tracker
-from .._scope import _DEFAULT_LOGGER, _caller_name, track
-from .._scope import stream as _stream
+from .._scope import _DEFAULT_LOGGER, track
 
-__all__ = ["ErrclassMiddleware", "ResponseIncomplete", "adopt", "stream"]
+__all__ = ["ErrclassMiddleware", "ResponseIncomplete", "adopt"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -374,26 +373,9 @@ def adopt(producer: T) -> T:
 
     Starlette leaves a body iterator that was parked at ``yield`` when the
     client left to the garbage collector; adopted, it is closed (and an
-    errclass-wrapped one recorded) before the request is over. Outside a
-    request served by the middleware this does nothing.
+    errclass-wrapped one recorded) before the request is over.
+    ``errclass.stream()`` adopts its stream by itself. Outside a request served
+    by the middleware this does nothing.
     """
-    transport = _signals.current()
-    if transport is not None:
-        transport.closers.append(producer)
+    _signals.adopt(producer)
     return producer
-
-
-def stream(
-    iterable: AsyncIterable[T] | Iterable[T],
-    *sinks: object,
-    policy: Policy | None = None,
-    name: str | None = None,
-    logger: logging.Logger | str | None = _DEFAULT_LOGGER,
-) -> Any:
-    """``errclass.stream()`` for a response body, closed by the middleware when
-    the request ends (see :func:`adopt`)::
-
-        return StreamingResponse(asgi.stream(chunks(), name="download"))
-    """
-    name = name or _caller_name(1)
-    return adopt(_stream(iterable, *sinks, policy=policy, name=name, logger=logger))

@@ -26,9 +26,9 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 import errclass
+from errclass import stream as adopted_stream
 from errclass._prometheus import default_sink
 from errclass.integrations.asgi import ErrclassMiddleware
-from errclass.integrations.asgi import stream as adopted_stream
 
 STARTED = prometheus_client.Counter(
     "matrix_streams_started", "Streams the matrix app began.", ["scenario"]
@@ -140,7 +140,7 @@ async def sse_leave(request: Request) -> EventSourceResponse:
 
 
 async def adopted(request: Request) -> StreamingResponse:
-    """A body under errclass.integrations.asgi.stream(), closed at request end."""
+    """A body under errclass.stream(), which the middleware closes at request end."""
     return StreamingResponse(
         adopted_stream(chunks("adopted", 1000, 65536, 0), name="matrix_adopted")
     )
