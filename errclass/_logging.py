@@ -39,7 +39,7 @@ class _LogRecorder:
         self.records_ok = ok_level is not None
 
     def ok(self, duration: float | None, ctx: Any) -> None:
-        if self.ok_level is not None and self.logger.isEnabledFor(self.ok_level):  # pragma: no branch
+        if self.ok_level is not None and self.logger.isEnabledFor(self.ok_level):
             self.logger.log(
                 self.ok_level,
                 "%s finished",
