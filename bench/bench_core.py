@@ -52,10 +52,8 @@ def per_call() -> list[tuple[str, float, float | None, str]]:
     counted = exc_counter.count_exceptions()(bare)
     tracked = errclass.track(counter)(bare)
 
-    pipe = BrokenPipeError()
-
     def bare_fail() -> None:
-        raise pipe
+        raise BrokenPipeError  # a fresh one each time: a reused one grows its traceback
 
     def floor_fail() -> None:
         try:

@@ -7,6 +7,8 @@ from typing import Any
 
 from ._outcome import Outcome, Reason, Role
 
+_WARNING, _DEBUG = logging.WARNING, logging.DEBUG
+
 
 class LoggingSink:
     """Logs failures to *logger* (default ``errclass``): ``client_gone`` at DEBUG
@@ -48,7 +50,7 @@ class _LogRecorder:
             )
 
     def fail(self, outcome: Outcome, exc: BaseException, duration: float | None, ctx: Any) -> None:
-        level = logging.WARNING if outcome.is_error else logging.DEBUG
+        level = _WARNING if outcome.is_error else _DEBUG
         if not self.logger.isEnabledFor(level):
             return
         self.logger.log(

@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from . import _otel
-from ._outcome import Outcome, Reason, Role
+from ._outcome import R_OK, Outcome, Reason, Role
 
 
 class OTelSink:
@@ -64,7 +64,7 @@ class _OTelRecorder:
         attrs = self._attrs.get(key)
         if attrs is None:  # bounded: reasons x bounded error types
             attrs = {"producer": self._ok["producer"], "reason": outcome.reason.value}
-            if outcome.reason is not Reason.OK:
+            if outcome.reason is not R_OK:
                 attrs["error.type"] = outcome.error_type or "_OTHER"
             self._attrs[key] = attrs
         self._counter.add(1, attrs, context=ctx)
@@ -76,7 +76,7 @@ def _mark(span: Any, outcome: Outcome) -> None:
     from opentelemetry.trace import Status, StatusCode
 
     span.set_attribute("errclass.reason", outcome.reason.value)
-    if outcome.reason is Reason.OK:
+    if outcome.reason is R_OK:
         return
     span.set_attribute("error.type", outcome.error_type or "_OTHER")
     if outcome.is_error:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
@@ -18,6 +18,15 @@ class Reason(StrEnum):
     DEADLINE_EXCEEDED = "deadline_exceeded"
     WRITE_FAILED = "write_failed"
 
+
+# Enum attribute access costs ~50 ns on Python 3.11: hot paths use these names.
+R_OK, R_GONE, R_DEADLINE, R_FAILED = (
+    Reason.OK,
+    Reason.CLIENT_GONE,
+    Reason.DEADLINE_EXCEEDED,
+    Reason.WRITE_FAILED,
+)
+_FAULTS = frozenset({R_DEADLINE, R_FAILED})
 
 # Severity order for exception groups: the most severe leaf decides.
 SEVERITY: dict[Reason, int] = {
@@ -41,11 +50,11 @@ class Outcome:
     reason: Reason
     error_type: str | None
     rule: str
+    #: True for the reasons that are faults of ours: not ``ok``, not ``client_gone``.
+    is_error: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def is_error(self) -> bool:
-        """True for the reasons that are faults of ours: not ``ok``, not ``client_gone``."""
-        return self.reason in (Reason.WRITE_FAILED, Reason.DEADLINE_EXCEEDED)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_error", self.reason in _FAULTS)
 
 
 OK = Outcome(Reason.OK, None, "ok")

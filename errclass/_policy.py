@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._outcome import ROLES, SEVERITY, Outcome, Reason, Role
+from ._outcome import R_DEADLINE, R_FAILED, R_GONE, R_OK, ROLES, SEVERITY, Outcome, Reason, Role
 
 ReasonFn = Callable[[BaseException, Role], Reason | None]
 
@@ -153,6 +153,7 @@ class Policy:
         "_outcomes",
         "_packages",
         "_rules",
+        "_static",
         "default",
         "fold_deadlines",
         "generator_exit",
@@ -176,6 +177,8 @@ class Policy:
         self.generator_exit = _reason(generator_exit, "generator_exit")
         self.default = _reason(default, "default")
         self._cache: dict[tuple[type[BaseException], Role], Outcome | tuple[Rule, ...]] = {}
+        # Per role, classes whose outcome depends on the class alone: the hot path.
+        self._static: dict[str, dict[type, Outcome]] = {r: {} for r in ROLES}
         self._known: dict[type[BaseException], str] = {}
         self._outcomes: dict[tuple[Reason, type[BaseException], str], Outcome] = {}
         self._packages = frozenset(p for r in self._rules for p in r.packages)
@@ -193,6 +196,12 @@ class Policy:
     def classify(self, exc: BaseException | None, role: Role = "producer") -> Outcome:
         """Classify *exc* (``None`` is ``ok``). Never raises for any exception; a
         wrong argument (not an exception, unknown role) is a ``TypeError``/``ValueError``."""
+        try:
+            hit = self._static[role].get(type(exc))
+        except Exception:  # an unknown role, or a class whose metaclass cannot hash
+            hit = None
+        if hit is not None:
+            return hit
         if exc is None:
             from ._outcome import OK
 
@@ -242,7 +251,11 @@ class Policy:
             entry = Outcome(self._fold(reason), self.error_type(cls), rules[0].name)
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
+            for static in self._static.values():
+                static.clear()
         self._cache[(cls, role)] = entry
+        if isinstance(entry, Outcome):
+            self._static[role][cls] = entry
         return entry
 
     def _classify_group(self, group: BaseExceptionGroup[BaseException], role: Role) -> Outcome:
@@ -253,13 +266,13 @@ class Policy:
             outcome = self._classify_one(leaf, role)
             if worst is None or SEVERITY[outcome.reason] > SEVERITY[worst.reason]:
                 worst = outcome
-                if outcome.reason is Reason.WRITE_FAILED:
+                if outcome.reason is R_FAILED:
                     break
         return worst or Outcome(self.default, "_OTHER", "default")
 
     def _fold(self, reason: Reason) -> Reason:
-        if self.fold_deadlines and reason is Reason.DEADLINE_EXCEEDED:
-            return Reason.CLIENT_GONE
+        if self.fold_deadlines and reason is R_DEADLINE:
+            return R_GONE
         return reason
 
     def _outcome(self, reason: Reason, exc: BaseException, rule: str) -> Outcome:
@@ -268,7 +281,7 @@ class Policy:
         outcome = self._outcomes.get(key)
         if outcome is None:
             folded = self._fold(reason)
-            error_type = None if folded is Reason.OK else self.error_type(type(exc))
+            error_type = None if folded is R_OK else self.error_type(type(exc))
             outcome = Outcome(folded, error_type, rule)
             if len(self._outcomes) >= _CACHE_LIMIT:
                 self._outcomes.clear()

@@ -92,7 +92,7 @@ class PrometheusSink:
 
 
 class _PromRecorder:
-    __slots__ = ("_counts", "_exemplars", "_observe", "_ok", "wants_time")
+    __slots__ = ("_counts", "_exemplars", "_observe", "_ok", "fast_ok", "wants_time")
     wants_context = True
     records_ok = True
     kind = "prometheus"
@@ -110,6 +110,8 @@ class _PromRecorder:
         self._ok = self._counts[Reason.OK]
         self._exemplars = sink.exemplars
         self.wants_time = sink.histogram is not None
+        # What ok() amounts to without a histogram or a span: Tracker calls it directly.
+        self.fast_ok = None if self._observe is not None else self._ok.inc
 
     def ok(self, duration: float | None, ctx: Any) -> None:
         if ctx is None:  # the hot path: no tracing configured
@@ -120,7 +122,10 @@ class _PromRecorder:
             self._observe[Reason.OK](duration)
 
     def fail(self, outcome: Outcome, exc: BaseException, duration: float | None, ctx: Any) -> None:
-        self._count(self._counts[outcome.reason], ctx)
+        if ctx is None:
+            self._counts[outcome.reason].inc()
+        else:
+            self._count(self._counts[outcome.reason], ctx)
         if self._observe is not None and duration is not None:
             self._observe[outcome.reason](duration)
 

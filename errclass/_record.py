@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import Any, Protocol, runtime_checkable
 
-from . import _signals
-from ._outcome import OK, Event, Outcome, Reason, Role
+from . import _otel, _signals
+from ._outcome import OK, R_DEADLINE, R_GONE, R_OK, Event, Outcome, Role
 from ._policy import DEFAULT_POLICY, Policy
 
 log = logging.getLogger("errclass")
@@ -38,6 +38,8 @@ class Sink(Protocol):
     def bind(self, producer: str, role: Role) -> Recorder: ...
 
 
+_transport = _signals._ACTIVE.get  # the serving integration's view of the client, if any
+
 # Lists that errclass.testing.capture_outcomes() appends to while active.
 captures: list[list[Event]] = []
 
@@ -45,7 +47,9 @@ captures: list[list[Event]] = []
 class Tracker:
     """Sinks bound to one producer name, role and policy. Thread-safe, stateless per call."""
 
-    __slots__ = ("_ok_recorders", "_recorders", "policy", "producer", "role", "timed", "traced")
+    __slots__ = (
+        "_inc", "_ok_recorders", "_recorders", "policy", "producer", "role", "timed", "traced",
+    )  # fmt: skip
 
     def __init__(self, producer: str, role: Role, policy: Policy | None, sinks: Iterable[Sink]):
         self.producer = producer
@@ -56,28 +60,36 @@ class Tracker:
         self.timed = any(r.wants_time for r in self._recorders)
         self.traced = any(r.wants_context for r in self._recorders)
         if self.traced:
-            from . import _otel
-
             _otel.load()
+        # The common case, one Prometheus counter and nothing else to do on ok:
+        # call its pre-bound child directly.
+        only = self._ok_recorders[0] if len(self._ok_recorders) == 1 else None
+        self._inc = None if self.timed else getattr(only, "fast_ok", None)
 
     def start(self) -> tuple[float, Any]:
         """What a producer captures when it starts: start time and OpenTelemetry context."""
-        from . import _otel
-
         return (perf_counter() if self.timed else 0.0), (_otel.capture() if self.traced else None)
 
     def ok(self, t0: float, ctx: Any) -> None:
-        if self.role == "producer" and _signals.client_gone():
+        transport = _transport()
+        if transport is not None and self.role == "producer" and transport.client_gone():
             # The server said the client left (e.g. ASGI http.disconnect): a producer
             # that "completed" wrote into a void.
             self.record(_signals.TRANSPORT_GONE, _signals.ClientDisconnected(), t0, ctx)
             return
-        duration = perf_counter() - t0 if self.timed else None
-        for r in self._ok_recorders:
+        duration = None
+        if self._inc is not None and ctx is None:
             try:
-                r.ok(duration, ctx)
+                self._inc()
             except Exception as e:
-                contain(r.kind, e)
+                contain("prometheus", e)
+        else:
+            duration = perf_counter() - t0 if self.timed else None
+            for r in self._ok_recorders:
+                try:
+                    r.ok(duration, ctx)
+                except Exception as e:
+                    contain(r.kind, e)
         if captures:
             self._capture(OK, None, duration, t0)
 
@@ -88,11 +100,11 @@ class Tracker:
         """Record an outcome the caller decided (an integration that knows more than
         *exc* shows, e.g. gRPC's status). ``ok`` goes to ``ok()``; the policy's
         ``fold_deadlines`` still applies. Returns the outcome recorded."""
-        if outcome.reason is Reason.OK:
+        if outcome.reason is R_OK:
             self.ok(t0, ctx)
             return OK
-        if self.policy.fold_deadlines and outcome.reason is Reason.DEADLINE_EXCEEDED:
-            outcome = Outcome(Reason.CLIENT_GONE, outcome.error_type, outcome.rule)
+        if self.policy.fold_deadlines and outcome.reason is R_DEADLINE:
+            outcome = Outcome(R_GONE, outcome.error_type, outcome.rule)
         duration = perf_counter() - t0 if self.timed else None
         for r in self._recorders:
             try:
