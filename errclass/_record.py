@@ -38,7 +38,7 @@ class Sink(Protocol):
     def bind(self, producer: str, role: Role) -> Recorder: ...
 
 
-_transport = _signals._ACTIVE.get  # the serving integration's view of the client, if any
+transport = _signals._ACTIVE.get  # the serving integration's view of the client, if any
 
 # Lists that errclass.testing.capture_outcomes() appends to while active.
 captures: list[list[Event]] = []
@@ -48,7 +48,14 @@ class Tracker:
     """Sinks bound to one producer name, role and policy. Thread-safe, stateless per call."""
 
     __slots__ = (
-        "_inc", "_ok_recorders", "_recorders", "policy", "producer", "role", "timed", "traced",
+        "_ok_recorders",
+        "_recorders",
+        "fast_ok",
+        "policy",
+        "producer",
+        "role",
+        "timed",
+        "traced",
     )  # fmt: skip
 
     def __init__(self, producer: str, role: Role, policy: Policy | None, sinks: Iterable[Sink]):
@@ -64,23 +71,23 @@ class Tracker:
         # The common case, one Prometheus counter and nothing else to do on ok:
         # call its pre-bound child directly.
         only = self._ok_recorders[0] if len(self._ok_recorders) == 1 else None
-        self._inc = None if self.timed else getattr(only, "fast_ok", None)
+        self.fast_ok = None if self.timed else getattr(only, "fast_ok", None)
 
     def start(self) -> tuple[float, Any]:
         """What a producer captures when it starts: start time and OpenTelemetry context."""
         return (perf_counter() if self.timed else 0.0), (_otel.capture() if self.traced else None)
 
     def ok(self, t0: float, ctx: Any) -> None:
-        transport = _transport()
-        if transport is not None and self.role == "producer" and transport.client_gone():
+        serving = transport()
+        if serving is not None and self.role == "producer" and serving.client_gone():
             # The server said the client left (e.g. ASGI http.disconnect): a producer
             # that "completed" wrote into a void.
             self.record(_signals.TRANSPORT_GONE, _signals.ClientDisconnected(), t0, ctx)
             return
         duration = None
-        if self._inc is not None and ctx is None:
+        if self.fast_ok is not None and ctx is None:
             try:
-                self._inc()
+                self.fast_ok()
             except Exception as e:
                 contain("prometheus", e)
         else:

@@ -14,10 +14,10 @@ from time import perf_counter
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
-from . import _otel, _signals
+from . import _otel, _record, _signals
 from ._outcome import ROLES, Role
 from ._policy import Policy
-from ._record import CallableSink, Sink, Tracker
+from ._record import CallableSink, Sink, Tracker, contain
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -180,32 +180,53 @@ def wrap(fn: Callable[P, R], tracker: Tracker) -> Callable[P, R]:
 
 
 def _wrap_sync(fn: Callable[P, R], tr: Tracker) -> Callable[P, R]:
+    # Closure cells, not attribute loads, and Tracker.ok()'s common case inline
+    # (one Prometheus counter, no tracing, no integration, no capture): this runs
+    # on every call, and the call to ok() alone would cost ~15% more.
+    timed, traced, ok, fail, capture = tr.timed, tr.traced, tr.ok, tr.fail, _otel.capture
+    inc, captures, transport = tr.fast_ok, _record.captures, _record.transport
+
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        t0 = perf_counter() if tr.timed else 0.0
-        ctx = _otel.capture() if tr.traced else None
+        t0 = perf_counter() if timed else 0.0
+        ctx = capture() if traced else None
         try:
             result = fn(*args, **kwargs)
         except BaseException as e:
-            tr.fail(e, t0, ctx)
+            fail(e, t0, ctx)
             raise
-        tr.ok(t0, ctx)
+        if inc is not None and ctx is None and not captures and transport() is None:
+            try:  # all that Tracker.ok() would do here, without the call
+                inc()
+            except Exception as e:
+                contain("prometheus", e)
+        else:
+            ok(t0, ctx)
         return result
 
     return call
 
 
 def _wrap_coro(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
+    timed, traced, ok, fail, capture = tr.timed, tr.traced, tr.ok, tr.fail, _otel.capture
+    inc, captures, transport = tr.fast_ok, _record.captures, _record.transport
+
     @functools.wraps(fn)
     async def call(*args: P.args, **kwargs: P.kwargs) -> Any:
-        t0 = perf_counter() if tr.timed else 0.0
-        ctx = _otel.capture() if tr.traced else None
+        t0 = perf_counter() if timed else 0.0
+        ctx = capture() if traced else None
         try:
             result = await fn(*args, **kwargs)
         except BaseException as e:
-            tr.fail(e, t0, ctx)
+            fail(e, t0, ctx)
             raise
-        tr.ok(t0, ctx)
+        if inc is not None and ctx is None and not captures and transport() is None:
+            try:  # as in _wrap_sync
+                inc()
+            except Exception as e:
+                contain("prometheus", e)
+        else:
+            ok(t0, ctx)
         return result
 
     return call

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Generator
 
@@ -265,3 +266,27 @@ def test_failing_sink_is_contained_counted_and_logged_once(
     assert [e.outcome.reason for e in sink] == ["ok", "ok"]  # other sinks still got it
     assert counter_value("errclass_internal_errors_total", None, sink="callable") == before + 2
     assert len([r for r in caplog.records if "callable sink failed" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_failing_counter_on_the_fast_path_is_contained(
+    registry: CollectorRegistry, kind: str
+) -> None:
+    c = Counter("fast_outcomes", "x", ("reason",), registry=registry)
+
+    def broken_inc(amount: float = 1, exemplar: object = None) -> None:
+        raise OSError("mmap gone")
+
+    c.labels("ok").inc = broken_inc  # type: ignore[method-assign]
+    before = counter_value("errclass_internal_errors_total", None, sink="prometheus")
+    if kind == "sync":
+        f = errclass.track(c, logger=None)(lambda: 7)
+        assert f() == 7
+    else:
+
+        async def coro() -> int:
+            return 7
+
+        g = errclass.track(c, logger=None)(coro)
+        assert asyncio.run(g()) == 7
+    assert counter_value("errclass_internal_errors_total", None, sink="prometheus") == before + 1
