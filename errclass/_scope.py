@@ -337,7 +337,13 @@ async def _threaded(inner: Any) -> AsyncGenerator[Any, Any]:
     """Each ``next()`` in a worker thread. On cancellation the step in flight is
     awaited (a thread cannot be stopped), so the inner iterator is closed before
     the cancellation propagates; if cancelled again, it is closed when the step ends."""
-    loop = asyncio.get_running_loop()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "async iteration of a sync errclass.stream() needs asyncio; under trio, "
+            "hand errclass.stream() an async iterable instead"
+        ) from None
     done = object()
     step: asyncio.Future[Any] | None = None
     try:

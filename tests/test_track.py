@@ -588,3 +588,12 @@ async def test_deadline_in_generator_closed_by_another_task(sink: list[Event]) -
     assert await g.__anext__() == 1
     await asyncio.create_task(g.aclose())
     assert reasons(sink) == ["client_gone"]
+
+
+def test_sync_stream_async_iteration_under_trio_is_a_clear_error(sink: list[Event]) -> None:
+    async def main() -> None:
+        async for _ in errclass.stream(iter([1]), sink.append, logger=None):
+            pass
+
+    with pytest.raises(RuntimeError, match="needs asyncio"):
+        trio.run(main)
