@@ -14,7 +14,10 @@ from errclass.migrate._sites import Site
 
 # Keys whose string values may hold PromQL (located by span in JSON).
 KEYS = ("expr", "query", "error_query", "total_query", "error_ratio_query")
-_JSON_VALUE = re.compile(r'\s*:\s*("(?:[^"\\]|\\.)*")')
+# ``"key": "string"`` for any of KEYS, in one pass over the text. The string is matched as
+# runs of plain characters between escapes ("unrolled"), which the regex engine does far
+# faster than one alternation per character.
+_JSON_KEY_VALUE = re.compile(r'"(' + "|".join(KEYS) + r')"\s*:\s*("[^"\\]*(?:\\.[^"\\]*)*")')
 
 
 _encode_json: Any = json.encoder.encode_basestring  # same escaping as json.dumps
@@ -67,18 +70,15 @@ class JsonView:
         if self._raw is None:
             self._raw = {}
             text = self.text
-            for name in KEYS:
-                quoted = f'"{name}"'
-                at = text.find(quoted)
-                while at >= 0:
-                    # a key token starts at an unescaped quote (never inside a string)
-                    back = 0
-                    while at - back - 1 >= 0 and text[at - back - 1] == "\\":
-                        back += 1
-                    m = None if back % 2 else _JSON_VALUE.match(text, at + len(quoted))
-                    if m:
-                        self._raw.setdefault((name, m.group(1)), deque()).append(m.span(1))
-                    at = text.find(quoted, at + 1)
+            # A match consumes its value, but no key token can start inside one: its
+            # unescaped quotes only open and close the value itself (valid JSON).
+            for m in _JSON_KEY_VALUE.finditer(text):
+                # a key token starts at an unescaped quote (never inside a string)
+                at = back = m.start()
+                while back > 0 and text[back - 1] == "\\":
+                    back -= 1
+                if (at - back) % 2 == 0:
+                    self._raw.setdefault((m.group(1), m.group(2)), deque()).append(m.span(2))
         if self._by_value is None:
             # most files escape the way json.dumps does: find the token as it would be
             spans = self._raw.get((key, _encode_json(value)))

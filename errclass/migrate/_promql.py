@@ -226,12 +226,16 @@ def selectors(text: str) -> list[SelectorSpan]:
 
 @functools.lru_cache(maxsize=64)
 def _name_scanner(names: frozenset[str]) -> re.Pattern[str]:
-    """Matches from a position up to the next occurrence of a name outside strings and
-    comments (which are skipped whole), so Python sees only the occurrences."""
+    """Searched from a position, finds the next string literal, comment or occurrence of
+    a name, whichever comes first: literals and comments are skipped whole by the caller,
+    so only names outside them count. A quote that opens no literal is ``bad``.
+
+    Searching (instead of matching character by character up to the name) lets the
+    regex engine skip the text in between without a Python step per character."""
     alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
     return re.compile(
-        r"(?:" + _STRING.replace("?P<str>", "").replace("?P<comment>", "") + r"|[^\"'`\#])*?"
-        r"(?P<name>(?<![A-Za-z0-9_:.$])(?:" + alternatives + r")(?![A-Za-z0-9_:]))",
+        _STRING + r"|(?P<bad>[\"'`])"
+        r"|(?P<name>(?<![A-Za-z0-9_:.$])(?:" + alternatives + r")(?![A-Za-z0-9_:]))",
         re.VERBOSE,
     )
 
@@ -243,9 +247,15 @@ def named_selectors(text: str, names: frozenset[str]) -> list[SelectorSpan] | No
     """The selectors of the metrics *names* in *text*, in order, found without lexing the
     rest; None when an occurrence is not a plain selector (the caller lexes all)."""
     out: list[SelectorSpan] = []
-    scan = _name_scanner(names).match
+    search = _name_scanner(names).search
     pos = 0
-    while (m := scan(text, pos)) is not None:
+    while (m := search(text, pos)) is not None:
+        kind = m.lastgroup
+        if kind == "bad":
+            break  # an unterminated literal: nothing after it is outside a string
+        if kind != "name":
+            pos = m.end()  # a string literal or a comment
+            continue
         name, end = m.group("name"), m.end()
         nxt = _gap_end(text, end)
         if text.startswith("{", nxt):
@@ -267,19 +277,18 @@ _MATCHER = re.compile(
 )
 
 
+# One matcher with the gaps around it and the comma after it, if any: a selector's
+# matchers are read with one regex match each.
+_ITEM = re.compile(r"(?:\s|\#[^\n]*)*" + _MATCHER.pattern + r"(?:\s|\#[^\n]*)*(?P<comma>,)?")
+
+
 def _braces_at(text: str, pos: int, name: str | None, name_end: int) -> SelectorSpan:
     """The selector whose ``{`` is at *pos*, read a matcher at a time."""
     open_at = pos
     found: list[MatcherSpan] = []
     trailing = False
     pos += 1
-    while True:
-        pos = _gap_end(text, pos)
-        if text.startswith("}", pos):
-            break
-        m = _MATCHER.match(text, pos)
-        if m is None:
-            raise LexError(f"unexpected text in a selector at offset {pos}")
+    while (m := _ITEM.match(text, pos)) is not None:
         label, value = m.group("label"), m.group("value")
         found.append(
             MatcherSpan(
@@ -293,12 +302,15 @@ def _braces_at(text: str, pos: int, name: str | None, name_end: int) -> Selector
                 value[0],
             )
         )
-        pos = _gap_end(text, m.end())
-        trailing = text.startswith(",", pos)
-        if trailing:
-            pos += 1
-        elif not text.startswith("}", pos):
+        pos = m.end()
+        trailing = m.group("comma") is not None
+        if not trailing:
+            break  # the selector must close here
+    pos = _gap_end(text, pos)
+    if not text.startswith("}", pos):
+        if found and not trailing:
             raise LexError(f"expected ',' or '}}' in a selector at offset {pos}")
+        raise LexError(f"unexpected text in a selector at offset {pos}")
     if name is None and not found:
         raise LexError("empty selector {}")
     return SelectorSpan(

@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 
 Edit = tuple[int, int, str]
 
+# The escaping of json.dumps (non-ASCII kept): one character at a time, so the encoding of
+# a prefix of a value is a prefix of the value's encoding.
+_encode_json: Callable[[str], str] = json.encoder.encode_basestring
+
 # Grafana template queries that wrap PromQL: query_result(EXPR), label_values(SELECTOR, label).
 _QUERY_RESULT = re.compile(r"\s*query_result\s*\((?P<e>.*)\)\s*", re.DOTALL)
 _LABEL_VALUES = re.compile(
@@ -77,6 +81,8 @@ def raw_edits(text: str, site: Site, edits: list[Edit]) -> list[Edit]:
 def _offsets(text: str, site: Site) -> Callable[[int], int]:
     raw = text[site.start : site.end]
     if site.style == "json":
+        if raw == _encode_json(site.value):
+            return _json_prefix(site.value, site.start)
         return _escapes(_JSON_ESCAPE, raw[1:-1], site.start + 1)
     if site.style in ("", "'", '"'):
         inner = 0 if site.style == "" else 1
@@ -92,6 +98,13 @@ def _offsets(text: str, site: Site) -> Callable[[int], int]:
     if site.style == "|":
         return _align_lines(text, nl + 1, site.end, site.value).__getitem__
     return _align(text, nl + 1, site.end, site.value).__getitem__
+
+
+def _json_prefix(value: str, start: int) -> Callable[[int], int]:
+    """Offsets in a JSON string token written exactly as json.dumps writes *value*: the
+    raw text before a decoded index is the encoding of the value up to it (found in C,
+    where scanning the escapes in Python would take a step per escape)."""
+    return lambda i: start + len(_encode_json(value[:i])) - 1  # minus its closing quote
 
 
 def _shift(by: int) -> Callable[[int], int]:
@@ -164,7 +177,7 @@ def _encode(new: str, site: Site, text: str) -> str:
     if not new:
         return new
     if site.style == "json":
-        out = json.dumps(new, ensure_ascii=False)[1:-1]
+        out = _encode_json(new)[1:-1]
         raw = text[site.start : site.end]
         for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
             if esc in raw:
