@@ -38,8 +38,6 @@ class Sink(Protocol):
     def bind(self, producer: str, role: Role) -> Recorder: ...
 
 
-transport = _signals._ACTIVE.get  # the serving integration's view of the client, if any
-
 # Lists that errclass.testing.capture_outcomes() appends to while active.
 captures: list[list[Event]] = []
 
@@ -78,11 +76,10 @@ class Tracker:
         return (perf_counter() if self.timed else 0.0), (_otel.capture() if self.traced else None)
 
     def ok(self, t0: float, ctx: Any) -> None:
-        serving = transport()
+        serving = _signals.active()
         if serving is not None and self.role == "producer" and serving.client_gone():
-            # The server said the client left (e.g. ASGI http.disconnect): a producer
-            # that "completed" wrote into a void.
-            self.record(_signals.TRANSPORT_GONE, _signals.ClientDisconnected(), t0, ctx)
+            # A producer that "completed" after its client left wrote into a void.
+            self.client_left(t0, ctx)
             return
         duration = None
         if self.fast_ok is not None and ctx is None:
@@ -101,7 +98,11 @@ class Tracker:
             self._capture(OK, None, duration, t0)
 
     def fail(self, exc: BaseException, t0: float, ctx: Any) -> Outcome:
-        return self.record(self.policy.classify(exc, self.role), exc, t0, ctx)
+        outcome = self.policy.classify(exc, self.role)  # already folded by the policy
+        if outcome.reason is R_OK:
+            self.ok(t0, ctx)
+            return OK
+        return self._emit(outcome, exc, t0, ctx)
 
     def record(self, outcome: Outcome, exc: BaseException, t0: float, ctx: Any) -> Outcome:
         """Record an outcome the caller decided (an integration that knows more than
@@ -112,6 +113,14 @@ class Tracker:
             return OK
         if self.policy.fold_deadlines and outcome.reason is R_DEADLINE:
             outcome = Outcome(R_GONE, outcome.error_type, outcome.rule)
+        return self._emit(outcome, exc, t0, ctx)
+
+    def client_left(self, t0: float, ctx: Any, exc: BaseException | None = None) -> Outcome:
+        """Record ``client_gone`` because the server reported the client gone
+        (whatever the producer did); *exc*, if any, is what the producer saw."""
+        return self._emit(_signals.TRANSPORT_GONE, exc or _signals.ClientDisconnected(), t0, ctx)
+
+    def _emit(self, outcome: Outcome, exc: BaseException, t0: float, ctx: Any) -> Outcome:
         duration = perf_counter() - t0 if self.timed else None
         for r in self._recorders:
             try:

@@ -184,7 +184,7 @@ def _wrap_sync(fn: Callable[P, R], tr: Tracker) -> Callable[P, R]:
     # (one Prometheus counter, no tracing, no integration, no capture): this runs
     # on every call, and the call to ok() alone would cost ~15% more.
     timed, traced, ok, fail, capture = tr.timed, tr.traced, tr.ok, tr.fail, _otel.capture
-    inc, captures, transport = tr.fast_ok, _record.captures, _record.transport
+    inc, captures, serving = tr.fast_ok, _record.captures, _signals.active
 
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -195,7 +195,7 @@ def _wrap_sync(fn: Callable[P, R], tr: Tracker) -> Callable[P, R]:
         except BaseException as e:
             fail(e, t0, ctx)
             raise
-        if inc is not None and ctx is None and not captures and transport() is None:
+        if inc is not None and ctx is None and not captures and serving() is None:
             try:  # all that Tracker.ok() would do here, without the call
                 inc()
             except Exception as e:
@@ -209,7 +209,7 @@ def _wrap_sync(fn: Callable[P, R], tr: Tracker) -> Callable[P, R]:
 
 def _wrap_coro(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
     timed, traced, ok, fail, capture = tr.timed, tr.traced, tr.ok, tr.fail, _otel.capture
-    inc, captures, transport = tr.fast_ok, _record.captures, _record.transport
+    inc, captures, serving = tr.fast_ok, _record.captures, _signals.active
 
     @functools.wraps(fn)
     async def call(*args: P.args, **kwargs: P.kwargs) -> Any:
@@ -220,7 +220,7 @@ def _wrap_coro(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
         except BaseException as e:
             fail(e, t0, ctx)
             raise
-        if inc is not None and ctx is None and not captures and transport() is None:
+        if inc is not None and ctx is None and not captures and serving() is None:
             try:  # as in _wrap_sync
                 inc()
             except Exception as e:

@@ -55,21 +55,15 @@ class Transport:
 _ACTIVE: ContextVar[Transport | None] = ContextVar("errclass_transport", default=None)
 
 
-def current() -> Transport | None:
-    """The transport of the request being served in this context, if an integration set one."""
-    return _ACTIVE.get()
-
-
-def client_gone() -> bool:
-    """True when the server has reported that the current request's client left."""
-    transport = _ACTIVE.get()
-    return transport is not None and transport.client_gone()
+#: The transport of the request being served in this context, or None (a C call:
+#: ``Tracker.ok`` asks it on every recording).
+active = _ACTIVE.get
 
 
 def adopt(producer: object) -> None:
     """Have the integration serving this request close *producer* when the request
     ends (if it is still open then), instead of leaving it to the garbage collector."""
-    transport = _ACTIVE.get()
+    transport = active()
     if transport is not None:
         transport.closers.append(producer)
 

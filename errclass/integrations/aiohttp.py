@@ -108,7 +108,7 @@ def middleware(
         if transport.client_gone():
             # The connection was lost before the handler returned (it swallowed
             # the failed write, or its plain response can no longer be sent).
-            tracker.record(_signals.TRANSPORT_GONE, _signals.ClientDisconnected(), t0, ctx)
+            tracker.client_left(t0, ctx)
         else:
             tracker.ok(t0, ctx)
         return response

@@ -143,9 +143,7 @@ class ErrclassMiddleware:
             # The server said the client left before the response completed: whatever
             # the app did afterwards (returned, was cancelled, failed to write) is that.
             if exc is None or _cancellation(exc):
-                tracker.record(
-                    _signals.TRANSPORT_GONE, exc or _signals.ClientDisconnected(), t0, ctx
-                )
+                tracker.client_left(t0, ctx, exc)
             else:
                 tracker.fail(exc, t0, ctx)
         elif exc is None and not ex.complete:
