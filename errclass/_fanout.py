@@ -83,30 +83,19 @@ class _FanoutExceptionGroup(FanoutError, ExceptionGroup[Exception]):
 _FanoutExceptionGroup.__name__ = _FanoutExceptionGroup.__qualname__ = "FanoutError"
 
 
-_default_sink: Sink | None = None
-_default_lock = threading.Lock()
-
-
 def default_sink() -> Sink:
     """``errclass_fetch_outcomes_total{fanout, reason}`` in the default registry.
 
     A counter of its own, not ``errclass_outcomes_total``: when both ends run
     errclass, one transfer would otherwise be counted twice in the same metric.
     """
-    global _default_sink
-    with _default_lock:
-        if _default_sink is None:
-            from prometheus_client import Counter
+    from ._prometheus import shared_sink
 
-            from ._prometheus import PrometheusSink
-
-            counter = Counter(
-                "errclass_fetch_outcomes",
-                "Outcomes of errclass.fanout children (consumer role) by reason.",
-                ("fanout", "reason"),
-            )
-            _default_sink = PrometheusSink(counter, producer_label="fanout")
-        return _default_sink
+    return shared_sink(
+        "errclass_fetch_outcomes",
+        "Outcomes of errclass.fanout children (consumer role) by reason.",
+        producer_label="fanout",
+    )
 
 
 class _Run(Generic[T]):

@@ -180,22 +180,26 @@ def _check_scheme(
             )
 
 
-_default: PrometheusSink | None = None
-_default_lock = threading.Lock()
+_shared: dict[str, PrometheusSink] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_sink(name: str, documentation: str, producer_label: str = "producer") -> PrometheusSink:
+    """A sink over ``<name>_total{<producer_label>, reason}`` in the default
+    registry, created once per process (registering a name twice is an error)."""
+    with _shared_lock:
+        sink = _shared.get(name)
+        if sink is None:
+            from prometheus_client import Counter
+
+            counter = Counter(name, documentation, (producer_label, "reason"))
+            sink = _shared[name] = PrometheusSink(counter, producer_label=producer_label)
+        return sink
 
 
 def default_sink() -> PrometheusSink:
     """The sink over ``errclass_outcomes_total{producer, reason}`` in the default registry."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            from prometheus_client import Counter
-
-            counter = Counter(
-                "errclass_outcomes",
-                "Streaming producer outcomes by reason (ok, client_gone, deadline_exceeded, "
-                "write_failed).",
-                ("producer", "reason"),
-            )
-            _default = PrometheusSink(counter)
-        return _default
+    return shared_sink(
+        "errclass_outcomes",
+        "Streaming producer outcomes by reason (ok, client_gone, deadline_exceeded, write_failed).",
+    )
