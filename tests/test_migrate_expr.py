@@ -3,6 +3,8 @@ variables, minimal edits, and everything that must be left untouched."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from errclass.migrate import Selection, migrate_expr
@@ -233,3 +235,40 @@ def test_selection_rejects_bad_configuration() -> None:
         Selection((M,), label="bad-label")
     with pytest.raises(ValueError, match="regex"):
         Selection(("stream_(",))
+
+
+# A correct edit, then ways an edit could go wrong: each must be refused by the
+# verification (the edited text is re-parsed and compared with the intended tree).
+_RATIO = f'sum(rate({M}{{job="a", reason!="ok"}}[5m] offset 1m)) / sum(rate({M}{{job="a"}}[5m]))'
+
+
+@pytest.mark.parametrize(
+    ("spoil", "why"),
+    [
+        (lambda t: t.replace("[5m] offset", "[5m] offset ("), "does not parse"),
+        (lambda t: t.replace("ok|client_gone", "ok|client_gon"), "selector 1 did not come out"),
+        (lambda t: t.replace('job="a", reason!~', 'job="b", reason!~'), "selector 1 did not"),
+        (lambda t: t.replace("offset 1m", "offset 2m"), "changed more than the intended"),
+        (lambda t: t.replace("/ sum(", "/ max("), "changed more than the intended"),
+        (lambda t: t.replace("sum(rate(", "sum(-rate(", 1), "changed the structure"),
+        (lambda t: t.replace(f"{M}{{job", "other{job", 1), "selector 1 did not come out"),
+    ],
+)
+def test_an_edit_that_means_something_else_is_refused(
+    monkeypatch: pytest.MonkeyPatch, spoil: Callable[[str], str], why: str
+) -> None:
+    from errclass.migrate import _expr
+
+    good = migrate_expr(_RATIO, SPLIT)
+    assert good.changed and not [f for f in good.findings if f.status == "skipped"]
+    real = _expr.apply_edits
+
+    def spoiled(text: str, edits: list[tuple[int, int, str]]) -> str:
+        return spoil(real(text, edits))
+
+    monkeypatch.setattr(_expr, "apply_edits", spoiled)
+    r = migrate_expr(_RATIO, SPLIT)
+    assert not r.changed and r.edits == []
+    [skipped] = [f for f in r.findings if f.status == "skipped"]
+    assert why in skipped.message
+    assert not [f for f in r.findings if f.status == "changed"]

@@ -9,6 +9,8 @@ from typing import Any
 from errclass.migrate import _promql
 from errclass.migrate._semantics import (
     Manual,
+    Matcher,
+    Mine,
     Plan,
     Selection,
     counts_old,
@@ -16,7 +18,7 @@ from errclass.migrate._semantics import (
     plan_preserve,
     plan_split,
 )
-from errclass.migrate._tree import Sel, Walk, parse, signature, skeleton
+from errclass.migrate._tree import Walk, follow, matchers_of, parse, skeleton
 
 _REVIEWED = "errclass: retuned"
 
@@ -32,7 +34,7 @@ class Finding:
     of_edit: bool = False  # describes the edit itself: dropped if the edit is
 
 
-@dataclass
+@dataclass(slots=True)
 class ExprResult:
     text: str
     new_text: str
@@ -47,21 +49,45 @@ class ExprResult:
 # --- planning ------------------------------------------------------------------
 
 
-def _mark_ratios(walk: Walk, sel: Selection) -> None:
+def _decided(sel: Selection, what: str, mine: Mine, in_ratio: bool = False) -> object:
+    """What is decided about a selector with these reason matchers: whether it counted the
+    old value ("old"), picks a split value on purpose ("explicit"), or its plan ("plan":
+    a Plan, None, or why a human must decide). Memoized per selection: dashboards repeat
+    the same few reason matchers."""
+    key = (what, mine, in_ratio)
+    memo = sel.memo
+    try:
+        return memo[key]
+    except KeyError:
+        pass
+    out: object
+    if what == "old":
+        out = counts_old(mine, sel)
+    elif what == "explicit":
+        out = explicit_split(mine, sel)
+    else:
+        try:
+            out = (
+                plan_preserve(mine, sel)
+                if sel.mode == "preserve"
+                else plan_split(mine, sel, in_ratio)
+            )
+        except Manual as e:
+            out = str(e)
+    if len(memo) >= 4096:
+        memo.clear()
+    memo[key] = out
+    return out
+
+
+def _mark_ratios(walk: Walk, mine: dict[int, Mine], sel: Selection) -> None:
     for a, b, c in walk.ratios:
-        side = walk.sels[a:c]
-        if not any(sel.targets(s.name) for s in walk.sels[b:c]):
+        if not any(i in mine for i in range(b, c)):
             continue
-        if any(sel.targets(s.name) and explicit_split(s.matchers, sel) for s in side):
+        if any(i in mine and _decided(sel, "explicit", mine[i]) for i in range(a, c)):
             continue  # a share of client_gone on purpose: leave the ratio alone
-        for s in side:
+        for s in walk.sels[a:c]:
             s.in_ratio = True
-
-
-def _plan(s: Sel, sel: Selection) -> Plan | None:
-    if sel.mode == "preserve":
-        return plan_preserve(s.matchers, sel)
-    return plan_split(s.matchers, sel, s.in_ratio)
 
 
 def migrate_expr(
@@ -90,58 +116,70 @@ def migrate_expr(
         return result
     walk = Walk(sel.label)
     walk.visit(tree)
-    targets = [i for i, s in enumerate(walk.sels) if sel.targets(s.name)]
-    for s in walk.sels:
-        if s.name is None and any(
+    mine: dict[int, Mine] = {}
+    for i, s in enumerate(walk.sels):
+        name = s.name
+        if sel.targets(name):
+            mine[i] = s.mine(sel.label)
+        elif name is None and any(
             lbl == "__name__" and op == "=~" and sel.may_match(v) for lbl, op, v in s.matchers
         ):
             result.findings.append(
                 Finding(
-                    "manual", "selects the metric by a __name__ regex: review by hand", _show(s)
+                    "manual",
+                    "selects the metric by a __name__ regex: review by hand",
+                    _show(name, s.matchers),
                 )
             )
-    if not targets:
+    if not mine:
         return result
-    _mark_ratios(walk, sel)
+    _mark_ratios(walk, mine, sel)
     if ratio:
         for s in walk.sels:
             s.in_ratio = True
     plans: dict[int, Plan] = {}
-    for i in targets:
-        try:
-            plan = _plan(walk.sels[i], sel)
-        except Manual as e:
-            result.findings.append(Finding("manual", str(e), _show(walk.sels[i])))
-            continue
-        if plan is not None:
+    for i, m in mine.items():
+        plan = _decided(sel, "plan", m, walk.sels[i].in_ratio)
+        if isinstance(plan, str):
+            s = walk.sels[i]
+            result.findings.append(Finding("manual", plan, _show(s.name, s.matchers)))
+        elif isinstance(plan, Plan):
             plans[i] = plan
     if alert and sel.mode == "split" and _REVIEWED not in text:
         spans = [(0, len(walk.sels))] if threshold_elsewhere else walk.thresholds
-        _retune(walk, spans, sel, result)
+        _retune(walk, spans, mine, sel, result)
     if plans:
-        _edit(text, walk, tree, plans, sel=sel, result=result, series=series)
+        _edit(text, walk, tree, plans, sel=sel, result=result, series=series, mine=mine)
     return result
 
 
-def _retune(walk: Walk, spans: list[tuple[int, int]], sel: Selection, result: ExprResult) -> None:
+def _retune(
+    walk: Walk,
+    spans: list[tuple[int, int]],
+    mine: dict[int, Mine],
+    sel: Selection,
+    result: ExprResult,
+) -> None:
     for a, b in spans:
-        for s in walk.sels[a:b]:
-            mine = any(lbl == sel.label for lbl, _, _ in s.matchers)
-            if sel.targets(s.name) and counts_old(s.matchers, sel) and (mine or s.in_ratio):
-                result.findings.append(
-                    Finding(
-                        "retune",
-                        f"threshold tuned on the volume before the split ({sel.label}="
-                        f"{sel.old!r} also counted {', '.join(sel.split)}): re-tune it, "
-                        f"then add a '# {_REVIEWED}' comment to the expression",
-                    )
+        for i in range(a, b):
+            m = mine.get(i)
+            if m is None or not (m or walk.sels[i].in_ratio) or not _decided(sel, "old", m):
+                continue
+            result.findings.append(
+                Finding(
+                    "retune",
+                    f"threshold tuned on the volume before the split ({sel.label}="
+                    f"{sel.old!r} also counted {', '.join(sel.split)}): re-tune it, "
+                    f"then add a '# {_REVIEWED}' comment to the expression",
                 )
-                return
+            )
+            return
 
 
-def _show(s: Sel) -> str:
-    ms = ", ".join(f"{lbl}{op}{_quote(v)}" for lbl, op, v in s.matchers)
-    return f"{s.name or ''}{{{ms}}}" if ms or not s.name else s.name
+def _show(name: str | None, matchers: tuple[Matcher, ...]) -> str:
+    """A selector as a human reads it."""
+    ms = ", ".join([f"{lbl}{op}{_quote(v)}" for lbl, op, v in matchers])
+    return f"{name or ''}{{{ms}}}" if ms or not name else name
 
 
 def _quote(v: str) -> str:
@@ -160,6 +198,7 @@ def _edit(
     sel: Selection,
     result: ExprResult,
     series: bool,
+    mine: dict[int, Mine],
 ) -> None:
     def fail(why: str) -> None:
         result.findings.append(Finding("skipped", f"left untouched: {why}"))
@@ -176,32 +215,32 @@ def _edit(
     seps = [s.separator for s in spans.values() if s.separator]
     default_sep = max(seps, key=seps.count) if seps else ", "
     edits: list[tuple[int, int, str]] = []
-    for i, plan in sorted(plans.items()):
+    changed = sorted(plans)
+    for i in changed:
         span = spans[i]
-        found = tuple((m.label, m.op, m.value) for m in span.matchers)
-        if found != walk.sels[i].matchers:
+        if [(m.label, m.op, m.value) for m in span.matchers] != list(walk.sels[i].matchers):
             fail(f"selector {i + 1}: the text and the parse tree disagree on its matchers")
             return
         try:
-            edits.extend(_selector_edits(text, span, plan, default_sep))
+            edits += _selector_edits(text, span, plans[i], default_sep)
         except _promql.LexError as e:
             fail(str(e))
             return
     new_text = apply_edits(text, edits)
-    why = _verify(new_text, walk, tree, plans)
+    intended = {i: plans[i].apply(walk.sels[i].matchers) for i in changed}
+    why = _verify(new_text, walk, tree, intended)
     if why:
         fail(why)
         return
     result.new_text = new_text
     result.edits = edits
-    for i in sorted(plans):
-        s = walk.sels[i]
-        after = Sel(s.node, s.raw_name, _matchers=plans[i].apply(s.matchers))
-        what = "excluded from a ratio" if s.in_ratio and plans[i].add else "rewritten"
-        result.findings.append(
-            Finding("changed", f"{sel.mode}: {what}", _show(s), _show(after), of_edit=True)
-        )
-        split_series = sel.mode == "preserve" and counts_old(s.matchers, sel)
+    for i in changed:
+        s, plan = walk.sels[i], plans[i]
+        what = "excluded from a ratio" if s.in_ratio and plan.add else "rewritten"
+        before = _show(s.name, s.matchers)
+        after = _show(s.name, intended[i])
+        result.findings.append(Finding("changed", f"{sel.mode}: {what}", before, after, True))
+        split_series = sel.mode == "preserve" and _decided(sel, "old", mine[i])
         if series and split_series and i not in walk.aggregated:
             result.findings.append(
                 Finding(
@@ -210,7 +249,7 @@ def _edit(
                     f"becomes {1 + len(sel.split)} ({', '.join((sel.old, *sel.split))}), so "
                     f"per-series values and thresholds change unless summed, e.g. "
                     f"sum without ({sel.label}) (...)",
-                    _show(s),
+                    before,
                     of_edit=True,
                 )
             )
@@ -236,26 +275,29 @@ def _locate(
     return dict(enumerate(spans))
 
 
-def _verify(new_text: str, walk: Walk, tree: Any, plans: dict[int, Plan]) -> str:
-    """Re-parse the edit: the changed selectors carry exactly the planned matchers (and
-    the same name, offset and @), and with them cut out both trees print the same."""
+def _verify(new_text: str, walk: Walk, tree: Any, intended: dict[int, tuple[Matcher, ...]]) -> str:
+    """Re-parse the edit: each changed selector, at its place in the new tree, carries
+    exactly the intended matchers and the same name, and with the changed selectors cut
+    out both trees print the same (offsets, @ and all the rest)."""
     try:
         new_tree = parse(new_text)
     except ValueError as e:
         return f"the edited expression does not parse: {e}"
-    new_walk = Walk()
-    new_walk.visit(new_tree)
-    if len(new_walk.sels) != len(walk.sels):
-        return "the edit changed the number of selectors"
-    changed = sorted(plans)
-    for i in changed:
-        old, new = walk.sels[i], new_walk.sels[i]
-        want = signature(old)
-        if signature(new) != (want[0], plans[i].apply(old.matchers), want[2], want[3]):
+    old_nodes, new_nodes = [], []
+    for i, matchers in intended.items():
+        old = walk.sels[i]
+        try:
+            node = follow(new_tree, old.path)
+        except (AttributeError, IndexError, TypeError):
+            node = None
+        if type(node).__name__ != "VectorSelector":
+            return "the edit changed the structure of the expression"
+        if node.name != old.raw_name or matchers_of(node) != matchers:
             return f"selector {i + 1} did not come out as intended"
-    before = skeleton(tree, [walk.sels[i] for i in changed])
-    after = skeleton(new_tree, [new_walk.sels[i] for i in changed])
-    if before is None or after is None or before != after:
+        old_nodes.append(old.node)
+        new_nodes.append(node)
+    before = skeleton(str(tree), old_nodes)
+    if before is None or before != skeleton(str(new_tree), new_nodes):
         return "the edit changed more than the intended matchers"
     return ""
 

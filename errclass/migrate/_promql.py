@@ -227,15 +227,17 @@ def selectors(text: str) -> list[SelectorSpan]:
 @functools.lru_cache(maxsize=64)
 def _name_scanner(names: frozenset[str]) -> re.Pattern[str]:
     """Searched from a position, finds the next string literal, comment or occurrence of
-    a name, whichever comes first: literals and comments are skipped whole by the caller,
-    so only names outside them count. A quote that opens no literal is ``bad``.
+    a name (with the gap after it and the character that follows), whichever comes first:
+    literals and comments are skipped whole by the caller, so only names outside them
+    count. A quote that opens no literal is ``bad``.
 
     Searching (instead of matching character by character up to the name) lets the
     regex engine skip the text in between without a Python step per character."""
     alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
     return re.compile(
         _STRING + r"|(?P<bad>[\"'`])"
-        r"|(?P<name>(?<![A-Za-z0-9_:.$])(?:" + alternatives + r")(?![A-Za-z0-9_:]))",
+        r"|(?P<name>(?<![A-Za-z0-9_:.$])(?:" + alternatives + r")(?![A-Za-z0-9_:]))"
+        r"(?:\s|\#[^\n]*)*(?P<next>[{(])?",
         re.VERBOSE,
     )
 
@@ -250,19 +252,18 @@ def named_selectors(text: str, names: frozenset[str]) -> list[SelectorSpan] | No
     search = _name_scanner(names).search
     pos = 0
     while (m := search(text, pos)) is not None:
-        kind = m.lastgroup
-        if kind == "bad":
-            break  # an unterminated literal: nothing after it is outside a string
-        if kind != "name":
+        name, after = m.group("name", "next")
+        if name is None:
+            if m.start("bad") >= 0:
+                break  # an unterminated literal: nothing after it is outside a string
             pos = m.end()  # a string literal or a comment
             continue
-        name, end = m.group("name"), m.end()
-        nxt = _gap_end(text, end)
-        if text.startswith("{", nxt):
-            sel = _braces_at(text, nxt, name, end)
+        end = m.end("name")
+        if after == "{":
+            sel = _braces_at(text, m.end() - 1, name, end)
             out.append(sel)
-            pos = (sel.close or nxt) + 1
-        elif text.startswith("(", nxt):
+            pos = (sel.close or 0) + 1
+        elif after == "(":
             return None  # not a selector: let the full lexer decide
         else:
             out.append(SelectorSpan(name, end, None, None, (), "", False))
@@ -288,13 +289,14 @@ def _braces_at(text: str, pos: int, name: str | None, name_end: int) -> Selector
     found: list[MatcherSpan] = []
     trailing = False
     pos += 1
-    while (m := _ITEM.match(text, pos)) is not None:
-        label, value = m.group("label"), m.group("value")
+    match = _ITEM.match
+    while (m := match(text, pos)) is not None:
+        label, op, value, comma = m.group("label", "op", "value", "comma")
         found.append(
             MatcherSpan(
                 label if label[0] != '"' else decode_string(label),
-                m.group("op"),
-                decode_string(value),
+                op,
+                value[1:-1] if "\\" not in value else decode_string(value),
                 m.start("label"),
                 m.start("op"),
                 m.start("value"),
@@ -303,7 +305,7 @@ def _braces_at(text: str, pos: int, name: str | None, name_end: int) -> Selector
             )
         )
         pos = m.end()
-        trailing = m.group("comma") is not None
+        trailing = comma is not None
         if not trailing:
             break  # the selector must close here
     pos = _gap_end(text, pos)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 Matcher = tuple[str, str, str]  # (label, op, value)
+# The matchers on the reason label with their indexes in the selector: (index, op, value).
+Mine = tuple[tuple[int, str, str], ...]
 
 MODES = ("preserve", "split")
 _NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
@@ -42,6 +44,10 @@ class Selection:
     mode: str = "preserve"
     names: frozenset[str] = field(init=False, repr=False, compare=False)
     patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+    # what was decided for each set of reason matchers: dashboards repeat the same few
+    memo: dict[object, object] = field(
+        init=False, repr=False, compare=False, hash=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         if not self.metrics:
@@ -68,7 +74,9 @@ class Selection:
     def targets(self, name: str | None) -> bool:
         if name is None:
             return False
-        return name in self.names or any(p.fullmatch(name) for p in self.patterns)
+        if name in self.names:
+            return True
+        return any(p.fullmatch(name) for p in self.patterns) if self.patterns else False
 
     def mentions(self, text: str) -> bool:
         """False only if *text* surely has no selector on a configured metric."""
@@ -126,18 +134,18 @@ class Manual(Exception):
     """The selector is affected but no safe rewrite exists; a human must decide."""
 
 
-def counts_old(matchers: tuple[Matcher, ...], sel: Selection) -> bool:
+def counts_old(mine: Mine, sel: Selection) -> bool:
     """Did this selector count the old value before the split (so its volume changes)?"""
     try:
-        return all(predicate(op, v)(sel.old) for lbl, op, v in matchers if lbl == sel.label)
+        return all(predicate(op, v)(sel.old) for _, op, v in mine)
     except Unsure:
         return False
 
 
-def explicit_split(matchers: tuple[Matcher, ...], sel: Selection) -> bool:
+def explicit_split(mine: Mine, sel: Selection) -> bool:
     """Does a positive matcher pick a split value on purpose (``reason="client_gone"``)?"""
-    for lbl, op, v in matchers:
-        if lbl != sel.label or op not in ("=", "=~"):
+    for _, op, v in mine:
+        if op not in ("=", "=~"):
             continue
         try:
             p = predicate(op, v)
@@ -148,12 +156,10 @@ def explicit_split(matchers: tuple[Matcher, ...], sel: Selection) -> bool:
     return False
 
 
-def plan_preserve(matchers: tuple[Matcher, ...], sel: Selection) -> Plan | None:
+def plan_preserve(mine: Mine, sel: Selection) -> Plan | None:
     """Keep matching what matched before: each reason matcher gets P'(s) = P(old)."""
     replace = []
-    for i, (lbl, op, v) in enumerate(matchers):
-        if lbl != sel.label:
-            continue
+    for i, op, v in mine:
         try:
             p = predicate(op, v)
         except Unsure as e:
@@ -172,21 +178,20 @@ def plan_preserve(matchers: tuple[Matcher, ...], sel: Selection) -> Plan | None:
         else:
             verb = "matches" if p(wrong[0]) else "does not match"
             raise Manual(
-                f"{lbl}{op}{v!r} {verb} {wrong[0]!r} but not {sel.old!r}: "
+                f"{sel.label}{op}{v!r} {verb} {wrong[0]!r} but not {sel.old!r}: "
                 "preserving its meaning needs a human"
             )
     return Plan(tuple(replace)) if replace else None
 
 
-def plan_split(matchers: tuple[Matcher, ...], sel: Selection, in_ratio: bool) -> Plan | None:
+def plan_split(mine: Mine, sel: Selection, in_ratio: bool) -> Plan | None:
     """Count real faults only: exclude split values the selector would now count."""
-    mine = [(i, op, v) for i, (lbl, op, v) in enumerate(matchers) if lbl == sel.label]
     try:
         preds = [predicate(op, v) for _, op, v in mine]
     except Unsure as e:
         raise Manual(str(e)) from e
     counted = [s for s in sel.split if all(p(s) for p in preds)]
-    if not counted or explicit_split(matchers, sel):
+    if not counted or explicit_split(mine, sel):
         return None
     if not mine and not in_ratio:
         return None  # a plain total (throughput) keeps counting every outcome

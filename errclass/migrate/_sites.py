@@ -192,45 +192,57 @@ def _encode(new: str, site: Site, text: str) -> str:
     return new
 
 
-def reads_back(text: str, site: Site, new_raw: str, expected: str) -> bool | None:
-    """Does *new_raw*, put where the site's literal was, read as *expected*?
+def reads_back(text: str, literals: list[tuple[Site, str, str]]) -> bool:
+    """Does each *new_raw*, put where its site's literal was, read as *expected*?
+    *literals*: (site, new_raw, expected) for every edited site of one file.
 
     JSON: a string token replaced by a string token leaves the document's structure as it
-    was, so decoding the token alone is the whole answer. YAML: the scalar is re-read as
-    the value of a top-level key with the rest of its line; if the original does not
-    read back as its own value that way (flow context, indentation indicators), the
-    answer is None and the caller re-reads the whole file instead.
+    was, so decoding the token alone is the whole answer. YAML: each scalar is re-read as
+    the value of a top-level key with the rest of its line, next to its original read the
+    same way, all in one small document. False if any original does not read back as its
+    own value that way (flow context, indentation indicators): the caller then re-reads
+    the whole file instead.
     """
-    if site.style == "json":
-        try:
-            value = json.loads(new_raw)
-        except ValueError:
-            return False
-        return new_raw[:1] == new_raw[-1:] == '"' and value == expected
+    if not literals or literals[0][0].style == "json":
+        return all(_json_reads_back(new_raw, expected) for _, new_raw, expected in literals)
     import yaml
 
     from errclass.migrate._documents import composer
 
-    old_raw = text[site.start : site.end]
-    rest = ""
-    if not old_raw.endswith("\n"):
-        eol = text.find("\n", site.end)
-        rest = text[site.end : eol if eol >= 0 else len(text)]
-
-    def line(key: str, raw: str) -> str:
-        out = f"{key}: {raw}{rest}"
-        return out if out.endswith("\n") else out + "\n"
-
-    # both in one small document: the original must read back as itself (same context)
+    lines = []
+    for k, (site, new_raw, _) in enumerate(literals):
+        rest = ""
+        if not text.endswith("\n", site.start, site.end):
+            eol = text.find("\n", site.end)
+            rest = text[site.end : eol if eol >= 0 else len(text)]
+        lines.append(_line(f"o{k}", text[site.start : site.end], rest))
+        lines.append(_line(f"n{k}", new_raw, rest))
     try:
-        node = yaml.compose(line("o", old_raw) + line("n", new_raw), Loader=composer())
+        node = yaml.compose("".join(lines), Loader=composer())
     except yaml.YAMLError:
-        return None
-    if not isinstance(node, yaml.MappingNode) or len(node.value) != 2:
-        return None
-    (ko, vo), (kn, vn) = node.value
-    if (ko.value, kn.value) != ("o", "n") or not isinstance(vo, yaml.ScalarNode):
-        return None
-    if vo.value != site.value:
-        return None
-    return isinstance(vn, yaml.ScalarNode) and vn.value == expected
+        return False
+    if not isinstance(node, yaml.MappingNode) or len(node.value) != 2 * len(literals):
+        return False
+    pairs = node.value
+    for k, (site, _, expected) in enumerate(literals):
+        (ko, vo), (kn, vn) = pairs[2 * k], pairs[2 * k + 1]
+        if (ko.value, kn.value) != (f"o{k}", f"n{k}"):
+            return False
+        if not isinstance(vo, yaml.ScalarNode) or vo.value != site.value:
+            return False
+        if not isinstance(vn, yaml.ScalarNode) or vn.value != expected:
+            return False
+    return True
+
+
+def _json_reads_back(new_raw: str, expected: str) -> bool:
+    try:
+        value = json.loads(new_raw)
+    except ValueError:
+        return False
+    return new_raw[:1] == new_raw[-1:] == '"' and value == expected
+
+
+def _line(key: str, raw: str, rest: str) -> str:
+    out = f"{key}: {raw}{rest}"
+    return out if out.endswith("\n") else out + "\n"

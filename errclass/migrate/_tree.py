@@ -1,5 +1,6 @@
 """The parse tree side of a migration: parsing (masked), selectors in textual order with
-their context (ratios, thresholds, aggregation), and what is compared to accept an edit."""
+their context (ratios, thresholds, aggregation) and their place in the tree, and what is
+compared to accept an edit."""
 
 from __future__ import annotations
 
@@ -7,16 +8,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from errclass.migrate import _promql
-from errclass.migrate._semantics import Matcher
+from errclass.migrate._semantics import Matcher, Mine
 
 _OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "MatchOp.NotRe": "!~"}
 _COMPARISONS = frozenset((">", "<", ">=", "<=", "==", "!="))
+
+# Where a selector sits: attribute names, and argument indexes of function calls.
+Path = tuple[str | int, ...]
 
 
 @dataclass(slots=True)
 class Sel:
     node: Any
     raw_name: str | None  # as written before the braces
+    path: Path = ()
     in_ratio: bool = False
     _matchers: tuple[Matcher, ...] | None = None
 
@@ -35,6 +40,10 @@ class Sel:
                 return v
         return None
 
+    def mine(self, label: str) -> Mine:
+        """The matchers on *label*, with their indexes: all a plan depends on."""
+        return tuple((i, op, v) for i, (lbl, op, v) in enumerate(self.matchers) if lbl == label)
+
 
 def parse(text: str) -> Any:
     import promql_parser
@@ -44,6 +53,14 @@ def parse(text: str) -> Any:
 
 def matchers_of(vs: Any) -> tuple[Matcher, ...]:
     return tuple((m.name, _OPS[str(m.op)], m.value) for m in vs.matchers.matchers)
+
+
+def follow(tree: Any, path: Path) -> Any:
+    """The node at *path* (AttributeError/IndexError if the tree has no such place)."""
+    node = tree
+    for step in path:
+        node = node.args[step] if isinstance(step, int) else getattr(node, step)
+    return node
 
 
 class Walk:
@@ -56,41 +73,46 @@ class Walk:
         self.thresholds: list[tuple[int, int]] = []  # compared side start, end
         self.aggregated: set[int] = set()  # selectors whose *label* an aggregation drops
 
-    def visit(self, node: Any) -> None:
+    def visit(self, node: Any, path: Path = ()) -> None:
         kind = type(node).__name__
         if kind == "VectorSelector":
-            self.sels.append(Sel(node, node.name))
+            self.sels.append(Sel(node, node.name, path))
         elif kind == "MatrixSelector":
-            self.visit(node.vector_selector)
-        elif kind == "BinaryExpr":
-            a = len(self.sels)
-            self.visit(node.lhs)
-            b = len(self.sels)
-            self.visit(node.rhs)
-            c = len(self.sels)
-            op = str(node.op)
-            if op == "/":
-                self.ratios.append((a, b, c))
-            elif op in _COMPARISONS:
-                if _is_number(node.rhs):
-                    self.thresholds.append((a, b))
-                elif _is_number(node.lhs):
-                    self.thresholds.append((b, c))
-        elif kind == "AggregateExpr":
-            if node.param is not None:
-                self.visit(node.param)
-            a = len(self.sels)
-            self.visit(node.expr)
-            if self.label and _drops(node, self.label):
-                self.aggregated.update(range(a, len(self.sels)))
+            vs = node.vector_selector
+            self.sels.append(Sel(vs, vs.name, (*path, "vector_selector")))
         elif kind == "Call":
             a = len(self.sels)
-            for arg in node.args:
-                self.visit(arg)
+            for n, arg in enumerate(node.args):
+                self.visit(arg, (*path, n))
             if node.func.name == "scalar":
                 self.aggregated.update(range(a, len(self.sels)))
+        elif kind == "BinaryExpr":
+            self._binary(node, path)
+        elif kind == "AggregateExpr":
+            if node.param is not None:
+                self.visit(node.param, (*path, "param"))
+            a = len(self.sels)
+            self.visit(node.expr, (*path, "expr"))
+            if self.label and _drops(node, self.label):
+                self.aggregated.update(range(a, len(self.sels)))
         elif kind in ("ParenExpr", "UnaryExpr", "SubqueryExpr"):
-            self.visit(node.expr)
+            self.visit(node.expr, (*path, "expr"))
+
+    def _binary(self, node: Any, path: Path) -> None:
+        a = len(self.sels)
+        lhs, rhs = node.lhs, node.rhs
+        self.visit(lhs, (*path, "lhs"))
+        b = len(self.sels)
+        self.visit(rhs, (*path, "rhs"))
+        c = len(self.sels)
+        op = str(node.op)
+        if op == "/":
+            self.ratios.append((a, b, c))
+        elif op in _COMPARISONS:
+            if _is_number(rhs):
+                self.thresholds.append((a, b))
+            elif _is_number(lhs):
+                self.thresholds.append((b, c))
 
 
 # Aggregations whose output keeps only the grouping labels (topk/bottomk/limitk keep all).
@@ -119,27 +141,22 @@ def _is_number(node: Any) -> bool:
     return kind == "NumberLiteral"
 
 
-def skeleton(tree: Any, sels: list[Sel]) -> str | None:
-    """The tree as printed, with the given selectors cut out (None if one is not found).
+def skeleton(printed: str, nodes: list[Any]) -> str | None:
+    """*printed* (a tree's printing) with the given selector nodes cut out, in order; None
+    if one is not found.
 
     Printing is lossy in formatting but not in structure; the cut selectors themselves
     are compared matcher by matcher, from the parsed values.
     """
-    text = str(tree)
     parts = []
     pos = 0
-    for s in sels:
-        printed = str(s.node)
-        inner = printed[: printed.rfind("}") + 1]  # without offset / @, printed after a range
-        at = text.find(inner, pos)
+    for node in nodes:
+        own = str(node)
+        inner = own[: own.rfind("}") + 1]  # without offset / @, printed after a range
+        at = printed.find(inner, pos)
         if at < 0:
             return None
-        parts.append(text[pos:at])
+        parts.append(printed[pos:at])
         pos = at + len(inner)
-    parts.append(text[pos:])
+    parts.append(printed[pos:])
     return "\x00".join(parts)
-
-
-def signature(s: Sel) -> tuple[str | None, tuple[Matcher, ...], str, str]:
-    vs = s.node
-    return (s.raw_name, s.matchers, repr(vs.offset), repr(vs.at))
