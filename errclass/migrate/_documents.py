@@ -113,14 +113,17 @@ class YamlView:
         except yaml.YAMLError as e:
             raise DocumentError(f"invalid YAML: {e}") from e
         self._seen: set[int] = set()
+        self._maps: dict[int, dict[str, Any]] = {}  # by id: the nodes live as long as self
 
     def map(self, x: Any) -> dict[str, Any] | None:
         if not isinstance(x, self._yaml.MappingNode):
             return None
-        out: dict[str, Any] = {}
-        for k, v in x.value:
-            if isinstance(k, self._yaml.ScalarNode):
-                out.setdefault(k.value, v)
+        out = self._maps.get(id(x))  # walkers ask again for the mapping of a site
+        if out is None:
+            out = self._maps[id(x)] = {}
+            for k, v in x.value:
+                if isinstance(k, self._yaml.ScalarNode):
+                    out.setdefault(k.value, v)
         return out
 
     def seq(self, x: Any) -> list[Any]:

@@ -178,7 +178,8 @@ def _retune(
 
 def _show(name: str | None, matchers: tuple[Matcher, ...]) -> str:
     """A selector as a human reads it."""
-    ms = ", ".join([f"{lbl}{op}{_quote(v)}" for lbl, op, v in matchers])
+    encode = _promql.encode_string
+    ms = ", ".join([f'{lbl}{op}"{encode(v, chr(34))}"' for lbl, op, v in matchers])
     return f"{name or ''}{{{ms}}}" if ms or not name else name
 
 

@@ -162,6 +162,8 @@ def encode_string(value: str, quote: str) -> str:
         if "`" in value:
             raise LexError("a backquote cannot be written inside a raw string")
         return value
+    if "\\" not in value and quote not in value and "\n" not in value:
+        return value  # the usual case
     return value.replace("\\", "\\\\").replace(quote, "\\" + quote).replace("\n", "\\n")
 
 

@@ -89,6 +89,8 @@ def _offsets(text: str, site: Site) -> Callable[[int], int]:
         if raw[inner : len(raw) - inner] == site.value:
             return _shift(site.start + inner)
         if site.style == '"' and "\n" not in raw:
+            if raw == _encode_json(site.value):  # YAML reads JSON's escapes alike
+                return _json_prefix(site.value, site.start)
             return _escapes(_YAML_ESCAPE, raw[1:-1], site.start + 1)
         return _align(text, site.start + inner, site.end - inner, site.value).__getitem__
     # block scalar: content starts after the header line

@@ -75,19 +75,17 @@ class Walk:
 
     def visit(self, node: Any, path: Path = ()) -> None:
         kind = type(node).__name__
-        if kind == "VectorSelector":
-            self.sels.append(Sel(node, node.name, path))
-        elif kind == "MatrixSelector":
+        if kind == "MatrixSelector":
             vs = node.vector_selector
             self.sels.append(Sel(vs, vs.name, (*path, "vector_selector")))
+        elif kind == "VectorSelector":
+            self.sels.append(Sel(node, node.name, path))
         elif kind == "Call":
             a = len(self.sels)
             for n, arg in enumerate(node.args):
                 self.visit(arg, (*path, n))
             if node.func.name == "scalar":
                 self.aggregated.update(range(a, len(self.sels)))
-        elif kind == "BinaryExpr":
-            self._binary(node, path)
         elif kind == "AggregateExpr":
             if node.param is not None:
                 self.visit(node.param, (*path, "param"))
@@ -95,6 +93,8 @@ class Walk:
             self.visit(node.expr, (*path, "expr"))
             if self.label and _drops(node, self.label):
                 self.aggregated.update(range(a, len(self.sels)))
+        elif kind == "BinaryExpr":
+            self._binary(node, path)
         elif kind in ("ParenExpr", "UnaryExpr", "SubqueryExpr"):
             self.visit(node.expr, (*path, "expr"))
 
