@@ -117,6 +117,9 @@ def _plan_text(text: str, kind: str, sel: Selection, result: FileResult) -> File
         expr = site.expr
         if expr is None:
             continue
+        if not sel.mentions(expr):  # cannot need a change: not even parsed
+            result.sites.append((site, ExprResult(expr, expr)))
+            continue
         r = migrate_expr(
             expr,
             sel,

@@ -244,9 +244,6 @@ def _name_scanner(names: frozenset[str]) -> re.Pattern[str]:
     )
 
 
-_GAP = re.compile(r"(?:\s|\#[^\n]*)*")
-
-
 def named_selectors(text: str, names: frozenset[str]) -> list[SelectorSpan] | None:
     """The selectors of the metrics *names* in *text*, in order, found without lexing the
     rest; None when an occurrence is not a plain selector (the caller lexes all)."""
@@ -280,20 +277,30 @@ _MATCHER = re.compile(
 )
 
 
-# One matcher with the gaps around it and the comma after it, if any: a selector's
-# matchers are read with one regex match each.
-_ITEM = re.compile(r"(?:\s|\#[^\n]*)*" + _MATCHER.pattern + r"(?:\s|\#[^\n]*)*(?P<comma>,)?")
+# One matcher with the gaps around it, the comma after it and the closing brace, if any: a
+# selector's matchers are read with one regex match each.
+_GAP = r"(?:\s|\#[^\n]*)*"
+_ITEM = re.compile(_GAP + _MATCHER.pattern + _GAP + r"(?:(?P<comma>,)" + _GAP + r")?(?P<close>\})?")
+_EMPTY = re.compile(_GAP + r"\}")
 
 
 def _braces_at(text: str, pos: int, name: str | None, name_end: int) -> SelectorSpan:
     """The selector whose ``{`` is at *pos*, read a matcher at a time."""
     open_at = pos
     found: list[MatcherSpan] = []
-    trailing = False
-    pos += 1
     match = _ITEM.match
-    while (m := match(text, pos)) is not None:
-        label, op, value, comma = m.group("label", "op", "value", "comma")
+    m = _EMPTY.match(text, pos + 1)
+    if m is not None:
+        if name is None:
+            raise LexError("empty selector {}")
+        return SelectorSpan(name, name_end, open_at, m.end() - 1, (), "", False)
+    pos += 1
+    while True:
+        m = match(text, pos)
+        if m is None:
+            raise LexError(f"unexpected text in a selector at offset {pos}")
+        label, op, value, comma, close = m.group("label", "op", "value", "comma", "close")
+        value_start, end = m.span("value")
         found.append(
             MatcherSpan(
                 label if label[0] != '"' else decode_string(label),
@@ -301,30 +308,24 @@ def _braces_at(text: str, pos: int, name: str | None, name_end: int) -> Selector
                 value[1:-1] if "\\" not in value else decode_string(value),
                 m.start("label"),
                 m.start("op"),
-                m.start("value"),
-                m.end("value"),
+                value_start,
+                end,
                 value[0],
             )
         )
+        if close is not None:
+            return SelectorSpan(
+                name,
+                name_end,
+                open_at,
+                m.end() - 1,
+                tuple(found),
+                _separator(text, found),
+                comma is not None,
+            )
+        if comma is None:
+            raise LexError(f"expected ',' or '}}' in a selector at offset {m.end()}")
         pos = m.end()
-        trailing = comma is not None
-        if not trailing:
-            break  # the selector must close here
-    pos = _gap_end(text, pos)
-    if not text.startswith("}", pos):
-        if found and not trailing:
-            raise LexError(f"expected ',' or '}}' in a selector at offset {pos}")
-        raise LexError(f"unexpected text in a selector at offset {pos}")
-    if name is None and not found:
-        raise LexError("empty selector {}")
-    return SelectorSpan(
-        name, name_end, open_at, pos, tuple(found), _separator(text, found), trailing
-    )
-
-
-def _gap_end(text: str, pos: int) -> int:
-    m = _GAP.match(text, pos)
-    return m.end() if m else pos
 
 
 def _separator(text: str, found: list[MatcherSpan]) -> str:

@@ -196,15 +196,13 @@ def plan_split(mine: Mine, sel: Selection, in_ratio: bool) -> Plan | None:
     if not mine and not in_ratio:
         return None  # a plain total (throughput) keeps counting every outcome
     for i, op, v in mine:
-        if op == "!=":
-            return Plan(((i, "!~", alternation([v, *counted])),))
-        if op == "!~":
-            return Plan(((i, "!~", f"{v}|{alternation(counted)}"),))
         parts = v.split("|")
         if op == "=~" and all(_LITERAL.fullmatch(p) for p in parts):
             rest = [p for p in parts if p not in counted]
             if rest and len(rest) < len(parts):
-                return Plan(((i, "=~", "|".join(rest)),))
+                return Plan(((i, "=~", "|".join(rest)),))  # a split value named: drop it
+    # Otherwise an exclusion beside the matchers, which stay as written: the smallest
+    # edit, and equality matchers cost Prometheus less than a regex.
     if len(counted) == 1:
         return Plan(add=(sel.label, "!=", counted[0]))
     return Plan(add=(sel.label, "!~", alternation(counted)))

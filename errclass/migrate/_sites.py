@@ -98,7 +98,7 @@ def _offsets(text: str, site: Site) -> Callable[[int], int]:
     if nl < 0:
         raise EncodeError("a block scalar without content")
     if site.style == "|":
-        return _align_lines(text, nl + 1, site.end, site.value).__getitem__
+        return _align_lines(text, nl + 1, site.end, site.value)
     return _align(text, nl + 1, site.end, site.value).__getitem__
 
 
@@ -153,26 +153,40 @@ def _align(text: str, start: int, end: int, value: str) -> list[int]:
     return table
 
 
-def _align_lines(text: str, start: int, end: int, value: str) -> list[int]:
-    """_align for a literal block scalar, a line at a time: each value line is its raw
+def _align_lines(text: str, start: int, end: int, value: str) -> Callable[[int], int]:
+    """Offsets in a literal block scalar, a line at a time: each value line is its raw
     line without the indentation."""
-    table: list[int] = []
-    r = start
-    for n, line in enumerate(value.split("\n")):
+    firsts: list[int] = []  # where each value line starts in the value
+    places: list[int] = []  # and in the text
+    breaks: list[int] = []  # the line break after it, in the text
+    lines = value.split("\n")
+    r, v = start, 0
+    for n, line in enumerate(lines):
         if n:  # the line break before this line
             j = text.find("\n", r, end)
             if j < 0:
                 raise EncodeError("cannot align the scalar's value with its source text")
-            table.append(j)
+            breaks.append(j)
             r = j + 1
         if line:
             j = text.find(line, r, end)
             if j < 0 or text[r:j].strip(" "):
                 raise EncodeError("cannot align the scalar's value with its source text")
-            table.extend(range(j, j + len(line)))
-            r = j + len(line)
-    table.append(r)
-    return table
+            r = j
+        firsts.append(v)
+        places.append(r)
+        r += len(line)
+        v += len(line) + 1
+    last = len(lines) - 1
+
+    def offset(i: int) -> int:
+        k = bisect.bisect_right(firsts, i) - 1
+        col = i - firsts[k]
+        if col < len(lines[k]) or k == last:
+            return places[k] + col
+        return breaks[k]  # the line break itself
+
+    return offset
 
 
 def _encode(new: str, site: Site, text: str) -> str:

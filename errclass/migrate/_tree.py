@@ -42,7 +42,7 @@ class Sel:
 
     def mine(self, label: str) -> Mine:
         """The matchers on *label*, with their indexes: all a plan depends on."""
-        return tuple((i, op, v) for i, (lbl, op, v) in enumerate(self.matchers) if lbl == label)
+        return tuple([(i, m[1], m[2]) for i, m in enumerate(self.matchers) if m[0] == label])
 
 
 def parse(text: str) -> Any:
@@ -52,7 +52,7 @@ def parse(text: str) -> Any:
 
 
 def matchers_of(vs: Any) -> tuple[Matcher, ...]:
-    return tuple((m.name, _OPS[str(m.op)], m.value) for m in vs.matchers.matchers)
+    return tuple([(m.name, _OPS[str(m.op)], m.value) for m in vs.matchers.matchers])
 
 
 def follow(tree: Any, path: Path) -> Any:
