@@ -17,7 +17,7 @@ from pathlib import Path
 
 M = "stream_outcomes_total"
 N = 1000
-REPEAT = 7
+REPEAT = 15
 
 _EXPRS = [
     # on the migrated metric
@@ -71,14 +71,17 @@ def rule_file(exprs: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _best(fn: Callable[[], object]) -> float:
-    """Least CPU time of a few runs (CPU time: other processes on the machine add noise
-    to wall time, not to this)."""
-    best = float("inf")
+def _best(*fns: Callable[[], object]) -> list[float]:
+    """Least CPU time of each function over a few rounds, the functions taking turns in
+    each round (CPU time: other processes add noise to wall time, not to this; taking
+    turns: a slow spell of this shared machine hits the baseline and the migration
+    alike instead of one of them)."""
+    best = [float("inf")] * len(fns)
     for _ in range(REPEAT):
-        t0 = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t0)
+        for k, fn in enumerate(fns):
+            t0 = time.process_time()
+            fn()
+            best[k] = min(best[k], time.process_time() - t0)
     return best
 
 
@@ -102,32 +105,23 @@ def main() -> None:
         sites = [s.expr or "" for s in extract(load(text, kind)).sites]
         assert len(sites) == N
 
-        def parse_all(sites: list[str] = sites) -> None:
-            for e in sites:
+        def parse(exprs: list[str]) -> None:
+            for e in exprs:
                 promql_parser.parse(e)
 
-        base = _best(parse_all)
         for mode in ("preserve", "split"):
             sel = Selection((M,), mode=mode)
-            last: list[FileResult] = []
 
-            def migrate(
-                kind: str = kind,
-                text: str = text,
-                sel: Selection = sel,
-                last: list[FileResult] = last,
-            ) -> None:
-                last[:] = [plan_text(text, kind, sel, FileResult(Path("bench")))]
-
-            took = _best(migrate)
-            edited = [r.new_text for _, r in last[0].sites if r.changed]
+            def migrate(kind: str = kind, text: str = text, sel: Selection = sel) -> FileResult:
+                return plan_text(text, kind, sel, FileResult(Path("bench")))
 
             # the floor of a verified edit: the edited text must be parsed as well
-            def parse_both(sites: list[str] = sites, edited: list[str] = edited) -> None:
-                for e in sites + edited:
-                    promql_parser.parse(e)
-
-            floor = _best(parse_both)
+            edited = [r.new_text for _, r in migrate().sites if r.changed]
+            base, took, floor = _best(
+                lambda sites=sites: parse(sites),
+                migrate,
+                lambda both=sites + edited: parse(both),
+            )
             print(
                 f"| {label} | {mode} | {base * 1e3:.1f} | {took * 1e3:.1f} "
                 f"| {took / base:.2f}x | {len(edited)} | {floor * 1e3:.1f} | {took / floor:.2f}x |"

@@ -331,9 +331,13 @@ def test_cli_selection_flags_for_the_seed_scheme(
     assert "re-tune" in capsys.readouterr().out
 
 
-def test_an_edit_that_does_not_read_back_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("name", ["dashboard-v2.json", "rules.yaml"])
+def test_an_edit_that_does_not_read_back_is_dropped(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
     """The safety net: if the edited file does not read back as intended (here a broken
-    encoder that forgets JSON escaping), nothing is written for that expression."""
+    encoder that forgets escaping and adds a quote), nothing is written for that
+    expression."""
     from errclass.migrate import _files, _sites
 
     def broken(text: str, site: _sites.Site, edits: list[tuple[int, int, str]]) -> list:
@@ -343,8 +347,9 @@ def test_an_edit_that_does_not_read_back_is_dropped(monkeypatch: pytest.MonkeyPa
         ]
 
     monkeypatch.setattr(_files, "raw_edits", broken)
-    [r] = plan_paths([FIXTURES / "dashboard-v2.json"], Selection((M,)))
+    [r] = plan_paths([FIXTURES / name], Selection((M,)))
     assert r.new_text == r.text
     findings = [f for _, er in r.sites for f in er.findings]
+    assert findings
     assert {f.status for f in findings} == {"skipped"}
     assert all("did not read back" in f.message for f in findings)

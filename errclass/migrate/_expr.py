@@ -133,10 +133,11 @@ def migrate_expr(
             )
     if not mine:
         return result
-    _mark_ratios(walk, mine, sel)
-    if ratio:
-        for s in walk.sels:
-            s.in_ratio = True
+    if sel.mode == "split":  # ratios change what split mode does, never preserve mode
+        _mark_ratios(walk, mine, sel)
+        if ratio:
+            for s in walk.sels:
+                s.in_ratio = True
     plans: dict[int, Plan] = {}
     for i, m in mine.items():
         plan = _decided(sel, "plan", m, walk.sels[i].in_ratio)
@@ -194,49 +195,39 @@ def _edit(
     text: str,
     walk: Walk,
     tree: Any,
-    plans: dict[int, Plan],
+    plans: dict[int, Plan],  # in selector order
     *,
     sel: Selection,
     result: ExprResult,
     series: bool,
     mine: dict[int, Mine],
 ) -> None:
-    def fail(why: str) -> None:
-        result.findings.append(Finding("skipped", f"left untouched: {why}"))
-
     try:
-        spans = _locate(text, walk, sel, set(plans))
+        spans = _locate(text, walk, sel, plans)
     except _promql.LexError as e:
-        fail(f"could not locate selectors ({e})")
-        return
+        return _untouched(result, f"could not locate selectors ({e})")
     if spans is None:
-        fail("the selectors found in the text do not match the parse tree")
-        return
-    # a matcher added to a one-matcher selector is separated like the others here
-    seps = [s.separator for s in spans.values() if s.separator]
-    default_sep = max(seps, key=seps.count) if seps else ", "
+        return _untouched(result, "the selectors found in the text do not match the parse tree")
     edits: list[tuple[int, int, str]] = []
-    changed = sorted(plans)
-    for i in changed:
+    for i, plan in plans.items():
         span = spans[i]
         if [(m.label, m.op, m.value) for m in span.matchers] != list(walk.sels[i].matchers):
-            fail(f"selector {i + 1}: the text and the parse tree disagree on its matchers")
-            return
+            return _untouched(
+                result, f"selector {i + 1}: the text and the parse tree disagree on its matchers"
+            )
         try:
-            edits += _selector_edits(text, span, plans[i], default_sep)
+            edits += _selector_edits(text, span, plan, spans)
         except _promql.LexError as e:
-            fail(str(e))
-            return
+            return _untouched(result, str(e))
     new_text = apply_edits(text, edits)
-    intended = {i: plans[i].apply(walk.sels[i].matchers) for i in changed}
+    intended = {i: plan.apply(walk.sels[i].matchers) for i, plan in plans.items()}
     why = _verify(new_text, walk, tree, intended)
     if why:
-        fail(why)
-        return
+        return _untouched(result, why)
     result.new_text = new_text
     result.edits = edits
-    for i in changed:
-        s, plan = walk.sels[i], plans[i]
+    for i, plan in plans.items():
+        s = walk.sels[i]
         what = "excluded from a ratio" if s.in_ratio and plan.add else "rewritten"
         before = _show(s.name, s.matchers)
         after = _show(s.name, intended[i])
@@ -254,20 +245,27 @@ def _edit(
                     of_edit=True,
                 )
             )
+    return None
+
+
+def _untouched(result: ExprResult, why: str) -> None:
+    result.findings.append(Finding("skipped", f"left untouched: {why}"))
 
 
 def _locate(
-    text: str, walk: Walk, sel: Selection, wanted: set[int]
+    text: str, walk: Walk, sel: Selection, wanted: dict[int, Plan]
 ) -> dict[int, _promql.SelectorSpan] | None:
     """Text spans of the tree's selectors by index: first by scanning for the metric
     names only (fast), else by lexing everything; None if text and tree disagree."""
     if not sel.patterns:
         fast = _promql.named_selectors(text, sel.names)
-        named = [i for i, s in enumerate(walk.sels) if s.raw_name in sel.names]
+        names = sel.names
+        named = [i for i, s in enumerate(walk.sels) if s.raw_name in names]
         if (
             fast is not None
-            and [s.name for s in fast] == [walk.sels[i].raw_name for i in named]
-            and wanted <= set(named)
+            and len(fast) == len(named)
+            and all(s.name == walk.sels[i].raw_name for s, i in zip(fast, named, strict=True))
+            and all(i in named for i in wanted)
         ):
             return dict(zip(named, fast, strict=True))
     spans = _promql.selectors(text)
@@ -304,7 +302,10 @@ def _verify(new_text: str, walk: Walk, tree: Any, intended: dict[int, tuple[Matc
 
 
 def _selector_edits(
-    text: str, span: _promql.SelectorSpan, plan: Plan, default_sep: str
+    text: str,
+    span: _promql.SelectorSpan,
+    plan: Plan,
+    spans: dict[int, _promql.SelectorSpan],
 ) -> list[tuple[int, int, str]]:
     edits: list[tuple[int, int, str]] = []
     for i, op, value in plan.replace:
@@ -322,8 +323,14 @@ def _selector_edits(
             edits.append((span.open + 1, span.open + 1, new))
         else:
             end = span.matchers[-1].end
-            edits.append((end, end, (span.separator or default_sep) + new))
+            edits.append((end, end, (span.separator or _separator(spans)) + new))
     return edits
+
+
+def _separator(spans: dict[int, _promql.SelectorSpan]) -> str:
+    """How matchers are separated in this expression (for a selector with only one)."""
+    seps = [s.separator for s in spans.values() if s.separator]
+    return max(seps, key=seps.count) if seps else ", "
 
 
 def _minimal(text: str, start: int, end: int, new: str) -> tuple[int, int, str]:

@@ -281,6 +281,7 @@ _MATCHER = re.compile(
 # selector's matchers are read with one regex match each.
 _GAP = r"(?:\s|\#[^\n]*)*"
 _ITEM = re.compile(_GAP + _MATCHER.pattern + _GAP + r"(?:(?P<comma>,)" + _GAP + r")?(?P<close>\})?")
+assert tuple(_ITEM.groupindex) == ("label", "op", "value", "comma", "close")
 _EMPTY = re.compile(_GAP + r"\}")
 
 
@@ -299,15 +300,15 @@ def _braces_at(text: str, pos: int, name: str | None, name_end: int) -> Selector
         m = match(text, pos)
         if m is None:
             raise LexError(f"unexpected text in a selector at offset {pos}")
-        label, op, value, comma, close = m.group("label", "op", "value", "comma", "close")
-        value_start, end = m.span("value")
+        label, op, value, comma, close = m.groups()  # in _ITEM's order
+        value_start, end = m.span(3)
         found.append(
             MatcherSpan(
                 label if label[0] != '"' else decode_string(label),
                 op,
                 value[1:-1] if "\\" not in value else decode_string(value),
-                m.start("label"),
-                m.start("op"),
+                m.start(1),
+                m.start(2),
                 value_start,
                 end,
                 value[0],

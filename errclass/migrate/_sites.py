@@ -214,10 +214,11 @@ def reads_back(text: str, literals: list[tuple[Site, str, str]]) -> bool:
 
     JSON: a string token replaced by a string token leaves the document's structure as it
     was, so decoding the token alone is the whole answer. YAML: each scalar is re-read as
-    the value of a top-level key with the rest of its line, next to its original read the
-    same way, all in one small document. False if any original does not read back as its
-    own value that way (flow context, indentation indicators): the caller then re-reads
-    the whole file instead.
+    the value of a top-level key with the rest of its line, all in one small document.
+    Unless it is a quoted scalar on one line (whose value depends on its own text only),
+    its original is read the same way beside it and must read back as its own value: if
+    not (flow context, indentation indicators), the answer is False and the caller
+    re-reads the whole file instead.
     """
     if not literals or literals[0][0].style == "json":
         return all(_json_reads_back(new_raw, expected) for _, new_raw, expected in literals)
@@ -225,30 +226,42 @@ def reads_back(text: str, literals: list[tuple[Site, str, str]]) -> bool:
 
     from errclass.migrate._documents import composer
 
-    lines = []
+    lines, keys = [], []
     for k, (site, new_raw, _) in enumerate(literals):
+        raw = text[site.start : site.end]
         rest = ""
-        if not text.endswith("\n", site.start, site.end):
+        if not raw.endswith("\n"):
             eol = text.find("\n", site.end)
             rest = text[site.end : eol if eol >= 0 else len(text)]
-        lines.append(_line(f"o{k}", text[site.start : site.end], rest))
-        lines.append(_line(f"n{k}", new_raw, rest))
+        if not _quoted_line(site, raw):
+            keys.append(f"o{k}")
+            lines.append(_line(keys[-1], raw, rest))
+        keys.append(f"n{k}")
+        lines.append(_line(keys[-1], new_raw, rest))
     try:
         node = yaml.compose("".join(lines), Loader=composer())
     except yaml.YAMLError:
         return False
-    if not isinstance(node, yaml.MappingNode) or len(node.value) != 2 * len(literals):
+    if not isinstance(node, yaml.MappingNode) or [k.value for k, _ in node.value] != keys:
         return False
-    pairs = node.value
+    read = {}
+    for key, value in node.value:
+        if not isinstance(value, yaml.ScalarNode):
+            return False
+        read[key.value] = value.value
     for k, (site, _, expected) in enumerate(literals):
-        (ko, vo), (kn, vn) = pairs[2 * k], pairs[2 * k + 1]
-        if (ko.value, kn.value) != (f"o{k}", f"n{k}"):
-            return False
-        if not isinstance(vo, yaml.ScalarNode) or vo.value != site.value:
-            return False
-        if not isinstance(vn, yaml.ScalarNode) or vn.value != expected:
+        if read.get(f"o{k}", site.value) != site.value or read.get(f"n{k}") != expected:
             return False
     return True
+
+
+def _quoted_line(site: Site, raw: str) -> bool:
+    return (
+        site.style in ("'", '"')
+        and len(raw) >= 2
+        and raw[0] == raw[-1] == site.style
+        and "\n" not in raw
+    )
 
 
 def _json_reads_back(new_raw: str, expected: str) -> bool:
