@@ -4,6 +4,7 @@ compared to accept an edit."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,14 +65,17 @@ def follow(tree: Any, path: Path) -> Any:
 
 
 class Walk:
-    """Selectors in textual order, with ratio spans and threshold comparisons."""
+    """Selectors in textual order, with the binary operations and aggregations above
+    them, read into ratios, thresholds and dropped labels only when asked: a mode needs
+    some of them, and only for expressions on its metric."""
 
     def __init__(self, label: str = "") -> None:
         self.label = label
         self.sels: list[Sel] = []
-        self.ratios: list[tuple[int, int, int]] = []  # lhs start, rhs start, end
-        self.thresholds: list[tuple[int, int]] = []  # compared side start, end
-        self.aggregated: set[int] = set()  # selectors whose *label* an aggregation drops
+        # (node, lhs, rhs, lhs start, rhs start, end), in selector indexes
+        self._binaries: list[tuple[Any, Any, Any, int, int, int]] = []
+        # (node, start, end); node None for scalar(), which drops every label
+        self._aggregations: list[tuple[Any, int, int]] = []
 
     def visit(self, node: Any, path: Path = ()) -> None:
         kind = type(node).__name__
@@ -85,34 +89,48 @@ class Walk:
             for n, arg in enumerate(node.args):
                 self.visit(arg, (*path, n))
             if node.func.name == "scalar":
-                self.aggregated.update(range(a, len(self.sels)))
+                self._aggregations.append((None, a, len(self.sels)))
         elif kind == "AggregateExpr":
             if node.param is not None:
                 self.visit(node.param, (*path, "param"))
             a = len(self.sels)
             self.visit(node.expr, (*path, "expr"))
-            if self.label and _drops(node, self.label):
-                self.aggregated.update(range(a, len(self.sels)))
+            self._aggregations.append((node, a, len(self.sels)))
         elif kind == "BinaryExpr":
-            self._binary(node, path)
+            a = len(self.sels)
+            lhs, rhs = node.lhs, node.rhs
+            self.visit(lhs, (*path, "lhs"))
+            b = len(self.sels)
+            self.visit(rhs, (*path, "rhs"))
+            self._binaries.append((node, lhs, rhs, a, b, len(self.sels)))
         elif kind in ("ParenExpr", "UnaryExpr", "SubqueryExpr"):
             self.visit(node.expr, (*path, "expr"))
 
-    def _binary(self, node: Any, path: Path) -> None:
-        a = len(self.sels)
-        lhs, rhs = node.lhs, node.rhs
-        self.visit(lhs, (*path, "lhs"))
-        b = len(self.sels)
-        self.visit(rhs, (*path, "rhs"))
-        c = len(self.sels)
-        op = str(node.op)
-        if op == "/":
-            self.ratios.append((a, b, c))
-        elif op in _COMPARISONS:
-            if _is_number(rhs):
-                self.thresholds.append((a, b))
-            elif _is_number(lhs):
-                self.thresholds.append((b, c))
+    @functools.cached_property
+    def ratios(self) -> list[tuple[int, int, int]]:
+        """Divisions: (lhs start, rhs start, end)."""
+        return [(a, b, c) for node, _, _, a, b, c in self._binaries if str(node.op) == "/"]
+
+    @functools.cached_property
+    def thresholds(self) -> list[tuple[int, int]]:
+        """Comparisons with a number: the compared side's (start, end)."""
+        out = []
+        for node, lhs, rhs, a, b, c in self._binaries:
+            if str(node.op) in _COMPARISONS:
+                if _is_number(rhs):
+                    out.append((a, b))
+                elif _is_number(lhs):
+                    out.append((b, c))
+        return out
+
+    @functools.cached_property
+    def aggregated(self) -> set[int]:
+        """Selectors whose *label* an aggregation drops."""
+        out: set[int] = set()
+        for node, a, b in self._aggregations:
+            if node is None or (self.label and _drops(node, self.label)):
+                out.update(range(a, b))
+        return out
 
 
 # Aggregations whose output keeps only the grouping labels (topk/bottomk/limitk keep all).
