@@ -17,7 +17,7 @@ from pathlib import Path
 
 M = "stream_outcomes_total"
 N = 1000
-REPEAT = 15
+REPEAT = 25
 
 _EXPRS = [
     # on the migrated metric

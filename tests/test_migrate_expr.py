@@ -273,3 +273,19 @@ def test_an_edit_that_means_something_else_is_refused(
     [skipped] = [f for f in r.findings if f.status == "skipped"]
     assert why in skipped.message
     assert not [f for f in r.findings if f.status == "changed"]
+
+
+def test_findings_show_each_selector_as_written_and_as_it_will_be() -> None:
+    r = migrate_expr(f"sum(rate({M}{{job='a',reason!='ok'}}[5m])) / sum(rate({M}[5m]))", SPLIT)
+    shown = [(f.old, f.new) for f in r.findings if f.status == "changed"]
+    assert shown == [
+        (f"{M}{{job='a',reason!='ok'}}", f"{M}{{job='a',reason!='ok',reason!=\"client_gone\"}}"),
+        (M, f'{M}{{reason!="client_gone"}}'),
+    ]
+    # a selector written over several lines is shown on one
+    r = migrate_expr(f'{M}{{\n  job="a",\n  reason="write_failed"\n}}', PRESERVE)
+    [changed] = [f for f in r.findings if f.status == "changed"]
+    assert (changed.old, changed.new) == (
+        f'{M}{{job="a", reason="write_failed"}}',
+        f'{M}{{job="a", reason=~"write_failed|client_gone"}}',
+    )

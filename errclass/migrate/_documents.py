@@ -14,10 +14,14 @@ from errclass.migrate._sites import Site
 
 # Keys whose string values may hold PromQL (located by span in JSON).
 KEYS = ("expr", "query", "error_query", "total_query", "error_ratio_query")
-# ``"key": "string"`` for any of KEYS, in one pass over the text. The string is matched as
-# runs of plain characters between escapes ("unrolled"), which the regex engine does far
-# faster than one alternation per character.
-_JSON_KEY_VALUE = re.compile(r'"(' + "|".join(KEYS) + r')"\s*:\s*("[^"\\]*(?:\\.[^"\\]*)*")')
+
+
+@functools.lru_cache(maxsize=len(KEYS))
+def _key_value(key: str) -> re.Pattern[str]:
+    """``"key": "string"`` in JSON text. The string is matched as runs of plain
+    characters between escapes ("unrolled"), and the pattern starts with a literal, both
+    of which the regex engine searches far faster than an alternation."""
+    return re.compile('"' + re.escape(key) + r'"\s*:\s*("[^"\\]*(?:\\.[^"\\]*)*")')
 
 
 _encode_json: Any = json.encoder.encode_basestring  # same escaping as json.dumps
@@ -39,8 +43,9 @@ class JsonView:
             self.roots = [json.loads(body)]
         except json.JSONDecodeError as e:
             raise DocumentError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
-        self._raw: dict[tuple[str, str], deque[tuple[int, int]]] | None = None
-        self._by_value: dict[tuple[str, str], deque[tuple[int, int]]] | None = None
+        # per key: spans by raw token; once a value is not found that way, by value
+        self._raw: dict[str, dict[str, deque[tuple[int, int]]]] = {}
+        self._by_value: dict[str, dict[str, deque[tuple[int, int]]]] = {}
 
     def map(self, x: Any) -> dict[str, Any] | None:
         return x if isinstance(x, dict) else None
@@ -67,30 +72,43 @@ class JsonView:
 
     def _take(self, key: str, value: str) -> tuple[int, int] | None:
         """The next unused span of ``"key": "value"`` in document order."""
-        if self._raw is None:
-            self._raw = {}
-            text = self.text
-            # A match consumes its value, but no key token can start inside one: its
-            # unescaped quotes only open and close the value itself (valid JSON).
-            for m in _JSON_KEY_VALUE.finditer(text):
-                # a key token starts at an unescaped quote (never inside a string)
-                at = back = m.start()
-                while back > 0 and text[back - 1] == "\\":
-                    back -= 1
-                if (at - back) % 2 == 0:
-                    self._raw.setdefault((m.group(1), m.group(2)), deque()).append(m.span(2))
-        if self._by_value is None:
-            # most files escape the way json.dumps does: find the token as it would be
-            spans = self._raw.get((key, _encode_json(value)))
-            if spans:
-                return spans.popleft()
-            # otherwise decode every token not taken yet, and look values up from now on
-            self._by_value = {}
-            for (k, token), rest in self._raw.items():
+        raw = self._raw.get(key)
+        if raw is None:
+            raw = self._raw[key] = self._scan(key)
+        # most files escape the way json.dumps does: find the token as it would be
+        spans = raw.get(_encode_json(value))
+        if spans:
+            return spans.popleft()
+        # otherwise decode every token not taken yet, and look values up from now on
+        by_value = self._by_value.get(key)
+        if by_value is None:
+            by_value = self._by_value[key] = {}
+            for token, rest in raw.items():
                 for span in rest:
-                    self._by_value.setdefault((k, json.loads(token)), deque()).append(span)
-        spans = self._by_value.get((key, value))
+                    by_value.setdefault(json.loads(token), deque()).append(span)
+            raw.clear()  # every span is in by_value now
+        spans = by_value.get(value)
         return spans.popleft() if spans else None
+
+    def _scan(self, key: str) -> dict[str, deque[tuple[int, int]]]:
+        """Spans of every ``"key": "string"`` value, by the string's token."""
+        text = self.text
+        out: dict[str, deque[tuple[int, int]]] = {}
+        for m in _key_value(key).finditer(text):
+            # A match consumes its value, but no key token can start inside one: its
+            # unescaped quotes only open and close the value itself (valid JSON). A key
+            # token starts at an unescaped quote (never inside a string).
+            at = back = m.start()
+            while back > 0 and text[back - 1] == "\\":
+                back -= 1
+            if (at - back) % 2:
+                continue
+            token = m.group(1)
+            spans = out.get(token)
+            if spans is None:
+                spans = out[token] = deque()
+            spans.append(m.span(1))
+        return out
 
 
 class YamlView:

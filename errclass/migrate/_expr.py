@@ -106,9 +106,29 @@ def migrate_expr(
     a change and is not parsed at all. *series*: its result is used series by series (not
     so for Grafana's ``label_values``), so a reason label left in it matters.
     """
-    result = ExprResult(text, text)
     if not sel.mentions(text):
-        return result
+        return ExprResult(text, text)
+    return migrate_mentioned(
+        text,
+        sel,
+        alert=alert,
+        threshold_elsewhere=threshold_elsewhere,
+        ratio=ratio,
+        series=series,
+    )
+
+
+def migrate_mentioned(
+    text: str,
+    sel: Selection,
+    *,
+    alert: bool = False,
+    threshold_elsewhere: bool = False,
+    ratio: bool = False,
+    series: bool = True,
+) -> ExprResult:
+    """migrate_expr for a *text* that mentions the metric (``sel.mentions``)."""
+    result = ExprResult(text, text)
     try:
         tree = parse(text)
     except ValueError as e:
@@ -208,7 +228,7 @@ def _edit(
         return _untouched(result, f"could not locate selectors ({e})")
     if spans is None:
         return _untouched(result, "the selectors found in the text do not match the parse tree")
-    edits: list[tuple[int, int, str]] = []
+    edits: dict[int, list[tuple[int, int, str]]] = {}
     for i, plan in plans.items():
         span = spans[i]
         if [(m.label, m.op, m.value) for m in span.matchers] != list(walk.sels[i].matchers):
@@ -216,24 +236,27 @@ def _edit(
                 result, f"selector {i + 1}: the text and the parse tree disagree on its matchers"
             )
         try:
-            edits += _selector_edits(text, span, plan, spans)
+            edits[i] = _selector_edits(text, span, plan, spans)
         except _promql.LexError as e:
             return _untouched(result, str(e))
-    new_text = apply_edits(text, edits)
+    flat = [e for es in edits.values() for e in es]
+    new_text = apply_edits(text, flat)
     intended = {i: plan.apply(walk.sels[i].matchers) for i, plan in plans.items()}
     why = _verify(new_text, walk, tree, intended)
     if why:
         return _untouched(result, why)
     result.new_text = new_text
-    result.edits = edits
+    result.edits = flat
+    aggregated = walk.aggregated if series and sel.mode == "preserve" else set()
     for i, plan in plans.items():
         s = walk.sels[i]
         what = "excluded from a ratio" if s.in_ratio and plan.add else "rewritten"
-        before = _show(s.name, s.matchers)
-        after = _show(s.name, intended[i])
+        before, after = _as_written(text, spans[i], edits[i])
+        if "\n" in before:  # one line in the report
+            before, after = _show(s.name, s.matchers), _show(s.name, intended[i])
         result.findings.append(Finding("changed", f"{sel.mode}: {what}", before, after, True))
         split_series = sel.mode == "preserve" and _decided(sel, "old", mine[i])
-        if series and split_series and i not in walk.aggregated:
+        if split_series and i not in aggregated and series:
             result.findings.append(
                 Finding(
                     "manual",
@@ -246,6 +269,16 @@ def _edit(
                 )
             )
     return None
+
+
+def _as_written(
+    text: str, span: _promql.SelectorSpan, edits: list[tuple[int, int, str]]
+) -> tuple[str, str]:
+    """The selector as written in *text*, and with its *edits*."""
+    start = span.name_end - len(span.name) if span.name is not None else span.open or 0
+    end = span.close + 1 if span.close is not None else span.name_end
+    old = text[start:end]
+    return old, apply_edits(old, [(a - start, b - start, new) for a, b, new in edits])
 
 
 def _untouched(result: ExprResult, why: str) -> None:

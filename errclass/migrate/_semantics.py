@@ -80,7 +80,9 @@ class Selection:
 
     def mentions(self, text: str) -> bool:
         """False only if *text* surely has no selector on a configured metric."""
-        return bool(self.patterns) or "__name__" in text or any(n in text for n in self.names)
+        if self.patterns or "__name__" in text:
+            return True
+        return any(name in text for name in self.names)
 
     def may_match(self, name_regex: str) -> bool:
         """Could a ``__name__=~`` regex select a configured metric? (True if unsure.)"""

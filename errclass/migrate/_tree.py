@@ -4,7 +4,6 @@ compared to accept an edit."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,8 +51,8 @@ def parse(text: str) -> Any:
     return promql_parser.parse(_promql.mask(text))
 
 
-def matchers_of(vs: Any) -> tuple[Matcher, ...]:
-    return tuple([(m.name, _OPS[str(m.op)], m.value) for m in vs.matchers.matchers])
+def matchers_of(vs: Any, ops: dict[str, str] = _OPS) -> tuple[Matcher, ...]:
+    return tuple([(m.name, ops[str(m.op)], m.value) for m in vs.matchers.matchers])
 
 
 def follow(tree: Any, path: Path) -> Any:
@@ -66,8 +65,8 @@ def follow(tree: Any, path: Path) -> Any:
 
 class Walk:
     """Selectors in textual order, with the binary operations and aggregations above
-    them, read into ratios, thresholds and dropped labels only when asked: a mode needs
-    some of them, and only for expressions on its metric."""
+    them, read into ratios, thresholds and dropped labels only when asked (each at most
+    once per expression): a mode needs some of them, and only on its metric."""
 
     def __init__(self, label: str = "") -> None:
         self.label = label
@@ -106,12 +105,12 @@ class Walk:
         elif kind in ("ParenExpr", "UnaryExpr", "SubqueryExpr"):
             self.visit(node.expr, (*path, "expr"))
 
-    @functools.cached_property
+    @property
     def ratios(self) -> list[tuple[int, int, int]]:
         """Divisions: (lhs start, rhs start, end)."""
         return [(a, b, c) for node, _, _, a, b, c in self._binaries if str(node.op) == "/"]
 
-    @functools.cached_property
+    @property
     def thresholds(self) -> list[tuple[int, int]]:
         """Comparisons with a number: the compared side's (start, end)."""
         out = []
@@ -123,7 +122,7 @@ class Walk:
                     out.append((b, c))
         return out
 
-    @functools.cached_property
+    @property
     def aggregated(self) -> set[int]:
         """Selectors whose *label* an aggregation drops."""
         out: set[int] = set()
