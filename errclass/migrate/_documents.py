@@ -155,7 +155,7 @@ class YamlView:
         return list(m.items()) if m else []
 
     def site(self, mapping: Any, key: str, location: str, **flags: bool) -> Site | None:
-        m = self.map(mapping)
+        m = mapping if type(mapping) is dict else self.map(mapping)  # a node, or its map()
         node = m.get(key) if m else None
         if not isinstance(node, self._yaml.ScalarNode) or id(node) in self._seen:
             return None

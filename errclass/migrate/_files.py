@@ -141,6 +141,8 @@ def _plan_text(text: str, kind: str, sel: Selection, result: FileResult) -> File
 
 def _expected(site: Site, r: ExprResult) -> str:
     a, b = site.sub or (0, len(site.value))
+    if a == 0 and b == len(site.value):
+        return r.new_text  # the whole value is the expression
     return site.value[:a] + r.new_text + site.value[b:]
 
 

@@ -179,7 +179,7 @@ def _rule_groups(view: View, groups: Any, prefix: str, out: Extracted) -> None:
             alert = view.string(r.get("alert"))
             what = f'alert "{alert}"' if alert else f'record "{view.string(r.get("record"))}"'
             where = f'{prefix}group "{gname}" {what}'
-            _add(out, view.site(rule, "expr", where, alert=alert is not None))
+            _add(out, view.site(r, "expr", where, alert=alert is not None))
 
 
 def _is_grafana_managed(view: View, groups: list[Any]) -> bool:
