@@ -289,3 +289,25 @@ def test_findings_show_each_selector_as_written_and_as_it_will_be() -> None:
         f'{M}{{job="a", reason="write_failed"}}',
         f'{M}{{job="a", reason=~"write_failed|client_gone"}}',
     )
+
+
+def test_edits_are_checked_by_print_or_node_by_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edit whose new tree prints exactly as intended is accepted on that print;
+    where the print would be ambiguous (promql-parser prints values unescaped: here a
+    quote in a value) the selectors are compared node by node instead."""
+    from errclass.migrate import _expr
+
+    visited: list[object] = []
+    real = _expr.follow
+
+    def follow(tree: object, path: tuple[str | int, ...]) -> object:
+        visited.append(path)
+        return real(tree, path)
+
+    monkeypatch.setattr(_expr, "follow", follow)
+    r = migrate_expr(f'sum(rate({M}{{job="a", reason="write_failed"}}[5m])) > 1', PRESERVE)
+    assert r.changed and visited == []
+    quoted = f'sum(rate({M}{{job="a\\"b", reason="write_failed"}}[5m])) > 1'
+    r = migrate_expr(quoted, PRESERVE)
+    assert r.new_text == quoted.replace('"write_failed"', '~"write_failed|client_gone"')
+    assert len(visited) == 1

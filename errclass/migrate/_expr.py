@@ -3,6 +3,7 @@ accept the edit only if re-parsing it gives the intended tree."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -308,13 +309,19 @@ def _locate(
 
 
 def _verify(new_text: str, walk: Walk, tree: Any, intended: dict[int, tuple[Matcher, ...]]) -> str:
-    """Re-parse the edit: each changed selector, at its place in the new tree, carries
-    exactly the intended matchers and the same name, and with the changed selectors cut
-    out both trees print the same (offsets, @ and all the rest)."""
+    """Re-parse the edit and compare the trees: the new one must print as the old one with
+    each changed selector printed with its intended matchers. Where that print could
+    be ambiguous (a value with a quote, a label that is not an identifier) or differs,
+    check again node by node, for the exact reason: each changed selector, at its place
+    in the new tree, carries exactly the intended matchers and the same name, and with
+    the changed selectors cut out both trees print the same (offsets, @, the rest)."""
     try:
         new_tree = parse(new_text)
     except ValueError as e:
         return f"the edited expression does not parse: {e}"
+    printed, new_printed = str(tree), str(new_tree)
+    if new_printed == _intended_print(printed, walk, intended):
+        return ""
     old_nodes, new_nodes = [], []
     for i, matchers in intended.items():
         old = walk.sels[i]
@@ -328,10 +335,35 @@ def _verify(new_text: str, walk: Walk, tree: Any, intended: dict[int, tuple[Matc
             return f"selector {i + 1} did not come out as intended"
         old_nodes.append(old.node)
         new_nodes.append(node)
-    before = skeleton(str(tree), old_nodes)
-    if before is None or before != skeleton(str(new_tree), new_nodes):
+    before = skeleton(printed, old_nodes)
+    if before is None or before != skeleton(new_printed, new_nodes):
         return "the edit changed more than the intended matchers"
     return ""
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _intended_print(printed: str, walk: Walk, intended: dict[int, tuple[Matcher, ...]]) -> str:
+    """*printed* (the old tree's print) with each changed selector printed the way
+    promql-parser prints it, with its intended matchers; "" where the printing would be
+    ambiguous (promql-parser prints values unescaped) or the selector is not found."""
+    parts: list[str] = []
+    pos = 0
+    for i, matchers in intended.items():
+        if not all(_IDENTIFIER.fullmatch(lbl) and '"' not in v for lbl, _, v in matchers):
+            return ""
+        s = walk.sels[i]
+        own = str(s.node)
+        inner = own[: own.rfind("}") + 1]  # without offset / @, printed after a range
+        at = printed.find(inner, pos)
+        if at < 0:
+            return ""
+        ms = ",".join([f'{lbl}{op}"{v}"' for lbl, op, v in matchers])
+        parts += (printed[pos:at], s.raw_name or "", "{", ms, "}")
+        pos = at + len(inner)
+    parts.append(printed[pos:])
+    return "".join(parts)
 
 
 def _selector_edits(
