@@ -2,8 +2,8 @@
 against parsing the same expressions with promql-parser (target: at most 3x).
 
 Migration here is everything but the disk and the diff: reading the JSON/YAML, locating
-every expression, parsing it, planning, editing, re-parsing the edit, and re-reading the
-edited file to verify it. Half of the expressions use the migrated metric, a quarter
+every expression, parsing it, planning, editing, re-parsing the edit and comparing the
+trees, and reading every edited string back as JSON/YAML. Half of the expressions use the migrated metric, a quarter
 change. Every edit is verified by parsing the edited expression, and promql-parser
 compiles regex matchers while parsing, so "parse before+after" (each expression once,
 each edited one once more) is the floor of any verified migration; it is shown too."""
