@@ -107,29 +107,9 @@ def migrate_expr(
     a change and is not parsed at all. *series*: its result is used series by series (not
     so for Grafana's ``label_values``), so a reason label left in it matters.
     """
-    if not sel.mentions(text):
-        return ExprResult(text, text)
-    return migrate_mentioned(
-        text,
-        sel,
-        alert=alert,
-        threshold_elsewhere=threshold_elsewhere,
-        ratio=ratio,
-        series=series,
-    )
-
-
-def migrate_mentioned(
-    text: str,
-    sel: Selection,
-    *,
-    alert: bool = False,
-    threshold_elsewhere: bool = False,
-    ratio: bool = False,
-    series: bool = True,
-) -> ExprResult:
-    """migrate_expr for a *text* that mentions the metric (``sel.mentions``)."""
     result = ExprResult(text, text)
+    if not sel.mentions(text):
+        return result
     try:
         tree = parse(text)
     except ValueError as e:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from errclass.migrate._documents import DocumentError, load
-from errclass.migrate._expr import ExprResult, Finding, apply_edits, migrate_mentioned
+from errclass.migrate._expr import ExprResult, Finding, apply_edits, migrate_expr
 from errclass.migrate._formats import extract
 from errclass.migrate._semantics import Selection
 from errclass.migrate._sites import EncodeError, Site, raw_edits, reads_back
@@ -120,7 +120,7 @@ def _plan_text(text: str, kind: str, sel: Selection, result: FileResult) -> File
         if not sel.mentions(expr):  # cannot need a change: not even parsed
             result.sites.append((site, ExprResult(expr, expr)))
             continue
-        r = migrate_mentioned(
+        r = migrate_expr(
             expr,
             sel,
             alert=site.alert,
