@@ -7,6 +7,7 @@ import bisect
 import contextlib
 import gc
 import os
+import re
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from errclass.migrate._semantics import Selection
 from errclass.migrate._sites import EncodeError, Site, raw_edits, reads_back
 
 SUFFIXES = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
+_NEWLINE = re.compile("\n")
 
 
 @dataclass
@@ -38,7 +40,7 @@ class FileResult:
 
     def line(self, offset: int) -> int:
         if self._lines is None:
-            self._lines = [i for i, c in enumerate(self.text) if c == "\n"]
+            self._lines = [m.start() for m in _NEWLINE.finditer(self.text)]
         return bisect.bisect_left(self._lines, offset) + 1
 
 
