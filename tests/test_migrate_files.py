@@ -353,3 +353,29 @@ def test_an_edit_that_does_not_read_back_is_dropped(
     assert findings
     assert {f.status for f in findings} == {"skipped"}
     assert all("did not read back" in f.message for f in findings)
+
+
+def test_the_collector_paused_while_planning_is_left_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    from errclass.migrate import _files
+
+    seen: list[bool] = []
+    real = _files.extract
+
+    def extract(view: object) -> object:
+        seen.append(gc.isenabled())
+        return real(view)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_files, "extract", extract)
+    assert gc.isenabled()
+    plan_paths([FIXTURES / "rules.yaml"], Selection((M,)))
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:  # an application that keeps the collector off keeps it off
+        plan_paths([FIXTURES / "rules.yaml"], Selection((M,)))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
