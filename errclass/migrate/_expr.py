@@ -56,7 +56,7 @@ def _decided(sel: Selection, what: str, mine: Mine, in_ratio: bool = False) -> o
     a Plan, None, or why a human must decide). Memoized per selection: dashboards repeat
     the same few reason matchers."""
     key = (what, mine, in_ratio)
-    memo = sel.memo
+    memo = sel._memo
     try:
         return memo[key]
     except KeyError:
@@ -180,8 +180,7 @@ def _retune(
 
 def _show(name: str | None, matchers: tuple[Matcher, ...]) -> str:
     """A selector as a human reads it."""
-    encode = _promql.encode_string
-    ms = ", ".join([f'{lbl}{op}"{encode(v, chr(34))}"' for lbl, op, v in matchers])
+    ms = ", ".join([f"{lbl}{op}{_quote(v)}" for lbl, op, v in matchers])
     return f"{name or ''}{{{ms}}}" if ms or not name else name
 
 
@@ -237,7 +236,7 @@ def _edit(
             before, after = _show(s.name, s.matchers), _show(s.name, intended[i])
         result.findings.append(Finding("changed", f"{sel.mode}: {what}", before, after, True))
         split_series = sel.mode == "preserve" and _decided(sel, "old", mine[i])
-        if split_series and i not in aggregated and series:
+        if series and split_series and i not in aggregated:
             result.findings.append(
                 Finding(
                     "manual",

@@ -45,7 +45,7 @@ class Selection:
     names: frozenset[str] = field(init=False, repr=False, compare=False)
     patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
     # what was decided for each set of reason matchers: dashboards repeat the same few
-    memo: dict[object, object] = field(
+    _memo: dict[object, object] = field(
         init=False, repr=False, compare=False, hash=False, default_factory=dict
     )
 
