@@ -92,6 +92,9 @@ def test_preserve_with_several_split_values() -> None:
         (f'{M}{{reason!="ok"}}', f'{M}{{reason!="ok", reason!="client_gone"}}'),
         (f'{M}{{reason!~"ok|success"}}', f'{M}{{reason!~"ok|success", reason!="client_gone"}}'),
         (f'{M}{{reason!="write_failed"}}', f'{M}{{reason!="write_failed", reason!="client_gone"}}'),
+        # quoted like the matcher before it (a raw `...` string cannot escape: "...")
+        (f"{M}{{reason!='ok'}}", f"{M}{{reason!='ok', reason!='client_gone'}}"),
+        (f"{M}{{reason!=`ok`}}", f'{M}{{reason!=`ok`, reason!="client_gone"}}'),
         # a preserve-migrated selector goes back to the real faults
         (f'{M}{{reason=~"write_failed|client_gone"}}', f'{M}{{reason=~"write_failed"}}'),
         # a regex that is not a plain list gets an exclusion beside it
@@ -279,7 +282,7 @@ def test_findings_show_each_selector_as_written_and_as_it_will_be() -> None:
     r = migrate_expr(f"sum(rate({M}{{job='a',reason!='ok'}}[5m])) / sum(rate({M}[5m]))", SPLIT)
     shown = [(f.old, f.new) for f in r.findings if f.status == "changed"]
     assert shown == [
-        (f"{M}{{job='a',reason!='ok'}}", f"{M}{{job='a',reason!='ok',reason!=\"client_gone\"}}"),
+        (f"{M}{{job='a',reason!='ok'}}", f"{M}{{job='a',reason!='ok',reason!='client_gone'}}"),
         (M, f'{M}{{reason!="client_gone"}}'),
     ]
     # a selector written over several lines is shown on one

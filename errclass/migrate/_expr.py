@@ -360,7 +360,10 @@ def _selector_edits(
         edits.append(_minimal(text, m.value_start + 1, m.end - 1, body))
     if plan.add is not None:
         lbl, op, value = plan.add
-        new = f"{lbl}{op}{_quote(value)}"
+        # quoted like the matcher before it ('...' or "..."; a raw `...` cannot escape)
+        quote = span.matchers[-1].quote if span.matchers else '"'
+        quote = '"' if quote == "`" else quote
+        new = f"{lbl}{op}{quote}{_promql.encode_string(value, quote)}{quote}"
         if span.open is None:
             edits.append((span.name_end, span.name_end, "{" + new + "}"))
         elif not span.matchers:
