@@ -3,7 +3,6 @@ accept the edit only if re-parsing it gives the intended tree."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,9 +82,10 @@ def _decided(sel: Selection, what: str, mine: Mine, in_ratio: bool = False) -> o
 
 def _mark_ratios(walk: Walk, mine: dict[int, Mine], sel: Selection) -> None:
     for a, b, c in walk.ratios:
-        if not any(i in mine for i in range(b, c)):
-            continue
-        if any(i in mine and _decided(sel, "explicit", mine[i]) for i in range(a, c)):
+        mine_here = [i for i in range(a, c) if i in mine]
+        if not mine_here or mine_here[-1] < b:
+            continue  # no target in the denominator
+        if any(_decided(sel, "explicit", mine[i]) for i in mine_here):
             continue  # a share of client_gone on purpose: leave the ratio alone
         for s in walk.sels[a:c]:
             s.in_ratio = True
@@ -320,9 +320,6 @@ def _verify(new_text: str, walk: Walk, tree: Any, intended: dict[int, tuple[Matc
     return ""
 
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
 def _intended_print(printed: str, walk: Walk, intended: dict[int, tuple[Matcher, ...]]) -> str:
     """*printed* (the old tree's print) with each changed selector printed the way
     promql-parser prints it, with its intended matchers; "" where the printing would be
@@ -330,8 +327,9 @@ def _intended_print(printed: str, walk: Walk, intended: dict[int, tuple[Matcher,
     parts: list[str] = []
     pos = 0
     for i, matchers in intended.items():
-        if not all(_IDENTIFIER.fullmatch(lbl) and '"' not in v for lbl, _, v in matchers):
-            return ""
+        for lbl, _, v in matchers:
+            if '"' in v or not (lbl.isidentifier() and lbl.isascii()):
+                return ""
         s = walk.sels[i]
         own = str(s.node)
         inner = own[: own.rfind("}") + 1]  # without offset / @, printed after a range

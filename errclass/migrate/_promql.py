@@ -333,6 +333,8 @@ def _separator(text: str, found: list[MatcherSpan]) -> str:
     if len(found) < 2:
         return ""
     sep = text[found[0].end : found[1].start]
+    if sep in {", ", ","}:  # the usual ones
+        return sep
     return sep if sep.strip() == "," and "\n" not in sep else ", "
 
 

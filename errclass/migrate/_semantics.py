@@ -44,6 +44,9 @@ class Selection:
     mode: str = "preserve"
     names: frozenset[str] = field(init=False, repr=False, compare=False)
     patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+    _names_in: Callable[[str], re.Match[str] | None] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
     # what was decided for each set of reason matchers: dashboards repeat the same few
     _memo: dict[object, object] = field(
         init=False, repr=False, compare=False, hash=False, default_factory=dict
@@ -70,6 +73,8 @@ class Selection:
                     raise ValueError(f"--metric {m!r} is neither a name nor a regex: {e}") from e
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "patterns", tuple(patterns))
+        any_name = "|".join(re.escape(n) for n in sorted(names)) or "(?!)"
+        object.__setattr__(self, "_names_in", re.compile(any_name).search)
 
     def targets(self, name: str | None) -> bool:
         if name is None:
@@ -82,7 +87,7 @@ class Selection:
         """False only if *text* surely has no selector on a configured metric."""
         if self.patterns or "__name__" in text:
             return True
-        return any(name in text for name in self.names)
+        return self._names_in(text) is not None
 
     def may_match(self, name_regex: str) -> bool:
         """Could a ``__name__=~`` regex select a configured metric? (True if unsure.)"""
