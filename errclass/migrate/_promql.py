@@ -290,16 +290,16 @@ def _braces_at(text: str, pos: int, name: str | None, name_end: int) -> Selector
     open_at = pos
     found: list[MatcherSpan] = []
     match = _ITEM.match
-    m = _EMPTY.match(text, pos + 1)
-    if m is not None:
-        if name is None:
-            raise LexError("empty selector {}")
-        return SelectorSpan(name, name_end, open_at, m.end() - 1, (), "", False)
     pos += 1
     while True:
         m = match(text, pos)
         if m is None:
-            raise LexError(f"unexpected text in a selector at offset {pos}")
+            empty = _EMPTY.match(text, pos) if not found else None
+            if empty is None:
+                raise LexError(f"unexpected text in a selector at offset {pos}")
+            if name is None:
+                raise LexError("empty selector {}")
+            return SelectorSpan(name, name_end, open_at, empty.end() - 1, (), "", False)
         label, op, value, comma, close = m.groups()  # in _ITEM's order
         value_start, end = m.span(3)
         found.append(
