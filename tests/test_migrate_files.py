@@ -379,3 +379,20 @@ def test_the_collector_paused_while_planning_is_left_as_it_was(
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_crlf_block_scalars_are_edited_at_the_end_of_a_line(tmp_path: Path) -> None:
+    """A matcher added at the end of a line goes before its "\\r\\n" (found by an
+    adversarial review: it used to land between "\\r" and "\\n")."""
+    rules = (
+        "groups:\n- name: g\n  rules:\n  - record: r\n    expr: |\n"
+        f'      sum({M}{{\n        reason!="ok",\n        job="x"\n      }})\n'
+        f"      / sum({M})\n"
+    ).replace("\n", "\r\n")
+    path = tmp_path / "crlf.yaml"
+    path.write_bytes(rules.encode())
+    [r] = plan_paths([path], Selection((M,), mode="split"))
+    assert not [f for _, er in r.sites for f in er.findings if f.status == "skipped"]
+    assert r.new_text == rules.replace('job="x"', 'job="x", reason!="client_gone"').replace(
+        f"/ sum({M})", f'/ sum({M}{{reason!="client_gone"}})'
+    )

@@ -288,19 +288,15 @@ def _locate(
 
 
 def _verify(new_text: str, walk: Walk, tree: Any, intended: dict[int, tuple[Matcher, ...]]) -> str:
-    """Re-parse the edit and compare the trees: the new one must print as the old one with
-    each changed selector printed with its intended matchers. Where that print could
-    be ambiguous (a value with a quote, a label that is not an identifier) or differs,
-    check again node by node, for the exact reason: each changed selector, at its place
-    in the new tree, carries exactly the intended matchers and the same name, and with
-    the changed selectors cut out both trees print the same (offsets, @, the rest)."""
+    """Re-parse the edit and compare the trees: each changed selector, at its place in
+    the new tree, carries exactly the intended matchers and the same name; and the rest
+    is the same (offsets, @ and all): the new tree prints as the old one with the changed
+    selectors printed with their intended matchers or, where that print could be
+    ambiguous or differs, with the changed selectors cut out both trees print the same."""
     try:
         new_tree = parse(new_text)
     except ValueError as e:
         return f"the edited expression does not parse: {e}"
-    printed, new_printed = str(tree), str(new_tree)
-    if new_printed == _intended_print(printed, walk, intended):
-        return ""
     old_nodes, new_nodes = [], []
     for i, matchers in intended.items():
         old = walk.sels[i]
@@ -314,6 +310,9 @@ def _verify(new_text: str, walk: Walk, tree: Any, intended: dict[int, tuple[Matc
             return f"selector {i + 1} did not come out as intended"
         old_nodes.append(old.node)
         new_nodes.append(node)
+    printed, new_printed = str(tree), str(new_tree)
+    if new_printed == _intended_print(printed, walk, intended):
+        return ""
     before = skeleton(printed, old_nodes)
     if before is None or before != skeleton(new_printed, new_nodes):
         return "the edit changed more than the intended matchers"

@@ -121,11 +121,8 @@ def mask(text: str) -> str:
 
 
 _STRING = r"""(?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`)|(?P<comment>\#[^\n]*)"""
-_MASK_SCAN = re.compile(
-    _STRING
-    + r"|(?P<var>\$\{[^}\s]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\[\[[A-Za-z0-9_:.]+\]\]|\{\{[^}]*\}\})",
-    re.VERBOSE,
-)
+_VAR = r"(?P<var>\$\{[^}\s]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\[\[[A-Za-z0-9_:.]+\]\]|\{\{[^}]*\}\})"
+_MASK_SCAN = re.compile(_STRING + "|" + _VAR, re.VERBOSE)
 _OFFSET_BEFORE = re.compile(r"(?<![A-Za-z0-9_:])offset$")
 
 
@@ -228,16 +225,17 @@ def selectors(text: str) -> list[SelectorSpan]:
 
 @functools.lru_cache(maxsize=64)
 def _name_scanner(names: frozenset[str]) -> re.Pattern[str]:
-    """Searched from a position, finds the next string literal, comment or occurrence of
-    a name (with the gap after it and the character that follows), whichever comes first:
-    literals and comments are skipped whole by the caller, so only names outside them
-    count. A quote that opens no literal is ``bad``.
+    """Searched from a position, finds the next string literal, comment, template
+    variable or occurrence of a name (with the gap after it and the character that
+    follows), whichever comes first: the others are skipped whole by the caller, so only
+    names outside them count, as ``mask`` reads the text. A quote that opens no literal
+    is ``bad``.
 
     Searching (instead of matching character by character up to the name) lets the
     regex engine skip the text in between without a Python step per character."""
     alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
     return re.compile(
-        _STRING + r"|(?P<bad>[\"'`])"
+        _STRING + "|" + _VAR + r"|(?P<bad>[\"'`])"
         r"|(?P<name>(?<![A-Za-z0-9_:.$])(?:" + alternatives + r")(?![A-Za-z0-9_:]))"
         r"(?:\s|\#[^\n]*)*(?P<next>[{(])?",
         re.VERBOSE,
@@ -255,7 +253,7 @@ def named_selectors(text: str, names: frozenset[str]) -> list[SelectorSpan] | No
         if name is None:
             if m.start("bad") >= 0:
                 break  # an unterminated literal: nothing after it is outside a string
-            pos = m.end()  # a string literal or a comment
+            pos = m.end()  # a string literal, a comment or a template variable
             continue
         end = m.end("name")
         if after == "{":

@@ -184,7 +184,8 @@ def _align_lines(text: str, start: int, end: int, value: str) -> Callable[[int],
         col = i - firsts[k]
         if col < len(lines[k]) or k == last:
             return places[k] + col
-        return breaks[k]  # the line break itself
+        j = breaks[k]  # the line break itself: "\n", or "\r\n" where YAML read one "\n"
+        return j - 1 if text[j - 1] == "\r" else j
 
     return offset
 
