@@ -396,3 +396,25 @@ def test_crlf_block_scalars_are_edited_at_the_end_of_a_line(tmp_path: Path) -> N
     assert r.new_text == rules.replace('job="x"', 'job="x", reason!="client_gone"').replace(
         f"/ sum({M})", f'/ sum({M}{{reason!="client_gone"}})'
     )
+
+
+@pytest.mark.parametrize("prefix", ["\ufeff", ""], ids=["byte order mark", "no byte order mark"])
+@pytest.mark.parametrize("scalar", ['&shared "{}"', '!!str "{}"', "&shared '{}'"])
+def test_quoted_scalars_after_an_anchor_or_a_tag_and_files_with_a_bom(
+    tmp_path: Path, prefix: str, scalar: str
+) -> None:
+    """Found by an adversarial review: YAML marks a node from its anchor or tag, and does
+    not count a byte order mark; these edits used to be refused."""
+    expr = f'sum(rate({M}{{job="a", reason="write_failed"}}[5m]))'
+    double = scalar.endswith('"')
+    value = expr.replace('"', '\\"') if double else expr
+    rule = "  - record: r\n    expr: " + scalar.replace("{}", value) + "\n"
+    text = f"{prefix}groups:\n- name: g\n  rules:\n{rule}"
+    path = tmp_path / "rules.yaml"
+    path.write_text(text, encoding="utf-8")
+    [r] = plan_paths([path], Selection((M,)))
+    assert not [f for _, er in r.sites for f in er.findings if f.status == "skipped"]
+    old, new = 'reason="write_failed"', 'reason=~"write_failed|client_gone"'
+    if double:
+        old, new = old.replace('"', '\\"'), new.replace('"', '\\"')
+    assert r.new_text == text.replace(old, new)

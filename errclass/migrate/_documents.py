@@ -132,6 +132,7 @@ class YamlView:
             raise DocumentError(f"invalid YAML: {e}") from e
         self._seen: set[int] = set()
         self._maps: dict[int, dict[str, Any]] = {}  # by id: the nodes live as long as self
+        self._bom = 1 if text.startswith("\ufeff") else 0  # YAML's marks do not count it
 
     def map(self, x: Any) -> dict[str, Any] | None:
         if not isinstance(x, self._yaml.MappingNode):
@@ -163,9 +164,8 @@ class YamlView:
             return None
         self._seen.add(id(node))
         style = node.style or ""
-        return Site(
-            location, node.start_mark.index, node.end_mark.index, node.value, style, **flags
-        )
+        start, end = node.start_mark.index + self._bom, node.end_mark.index + self._bom
+        return Site(location, start, end, node.value, style, **flags)
 
 
 @functools.lru_cache(maxsize=1)

@@ -18,7 +18,7 @@ from errclass.migrate._semantics import (
     plan_preserve,
     plan_split,
 )
-from errclass.migrate._tree import Walk, follow, matchers_of, parse, skeleton
+from errclass.migrate._tree import Walk, follow, matchers_of, or_groups, parse, skeleton
 
 _REVIEWED = "errclass: retuned"
 
@@ -120,7 +120,9 @@ def migrate_expr(
     mine: dict[int, Mine] = {}
     for i, s in enumerate(walk.sels):
         name = s.name
-        if sel.targets(name):
+        if not s.matchers and (groups := or_groups(s.node)):
+            _or_selector(s.raw_name, groups, sel, result)
+        elif sel.targets(name):
             mine[i] = s.mine(sel.label)
         elif name is None and any(
             lbl == "__name__" and op == "=~" and sel.may_match(v) for lbl, op, v in s.matchers
@@ -176,6 +178,28 @@ def _retune(
                 )
             )
             return
+
+
+def _or_selector(
+    name: str | None, groups: list[tuple[Matcher, ...]], sel: Selection, result: ExprResult
+) -> None:
+    """A selector with ``or`` between its matchers: never rewritten, reported when it
+    may select the metric."""
+    names = [v for g in groups for lbl, op, v in g if lbl == "__name__" and op == "="]
+    regexes = [v for g in groups for lbl, op, v in g if lbl == "__name__" and op == "=~"]
+    if (
+        sel.targets(name)
+        or any(sel.targets(n) for n in names)
+        or any(sel.may_match(r) for r in regexes)
+    ):
+        shown = " or ".join(_show(None, g)[1:-1] for g in groups)
+        result.findings.append(
+            Finding(
+                "manual",
+                "matchers joined by `or`: review by hand",
+                f"{name or ''}{{{shown}}}",
+            )
+        )
 
 
 def _show(name: str | None, matchers: tuple[Matcher, ...]) -> str:

@@ -55,6 +55,12 @@ def matchers_of(vs: Any, ops: dict[str, str] = _OPS) -> tuple[Matcher, ...]:
     return tuple([(m.name, ops[str(m.op)], m.value) for m in vs.matchers.matchers])
 
 
+def or_groups(vs: Any, ops: dict[str, str] = _OPS) -> list[tuple[Matcher, ...]]:
+    """The groups of a selector whose matchers are joined by ``or`` (its ``matchers``
+    are then empty); [] for any other."""
+    return [tuple((m.name, ops[str(m.op)], m.value) for m in g) for g in vs.matchers.or_matchers]
+
+
 def follow(tree: Any, path: Path) -> Any:
     """The node at *path* (AttributeError/IndexError if the tree has no such place)."""
     node = tree
