@@ -350,3 +350,22 @@ def test_a_selector_inside_a_string_is_never_the_one_edited() -> None:
     assert r.new_text == text and r.edits == []
     [skipped] = r.findings
     assert skipped.status == "skipped" and "changed more than" in skipped.message
+
+
+@pytest.mark.parametrize(
+    ("expr", "why"),
+    [
+        ("(" * 1000 + f'{M}{{reason="write_failed"}}' + ")" * 1000, "nested too deeply"),
+        ("-" * 1500 + f'{M}{{reason="write_failed"}}', "nested too deeply"),
+        (" + ".join(["x"] * 1500 + [f'{M}{{reason="write_failed"}}']), "nested too deeply"),
+        ("-" * 9000 + M, "longer than 8,000 characters"),
+    ],
+    ids=["parentheses", "unary minus", "a long sum", "too long"],
+)
+def test_deep_expressions_are_reported_never_raised(expr: str, why: str) -> None:
+    """Found by an adversarial review: deep trees raised RecursionError, and promql-parser
+    overflowed its stack (killing the process) at ~9,000 nested minus signs."""
+    r = migrate_expr(expr, PRESERVE)
+    assert r.new_text == expr
+    [skipped] = r.findings
+    assert skipped.status == "skipped" and why in skipped.message

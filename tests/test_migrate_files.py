@@ -418,3 +418,13 @@ def test_quoted_scalars_after_an_anchor_or_a_tag_and_files_with_a_bom(
     if double:
         old, new = old.replace('"', '\\"'), new.replace('"', '\\"')
     assert r.new_text == text.replace(old, new)
+
+
+def test_deeply_nested_json_and_lone_surrogates_are_file_errors() -> None:
+    """Found by an adversarial review: both escaped plan_text as exceptions."""
+    from errclass.migrate._files import FileResult, plan_text
+
+    deep = plan_text("[" * 5000 + "]" * 5000, "json", Selection((M,)), FileResult(Path("x")))
+    assert deep.error == "invalid JSON: nested too deeply"
+    lone = plan_text("expr: '\ud800'\n", "yaml", Selection((M,)), FileResult(Path("x")))
+    assert lone.error.startswith("not valid text")

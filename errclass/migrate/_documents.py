@@ -43,6 +43,8 @@ class JsonView:
             self.roots = [json.loads(body)]
         except json.JSONDecodeError as e:
             raise DocumentError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+        except RecursionError as e:
+            raise DocumentError("invalid JSON: nested too deeply") from e
         # per key: spans by raw token; once a value is not found that way, by value
         self._raw: dict[str, dict[str, deque[tuple[int, int]]]] = {}
         self._by_value: dict[str, dict[str, deque[tuple[int, int]]]] = {}
@@ -130,6 +132,8 @@ class YamlView:
             raise DocumentError(f"invalid YAML{where}: {e.problem or e.context}") from e
         except yaml.YAMLError as e:
             raise DocumentError(f"invalid YAML: {e}") from e
+        except UnicodeError as e:  # a lone surrogate, from a caller's str
+            raise DocumentError(f"not valid text: {e}") from e
         self._seen: set[int] = set()
         self._maps: dict[int, dict[str, Any]] = {}  # by id: the nodes live as long as self
         self._bom = 1 if text.startswith("\ufeff") else 0  # YAML's marks do not count it

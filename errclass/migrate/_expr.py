@@ -91,6 +91,11 @@ def _mark_ratios(walk: Walk, mine: dict[int, Mine], sel: Selection) -> None:
             s.in_ratio = True
 
 
+# Far beyond any real expression, and well below the depth that makes promql-parser
+# overflow its stack (it did at ~9,000 nested unary minus signs).
+_LONGEST = 8000
+
+
 def migrate_expr(
     text: str,
     sel: Selection,
@@ -110,11 +115,40 @@ def migrate_expr(
     result = ExprResult(text, text)
     if not sel.mentions(text):
         return result
+    if len(text) > _LONGEST:
+        why = f"longer than {_LONGEST:,} characters: promql-parser can crash on such depths"
+        result.findings.append(Finding("skipped", f"not parsed, {why}"))
+        return result
+    try:
+        _migrate(
+            text,
+            sel,
+            result,
+            alert=alert,
+            threshold_elsewhere=threshold_elsewhere,
+            ratio=ratio,
+            series=series,
+        )
+    except RecursionError:  # in promql-parser's tree or in ours
+        result = ExprResult(text, text, findings=[Finding("skipped", "nested too deeply")])
+    return result
+
+
+def _migrate(
+    text: str,
+    sel: Selection,
+    result: ExprResult,
+    *,
+    alert: bool,
+    threshold_elsewhere: bool,
+    ratio: bool,
+    series: bool,
+) -> None:
     try:
         tree = parse(text)
     except ValueError as e:
         result.findings.append(Finding("skipped", f"not valid PromQL: {e}"))
-        return result
+        return
     walk = Walk(sel.label)
     walk.visit(tree)
     mine: dict[int, Mine] = {}
@@ -135,7 +169,7 @@ def migrate_expr(
                 )
             )
     if not mine:
-        return result
+        return
     if sel.mode == "split":  # ratios change what split mode does, never preserve mode
         _mark_ratios(walk, mine, sel)
         if ratio:
@@ -154,7 +188,6 @@ def migrate_expr(
         _retune(walk, spans, mine, sel, result)
     if plans:
         _edit(text, walk, tree, plans, sel=sel, result=result, series=series, mine=mine)
-    return result
 
 
 def _retune(
