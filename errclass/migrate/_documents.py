@@ -169,6 +169,8 @@ class YamlView:
         self._seen.add(id(node))
         style = node.style or ""
         start, end = node.start_mark.index + self._bom, node.end_mark.index + self._bom
+        if style in ("'", '"'):  # YAML marks the node from its anchor or tag, if any
+            start = self.text.find(style, start, end)
         return Site(location, start, end, node.value, style, **flags)
 
 

@@ -18,7 +18,15 @@ from errclass.migrate._semantics import (
     plan_preserve,
     plan_split,
 )
-from errclass.migrate._tree import Walk, follow, matchers_of, or_groups, parse, skeleton
+from errclass.migrate._tree import (
+    Walk,
+    follow,
+    matchers_of,
+    or_groups,
+    parse,
+    printed_at,
+    skeleton,
+)
 
 _REVIEWED = "errclass: retuned"
 
@@ -380,21 +388,19 @@ def _intended_print(printed: str, walk: Walk, intended: dict[int, tuple[Matcher,
     """*printed* (the old tree's print) with each changed selector printed the way
     promql-parser prints it, with its intended matchers; "" where the printing would be
     ambiguous (promql-parser prints values unescaped) or the selector is not found."""
-    parts: list[str] = []
-    pos = 0
-    for i, matchers in intended.items():
+    for matchers in intended.values():
         for lbl, _, v in matchers:
             if '"' in v or not (lbl.isidentifier() and lbl.isascii()):
                 return ""
-        s = walk.sels[i]
-        own = str(s.node)
-        inner = own[: own.rfind("}") + 1]  # without offset / @, printed after a range
-        at = printed.find(inner, pos)
-        if at < 0:
-            return ""
+    spans = printed_at(printed, [walk.sels[i].node for i in intended])
+    if spans is None:
+        return ""
+    parts: list[str] = []
+    pos = 0
+    for (at, end), (i, matchers) in zip(spans, intended.items(), strict=True):
         ms = ",".join([f'{lbl}{op}"{v}"' for lbl, op, v in matchers])
-        parts += (printed[pos:at], s.raw_name or "", "{", ms, "}")
-        pos = at + len(inner)
+        parts += (printed[pos:at], walk.sels[i].raw_name or "", "{", ms, "}")
+        pos = end
     parts.append(printed[pos:])
     return "".join(parts)
 

@@ -85,16 +85,14 @@ def _offsets(text: str, site: Site) -> Callable[[int], int]:
             return _json_prefix(site.value, site.start)
         return _escapes(_JSON_ESCAPE, raw[1:-1], site.start + 1)
     if site.style in ("", "'", '"'):
-        lead = _properties(site, raw)
-        start, raw = site.start + lead, raw[lead:]
         inner = 0 if site.style == "" else 1
         if raw[inner : len(raw) - inner] == site.value:
-            return _shift(start + inner)
+            return _shift(site.start + inner)
         if site.style == '"' and "\n" not in raw:
             if raw == _encode_json(site.value):  # YAML reads JSON's escapes alike
-                return _json_prefix(site.value, start)
-            return _escapes(_YAML_ESCAPE, raw[1:-1], start + 1)
-        return _align(text, start + inner, site.end - inner, site.value).__getitem__
+                return _json_prefix(site.value, site.start)
+            return _escapes(_YAML_ESCAPE, raw[1:-1], site.start + 1)
+        return _align(text, site.start + inner, site.end - inner, site.value).__getitem__
     # block scalar: content starts after the header line
     nl = text.find("\n", site.start, site.end)
     if nl < 0:
@@ -102,17 +100,6 @@ def _offsets(text: str, site: Site) -> Callable[[int], int]:
     if site.style == "|":
         return _align_lines(text, nl + 1, site.end, site.value)
     return _align(text, nl + 1, site.end, site.value).__getitem__
-
-
-def _properties(site: Site, raw: str) -> int:
-    """The length of an anchor or a tag before a quoted scalar (``&a "..."``): YAML
-    marks the node from there."""
-    if site.style not in ("'", '"') or raw.startswith(site.style):
-        return 0
-    lead = raw.find(site.style)
-    if lead < 0:
-        raise EncodeError("cannot find where the quoted scalar starts")
-    return lead
 
 
 def _json_prefix(value: str, start: int) -> Callable[[int], int]:
@@ -241,13 +228,8 @@ def reads_back(text: str, literals: list[tuple[Site, str, str]]) -> bool:
     from errclass.migrate._documents import composer
 
     lines, keys = [], []
-    for k, (site, edited, _) in enumerate(literals):
+    for k, (site, new_raw, _) in enumerate(literals):
         raw = text[site.start : site.end]
-        try:
-            lead = _properties(site, raw)  # read the scalar alone: an anchor only once
-        except EncodeError:
-            return False
-        raw, new_raw = raw[lead:], edited[lead:]
         rest = ""
         if not raw.endswith("\n"):
             eol = text.find("\n", site.end)

@@ -51,14 +51,14 @@ def parse(text: str) -> Any:
     return promql_parser.parse(_promql.mask(text))
 
 
-def matchers_of(vs: Any, ops: dict[str, str] = _OPS) -> tuple[Matcher, ...]:
-    return tuple([(m.name, ops[str(m.op)], m.value) for m in vs.matchers.matchers])
+def matchers_of(vs: Any) -> tuple[Matcher, ...]:
+    return tuple([(m.name, _OPS[str(m.op)], m.value) for m in vs.matchers.matchers])
 
 
-def or_groups(vs: Any, ops: dict[str, str] = _OPS) -> list[tuple[Matcher, ...]]:
+def or_groups(vs: Any) -> list[tuple[Matcher, ...]]:
     """The groups of a selector whose matchers are joined by ``or`` (its ``matchers``
     are then empty); [] for any other."""
-    return [tuple((m.name, ops[str(m.op)], m.value) for m in g) for g in vs.matchers.or_matchers]
+    return [tuple((m.name, _OPS[str(m.op)], m.value) for m in g) for g in vs.matchers.or_matchers]
 
 
 def follow(tree: Any, path: Path) -> Any:
@@ -164,14 +164,10 @@ def _is_number(node: Any) -> bool:
     return kind == "NumberLiteral"
 
 
-def skeleton(printed: str, nodes: list[Any]) -> str | None:
-    """*printed* (a tree's printing) with the given selector nodes cut out, in order; None
-    if one is not found.
-
-    Printing is lossy in formatting but not in structure; the cut selectors themselves
-    are compared matcher by matcher, from the parsed values.
-    """
-    parts = []
+def printed_at(printed: str, nodes: list[Any]) -> list[tuple[int, int]] | None:
+    """Where each selector node's own print stands in *printed* (its tree's print), in
+    order; None if one is not found."""
+    out = []
     pos = 0
     for node in nodes:
         own = str(node)
@@ -179,7 +175,25 @@ def skeleton(printed: str, nodes: list[Any]) -> str | None:
         at = printed.find(inner, pos)
         if at < 0:
             return None
-        parts.append(printed[pos:at])
         pos = at + len(inner)
+        out.append((at, pos))
+    return out
+
+
+def skeleton(printed: str, nodes: list[Any]) -> str | None:
+    """*printed* (a tree's printing) with the given selector nodes cut out, in order; None
+    if one is not found.
+
+    Printing is lossy in formatting but not in structure; the cut selectors themselves
+    are compared matcher by matcher, from the parsed values.
+    """
+    spans = printed_at(printed, nodes)
+    if spans is None:
+        return None
+    parts = []
+    pos = 0
+    for at, end in spans:
+        parts.append(printed[pos:at])
+        pos = end
     parts.append(printed[pos:])
     return "\x00".join(parts)
