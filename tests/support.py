@@ -198,6 +198,17 @@ def http_get(port: int, path: str, read: int = 1, timeout: float = 5.0) -> socke
     return sock
 
 
+def read_request_head(conn: socket.socket) -> bytes | None:
+    """An HTTP request's head, as far as its blank line; None if the client left first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
 @contextmanager
 def resetting_upstream(body: bytes = b"u" * 1000, delay: float = 0.05) -> Iterator[int]:
     """A loopback HTTP upstream that promises a long body, sends *body*, then resets
@@ -213,12 +224,8 @@ def resetting_upstream(body: bytes = b"u" * 1000, delay: float = 0.05) -> Iterat
         with conn:
             conn.settimeout(5)
             try:
-                buf = b""
-                while b"\r\n\r\n" not in buf:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        return
-                    buf += chunk
+                if read_request_head(conn) is None:
+                    return
                 head = b"HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n"
                 conn.sendall(head + body)
                 time.sleep(delay)

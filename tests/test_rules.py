@@ -31,7 +31,7 @@ import errclass
 from errclass import Outcome, Policy, Reason, classify
 from errclass import rules as R
 from errclass._deadline import watching
-from tests.support import require_tool
+from tests.support import read_request_head, require_tool
 
 CG, DE, WF = Reason.CLIENT_GONE, Reason.DEADLINE_EXCEEDED, Reason.WRITE_FAILED
 
@@ -511,12 +511,9 @@ class BadUpstream:
     def _serve(self, conn: socket.socket) -> None:
         with conn:
             conn.settimeout(5)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
+            data = read_request_head(conn)
+            if data is None:
+                return
             path = data.split(b" ", 2)[1].decode()
             head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
             if path == "/nothing":
@@ -1184,28 +1181,27 @@ def test_row7_starlette_websocket_disconnect_codes(
     check(exc, reason, error_type="starlette.websockets.WebSocketDisconnect")
 
 
-def test_row7_uvicorn_client_disconnected_on_a_late_websocket_send(asgi_server: Any) -> None:
+def _left_at_once(asgi_server: Any, path: str) -> BaseException:
+    """What the server's websocket handler at *path* raised when the client left at once."""
     from websockets.sync.client import connect
 
     port, got, seen = asgi_server
     seen.clear()
-    with connect(f"ws://127.0.0.1:{port}/raw", open_timeout=5):
+    with connect(f"ws://127.0.0.1:{port}/{path}", open_timeout=5):
         pass
     assert seen.wait(5)
-    exc = got["raw"][-1]
+    exc: BaseException = got[path][-1]
+    return exc
+
+
+def test_row7_uvicorn_client_disconnected_on_a_late_websocket_send(asgi_server: Any) -> None:
+    exc = _left_at_once(asgi_server, "raw")
     assert type(exc).__name__ == "ClientDisconnected"
     check(exc, CG, rule="disconnect_class", error_type="uvicorn.protocols.utils.ClientDisconnected")
 
 
 def test_row7_starlette_late_websocket_send_is_code_1006(asgi_server: Any) -> None:
-    from websockets.sync.client import connect
-
-    port, got, seen = asgi_server
-    seen.clear()
-    with connect(f"ws://127.0.0.1:{port}/late", open_timeout=5):
-        pass
-    assert seen.wait(5)
-    exc = got["late"][-1]
+    exc = _left_at_once(asgi_server, "late")
     assert type(exc).__name__ == "WebSocketDisconnect"
     assert exc.code == 1006  # type: ignore[attr-defined]
     assert type(exc.__context__).__name__ == "ClientDisconnected"
