@@ -180,20 +180,31 @@ def _check_scheme(
             )
 
 
-_shared: dict[str, PrometheusSink] = {}
-_shared_lock = threading.Lock()
+_counters: dict[str, Counter] = {}
+_sinks: dict[str, PrometheusSink] = {}
+_shared_lock = threading.RLock()
+
+
+def shared_counter(name: str, documentation: str, labels: tuple[str, ...]) -> Counter:
+    """``<name>_total`` in the default registry, created once per process (registering a
+    name twice is an error)."""
+    with _shared_lock:
+        counter = _counters.get(name)
+        if counter is None:
+            from prometheus_client import Counter
+
+            counter = _counters[name] = Counter(name, documentation, labels)
+        return counter
 
 
 def shared_sink(name: str, documentation: str, producer_label: str = "producer") -> PrometheusSink:
     """A sink over ``<name>_total{<producer_label>, reason}`` in the default
-    registry, created once per process (registering a name twice is an error)."""
+    registry, created once per process."""
     with _shared_lock:
-        sink = _shared.get(name)
+        sink = _sinks.get(name)
         if sink is None:
-            from prometheus_client import Counter
-
-            counter = Counter(name, documentation, (producer_label, "reason"))
-            sink = _shared[name] = PrometheusSink(counter, producer_label=producer_label)
+            counter = shared_counter(name, documentation, (producer_label, "reason"))
+            sink = _sinks[name] = PrometheusSink(counter, producer_label=producer_label)
         return sink
 
 

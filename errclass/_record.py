@@ -171,25 +171,22 @@ class _CallableRecorder:
 
 _reported: set[str] = set()
 _lock = threading.Lock()
-_internal_counter: Any = None
 
 
 def contain(kind: str, error: Exception) -> None:
     """Count a sink failure; log the first one of each sink kind. Never raises."""
-    global _internal_counter
     try:
+        from ._prometheus import shared_counter
+
         with _lock:
             first = kind not in _reported
             _reported.add(kind)
-            if _internal_counter is None:
-                from prometheus_client import Counter
-
-                _internal_counter = Counter(
-                    "errclass_internal_errors",
-                    "Failures inside errclass sinks, contained and not raised into user code.",
-                    ("sink",),
-                )
-        _internal_counter.labels(kind if kind in _SINK_KINDS else "other").inc()
+        counter = shared_counter(
+            "errclass_internal_errors",
+            "Failures inside errclass sinks, contained and not raised into user code.",
+            ("sink",),
+        )
+        counter.labels(kind if kind in _SINK_KINDS else "other").inc()
         if first:
             log.error(
                 "errclass %s sink failed; the error is contained and further ones "
