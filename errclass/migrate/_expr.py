@@ -166,9 +166,7 @@ def _migrate(
             _or_selector(s.raw_name, groups, sel, result)
         elif sel.targets(name):
             mine[i] = s.mine(sel.label)
-        elif name is None and any(
-            lbl == "__name__" and op == "=~" and sel.may_match(v) for lbl, op, v in s.matchers
-        ):
+        elif name is None and _by_name_regex(s.matchers, sel):
             result.findings.append(
                 Finding(
                     "manual",
@@ -227,13 +225,12 @@ def _or_selector(
     """A selector with ``or`` between its matchers: never rewritten, reported when it
     may select the metric."""
     names = [v for g in groups for lbl, op, v in g if lbl == "__name__" and op == "="]
-    regexes = [v for g in groups for lbl, op, v in g if lbl == "__name__" and op == "=~"]
     if (
         sel.targets(name)
         or any(sel.targets(n) for n in names)
-        or any(sel.may_match(r) for r in regexes)
+        or any(_by_name_regex(g, sel) for g in groups)
     ):
-        shown = " or ".join(_show(None, g)[1:-1] for g in groups)
+        shown = " or ".join(_matchers_text(g) for g in groups)
         result.findings.append(
             Finding(
                 "manual",
@@ -243,10 +240,19 @@ def _or_selector(
         )
 
 
+def _by_name_regex(matchers: tuple[Matcher, ...], sel: Selection) -> bool:
+    """Could a ``__name__=~`` matcher among *matchers* select the metric?"""
+    return any(lbl == "__name__" and op == "=~" and sel.may_match(v) for lbl, op, v in matchers)
+
+
 def _show(name: str | None, matchers: tuple[Matcher, ...]) -> str:
     """A selector as a human reads it."""
-    ms = ", ".join([f"{lbl}{op}{_quote(v)}" for lbl, op, v in matchers])
+    ms = _matchers_text(matchers)
     return f"{name or ''}{{{ms}}}" if ms or not name else name
+
+
+def _matchers_text(matchers: tuple[Matcher, ...]) -> str:
+    return ", ".join([f"{lbl}{op}{_quote(v)}" for lbl, op, v in matchers])
 
 
 def _quote(v: str) -> str:
