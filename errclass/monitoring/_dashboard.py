@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from ._config import Config
-from ._promql import Queries, by, num, string
+from ._queries import Queries, by, num, string
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 RATE = "$__rate_interval"
