@@ -224,48 +224,102 @@ def selectors(text: str) -> list[SelectorSpan]:
 
 
 @functools.lru_cache(maxsize=64)
-def _name_scanner(names: frozenset[str]) -> re.Pattern[str]:
+def _name_scanner(names: frozenset[str]) -> re.Pattern[str] | None:
     """Searched from a position, finds the next string literal, comment, template
-    variable or occurrence of a name (with the gap after it and the character that
-    follows), whichever comes first: the others are skipped whole by the caller, so only
-    names outside them count, as ``mask`` reads the text. A quote that opens no literal
-    is ``bad``.
+    variable or occurrence of a name (with the gap after it and what follows: ``{``,
+    ``(``, or a matcher operator and a quote, as after a label), whichever comes first:
+    the others are skipped whole by the caller, so only names outside them count, as
+    ``mask`` reads the text. A quote that opens no literal is ``bad``.
+
+    None when a name is also a word the lexer reads otherwise (a keyword, an
+    aggregation): those are left to the lexer.
 
     Searching (instead of matching character by character up to the name) lets the
     regex engine skip the text in between without a Python step per character."""
+    if names & (_KEYWORDS | _AGGREGATORS):
+        return None
     alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
     return re.compile(
         _STRING + "|" + _VAR + r"|(?P<bad>[\"'`])"
         r"|(?P<name>(?<![A-Za-z0-9_:.$])(?:" + alternatives + r")(?![A-Za-z0-9_:]))"
-        r"(?:\s|\#[^\n]*)*(?P<next>[{(])?",
+        r"(?:\s|\#[^\n]*)*(?P<next>[{(]|(?:=~|!~|!=|=)(?:\s|\#[^\n]*)*[\"'`])?",
         re.VERBOSE,
     )
 
 
 def named_selectors(text: str, names: frozenset[str]) -> list[SelectorSpan] | None:
     """The selectors of the metrics *names* in *text*, in order, found without lexing the
-    rest; None when an occurrence is not a plain selector (the caller lexes all)."""
+    rest; None when an occurrence may not be a plain selector, or the text is not what
+    this scan reads alike with the lexer (the caller lexes all then)."""
+    scanner = _name_scanner(names)
+    if scanner is None:
+        return None
     out: list[SelectorSpan] = []
-    search = _name_scanner(names).search
+    search = scanner.search
     pos = 0
+    var_end = -1
     while (m := search(text, pos)) is not None:
         name, after = m.group("name", "next")
         if name is None:
             if m.start("bad") >= 0:
-                break  # an unterminated literal: nothing after it is outside a string
+                return None  # a quote that opens no literal: the lexer decides
+            if m.start("var") >= 0:
+                var_end = m.end()
             pos = m.end()  # a string literal, a comment or a template variable
             continue
-        end = m.end("name")
+        start, end = m.span("name")
+        if start == var_end or (after is not None and after != "{"):
+            # glued to a variable (a unit, as in ${__range_s}s), a function, or a label
+            return None
         if after == "{":
-            sel = _braces_at(text, m.end() - 1, name, end)
+            try:
+                sel = _braces_at(text, m.end() - 1, name, end)
+            except LexError:
+                return None  # the lexer reads braces (and errors) its own way
             out.append(sel)
             pos = (sel.close or 0) + 1
-        elif after == "(":
-            return None  # not a selector: let the full lexer decide
         else:
             out.append(SelectorSpan(name, end, None, None, (), "", False))
             pos = end
+    if out and _in_grouping(text, out):
+        return None
     return out
+
+
+# After a grouping keyword: the gap, and the parenthesis that makes it one.
+_GROUPING_GAP = re.compile(r"(?:\s|\#[^\n]*)*\(")
+_PAREN_SCAN = re.compile(_STRING + "|" + _VAR + r"|(?P<paren>[()])", re.VERBOSE)
+_IDENT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:.$")
+
+
+def _in_grouping(text: str, found: list[SelectorSpan]) -> bool:
+    """Might one of *found* stand inside the parentheses of ``by``/``on``/... (which
+    hold label names, and which the lexer skips whole)? A false alarm only sends the
+    text to the lexer. (``str.find`` per keyword: far faster than one regex over the
+    text, which this runs on every expression the fast path answers for.)"""
+    for kw in _GROUPING:
+        at = text.find(kw)
+        while at >= 0:
+            after = at + len(kw)
+            g = None
+            if at == 0 or text[at - 1] not in _IDENT_CHARS:
+                g = _GROUPING_GAP.match(text, after)
+            if g is not None and _holds(text, g.end(), found):
+                return True
+            at = text.find(kw, after)
+    return False
+
+
+def _holds(text: str, open_end: int, found: list[SelectorSpan]) -> bool:
+    """Does one of *found* end inside the parentheses opened just before *open_end*?"""
+    depth, close = 1, len(text)
+    for p in _PAREN_SCAN.finditer(text, open_end):
+        if p.lastgroup == "paren":
+            depth += 1 if p.group() == "(" else -1
+            if depth == 0:
+                close = p.start()
+                break
+    return any(open_end <= s.name_end <= close for s in found)
 
 
 _QUOTED = r"""(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`)"""
