@@ -238,13 +238,29 @@ def _name_scanner(names: frozenset[str]) -> re.Pattern[str] | None:
     regex engine skip the text in between without a Python step per character."""
     if names & (_KEYWORDS | _AGGREGATORS):
         return None
-    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    alternatives = _words(sorted(names, key=len, reverse=True))
     return re.compile(
         _STRING + "|" + _VAR + r"|(?P<bad>[\"'`])"
-        r"|(?P<name>(?<![A-Za-z0-9_:.$])(?:" + alternatives + r")(?![A-Za-z0-9_:]))"
+        r"|(?P<group>(?:" + _words(sorted(_GROUPING)) + r")(?:\s|\#[^\n]*)*\()"
+        r"|(?P<name>(?:" + alternatives + r")(?![A-Za-z0-9_:]))"
         r"(?:\s|\#[^\n]*)*(?P<next>[{(]|(?:=~|!~|!=|=)(?:\s|\#[^\n]*)*[\"'`])?",
         re.VERBOSE,
     )
+
+
+def _words(words: list[str]) -> str:
+    """*words* as alternatives that start no word-character run: each starts with its
+    first character and only then looks behind it, so every branch of the scanner starts
+    with a literal and the regex engine skips the positions that cannot start a match."""
+    return "|".join(
+        re.escape(w[0]) + r"(?<![A-Za-z0-9_:.$]" + re.escape(w[0]) + ")" + re.escape(w[1:])
+        for w in words
+    )
+
+
+# A hexadecimal number glued to a word: the lexer ends the number where the hex digits
+# end (0x1fon is 0x1f and on), which the scan's look-behind cannot tell.
+_HEX_GLUED = re.compile(r"0[xX][0-9a-fA-F]+[G-Zg-z_]")
 
 
 def named_selectors(text: str, names: frozenset[str]) -> list[SelectorSpan] | None:
@@ -252,7 +268,7 @@ def named_selectors(text: str, names: frozenset[str]) -> list[SelectorSpan] | No
     rest; None when an occurrence may not be a plain selector, or the text is not what
     this scan reads alike with the lexer (the caller lexes all then)."""
     scanner = _name_scanner(names)
-    if scanner is None:
+    if scanner is None or (("0x" in text or "0X" in text) and _HEX_GLUED.search(text)):
         return None
     out: list[SelectorSpan] = []
     search = scanner.search
@@ -263,6 +279,12 @@ def named_selectors(text: str, names: frozenset[str]) -> list[SelectorSpan] | No
         if name is None:
             if m.start("bad") >= 0:
                 return None  # a quote that opens no literal: the lexer decides
+            if m.start("group") >= 0:  # by (...), on (...): label names, skipped whole
+                close = _closing(text, m.end())
+                if close < 0:
+                    return None
+                pos = close + 1
+                continue
             if m.start("var") >= 0:
                 var_end = m.end()
             pos = m.end()  # a string literal, a comment or a template variable
@@ -281,45 +303,26 @@ def named_selectors(text: str, names: frozenset[str]) -> list[SelectorSpan] | No
         else:
             out.append(SelectorSpan(name, end, None, None, (), "", False))
             pos = end
-    if out and _in_grouping(text, out):
-        return None
     return out
 
 
-# After a grouping keyword: the gap, and the parenthesis that makes it one.
-_GROUPING_GAP = re.compile(r"(?:\s|\#[^\n]*)*\(")
+_PLAIN_LABELS = re.compile(r"[^()\"'`#$\[{]*\)")
 _PAREN_SCAN = re.compile(_STRING + "|" + _VAR + r"|(?P<paren>[()])", re.VERBOSE)
-_IDENT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:.$")
 
 
-def _in_grouping(text: str, found: list[SelectorSpan]) -> bool:
-    """Might one of *found* stand inside the parentheses of ``by``/``on``/... (which
-    hold label names, and which the lexer skips whole)? A false alarm only sends the
-    text to the lexer. (``str.find`` per keyword: far faster than one regex over the
-    text, which this runs on every expression the fast path answers for.)"""
-    for kw in _GROUPING:
-        at = text.find(kw)
-        while at >= 0:
-            after = at + len(kw)
-            g = None
-            if at == 0 or text[at - 1] not in _IDENT_CHARS:
-                g = _GROUPING_GAP.match(text, after)
-            if g is not None and _holds(text, g.end(), found):
-                return True
-            at = text.find(kw, after)
-    return False
-
-
-def _holds(text: str, open_end: int, found: list[SelectorSpan]) -> bool:
-    """Does one of *found* end inside the parentheses opened just before *open_end*?"""
-    depth, close = 1, len(text)
-    for p in _PAREN_SCAN.finditer(text, open_end):
+def _closing(text: str, pos: int) -> int:
+    """The offset of the ``)`` that closes the parenthesis opened before *pos*, counted
+    as the lexer counts (not in strings, comments, variables); -1 if none."""
+    plain = _PLAIN_LABELS.match(text, pos)  # the usual: by (job, instance)
+    if plain is not None:
+        return plain.end() - 1
+    depth = 1
+    for p in _PAREN_SCAN.finditer(text, pos):
         if p.lastgroup == "paren":
             depth += 1 if p.group() == "(" else -1
             if depth == 0:
-                close = p.start()
-                break
-    return any(open_end <= s.name_end <= close for s in found)
+                return p.start()
+    return -1
 
 
 _QUOTED = r"""(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`)"""
