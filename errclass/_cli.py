@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from collections.abc import Sequence
 
-# Modules that define ``register(subparsers)``; each sets ``func`` on its parser.
+# Modules that define ``register(subparsers)``; each sets ``func`` on its parser. They
+# import nothing optional at import time, so every command is always listed.
 _COMMANDS = (
     "errclass._demo",
     "errclass.monitoring._cli",
     "errclass.migrate._cli",
 )
+
+# What the ``cli`` extra installs: module -> distribution. Commands import these when
+# they run; without them, the command says what to install (as httpx does).
+_CLI_EXTRA = {"yaml": "PyYAML", "promql_parser": "promql-parser"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,11 +28,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in _COMMANDS:
-        try:
-            importlib.import_module(module).register(sub)
-        except ModuleNotFoundError as e:
-            if not (e.name or "").startswith("errclass"):
-                raise
+        importlib.import_module(module).register(sub)
     args = parser.parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except ModuleNotFoundError as e:
+        missing = (e.name or "").partition(".")[0]
+        if missing not in _CLI_EXTRA:
+            raise
+        print(
+            f"errclass {args.command}: this command needs {_CLI_EXTRA[missing]} "
+            f"(module {missing!r}), which is not installed. Install the cli extra:\n\n"
+            "    pip install 'errclass[cli]'",
+            file=sys.stderr,
+        )
+        return 2
     return result

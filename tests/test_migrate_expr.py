@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from errclass.migrate import Selection, migrate_expr
-from errclass.migrate._promql import mask, selectors
+from errclass.migrate._lexer import mask, selectors
 
 M = "stream_outcomes_total"
 PRESERVE = Selection((M,))

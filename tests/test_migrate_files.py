@@ -356,8 +356,10 @@ def test_an_edit_that_does_not_read_back_is_dropped(
 
 
 def test_the_collector_paused_while_planning_is_left_as_it_was(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The command pauses the process-wide collector while it plans and restores it;
+    the library API leaves it alone."""
     import gc
 
     from errclass.migrate import _files
@@ -371,14 +373,19 @@ def test_the_collector_paused_while_planning_is_left_as_it_was(
 
     monkeypatch.setattr(_files, "extract", extract)
     assert gc.isenabled()
-    plan_paths([FIXTURES / "rules.yaml"], Selection((M,)))
+    check = ["check", str(FIXTURES / "rules.yaml"), "--metric", M]
+    main(check)
     assert seen == [False] and gc.isenabled()
     gc.disable()
     try:  # an application that keeps the collector off keeps it off
-        plan_paths([FIXTURES / "rules.yaml"], Selection((M,)))
+        main(check)
         assert not gc.isenabled()
     finally:
         gc.enable()
+    seen.clear()
+    plan_paths([FIXTURES / "rules.yaml"], Selection((M,)))  # a library call: untouched
+    assert seen == [True] and gc.isenabled()
+    capsys.readouterr()
 
 
 def test_crlf_block_scalars_are_edited_at_the_end_of_a_line(tmp_path: Path) -> None:

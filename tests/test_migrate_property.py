@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from errclass.migrate import Selection, migrate_expr
-from errclass.migrate._promql import mask
+from errclass.migrate._lexer import mask
 
 M = "stream_outcomes_total"
 LABEL = "reason"

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from errclass import monitoring
-from errclass.monitoring._promql import Queries
+from errclass.monitoring._queries import Queries
 from tests.support import free_port, python_argv, require_tool, running
 from tests.test_render import EXAMPLE, targets
 

@@ -4,7 +4,10 @@ imported when a command runs."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +90,30 @@ def _plan(args: argparse.Namespace) -> tuple[Any, list[Any], list[Any]] | None:
     except ValueError as e:
         print(f"errclass: {e}", file=sys.stderr)
         return None
-    results = plan_paths(args.paths, sel)
+    with collector_paused():
+        results = plan_paths(args.paths, sel)
     return sel, results, rows(results)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Planning allocates a few objects per line (the composed YAML, parse trees,
+    results) and no reference cycles: the cyclic garbage collector would traverse them
+    again and again and free nothing, a tenth of the time on a large rule file. So it
+    waits until planning is done (as msgpack advises for unpacking large data).
+
+    Only here, in the command, which owns its process: the collector is process-wide,
+    and a library call (``plan_paths``) must not switch it off under an application's
+    other threads. An application that wants the same speed can wrap its call in this.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _errors(results: list[Any]) -> bool:

@@ -10,6 +10,7 @@ import re
 from collections import deque
 from typing import Any
 
+from errclass.migrate._composer import composer
 from errclass.migrate._sites import Site
 
 # Keys whose string values may hold PromQL (located by span in JSON).
@@ -172,25 +173,6 @@ class YamlView:
         if style in ("'", '"'):  # YAML marks the node from its anchor or tag, if any
             start = self.text.find(style, start, end)
         return Site(location, start, end, node.value, style, **flags)
-
-
-@functools.lru_cache(maxsize=1)
-def composer() -> Any:
-    import yaml
-
-    return _loader(yaml)
-
-
-def _loader(yaml: Any) -> Any:
-    """A loader that only composes: no implicit typing (a scalar's tag stays empty unless
-    the file spells one), which is all locating strings needs, and faster."""
-    base = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
-
-    class Composer(base):  # type: ignore[misc, valid-type]
-        def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
-            return ""
-
-    return Composer
 
 
 View = JsonView | YamlView

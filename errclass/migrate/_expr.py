@@ -6,17 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from errclass.migrate import _promql
+from errclass.migrate import _lexer
 from errclass.migrate._semantics import (
-    Manual,
+    ByHand,
     Matcher,
     Mine,
     Plan,
     Selection,
     counts_old,
+    decide,
     explicit_split,
-    plan_preserve,
-    plan_split,
 )
 from errclass.migrate._tree import (
     Walk,
@@ -57,43 +56,12 @@ class ExprResult:
 # --- planning ------------------------------------------------------------------
 
 
-def _decided(sel: Selection, what: str, mine: Mine, in_ratio: bool = False) -> object:
-    """What is decided about a selector with these reason matchers: whether it counted the
-    old value ("old"), picks a split value on purpose ("explicit"), or its plan ("plan":
-    a Plan, None, or why a human must decide). Memoized per selection: dashboards repeat
-    the same few reason matchers."""
-    key = (what, mine, in_ratio)
-    memo = sel._memo
-    try:
-        return memo[key]
-    except KeyError:
-        pass
-    out: object
-    if what == "old":
-        out = counts_old(mine, sel)
-    elif what == "explicit":
-        out = explicit_split(mine, sel)
-    else:
-        try:
-            out = (
-                plan_preserve(mine, sel)
-                if sel.mode == "preserve"
-                else plan_split(mine, sel, in_ratio)
-            )
-        except Manual as e:
-            out = str(e)
-    if len(memo) >= 4096:
-        memo.clear()
-    memo[key] = out
-    return out
-
-
 def _mark_ratios(walk: Walk, mine: dict[int, Mine], sel: Selection) -> None:
     for a, b, c in walk.ratios:
         mine_here = [i for i in range(a, c) if i in mine]
         if not mine_here or mine_here[-1] < b:
             continue  # no target in the denominator
-        if any(_decided(sel, "explicit", mine[i]) for i in mine_here):
+        if any(explicit_split(mine[i], sel) for i in mine_here):
             continue  # a share of client_gone on purpose: leave the ratio alone
         for s in walk.sels[a:c]:
             s.in_ratio = True
@@ -183,10 +151,10 @@ def _migrate(
                 s.in_ratio = True
     plans: dict[int, Plan] = {}
     for i, m in mine.items():
-        plan = _decided(sel, "plan", m, walk.sels[i].in_ratio)
-        if isinstance(plan, str):
+        plan = decide(m, sel, walk.sels[i].in_ratio)
+        if isinstance(plan, ByHand):
             s = walk.sels[i]
-            result.findings.append(Finding("manual", plan, _show(s.name, s.matchers)))
+            result.findings.append(Finding("manual", plan.why, _show(s.name, s.matchers)))
         elif isinstance(plan, Plan):
             plans[i] = plan
     if alert and sel.mode == "split" and _REVIEWED not in text:
@@ -206,7 +174,7 @@ def _retune(
     for a, b in spans:
         for i in range(a, b):
             m = mine.get(i)
-            if m is None or not (m or walk.sels[i].in_ratio) or not _decided(sel, "old", m):
+            if m is None or not (m or walk.sels[i].in_ratio) or not counts_old(m, sel):
                 continue
             result.findings.append(
                 Finding(
@@ -256,7 +224,7 @@ def _matchers_text(matchers: tuple[Matcher, ...]) -> str:
 
 
 def _quote(v: str) -> str:
-    return '"' + _promql.encode_string(v, '"') + '"'
+    return '"' + _lexer.encode_string(v, '"') + '"'
 
 
 # --- editing -------------------------------------------------------------------
@@ -275,7 +243,7 @@ def _edit(
 ) -> None:
     try:
         spans = _locate(text, walk, sel, plans)
-    except _promql.LexError as e:
+    except _lexer.LexError as e:
         return _untouched(result, f"could not locate selectors ({e})")
     if spans is None:
         return _untouched(result, "the selectors found in the text do not match the parse tree")
@@ -288,7 +256,7 @@ def _edit(
             )
         try:
             edits[i] = _selector_edits(text, span, plan, spans)
-        except _promql.LexError as e:
+        except _lexer.LexError as e:
             return _untouched(result, str(e))
     flat = [e for es in edits.values() for e in es]
     new_text = apply_edits(text, flat)
@@ -306,7 +274,7 @@ def _edit(
         if "\n" in before:  # one line in the report
             before, after = _show(s.name, s.matchers), _show(s.name, intended[i])
         result.findings.append(Finding("changed", f"{sel.mode}: {what}", before, after, True))
-        split_series = sel.mode == "preserve" and _decided(sel, "old", mine[i])
+        split_series = sel.mode == "preserve" and counts_old(mine[i], sel)
         if series and split_series and i not in aggregated:
             result.findings.append(
                 Finding(
@@ -323,7 +291,7 @@ def _edit(
 
 
 def _as_written(
-    text: str, span: _promql.SelectorSpan, edits: list[tuple[int, int, str]]
+    text: str, span: _lexer.SelectorSpan, edits: list[tuple[int, int, str]]
 ) -> tuple[str, str]:
     """The selector as written in *text*, and with its *edits*."""
     start = span.name_end - len(span.name) if span.name is not None else span.open or 0
@@ -338,11 +306,11 @@ def _untouched(result: ExprResult, why: str) -> None:
 
 def _locate(
     text: str, walk: Walk, sel: Selection, wanted: dict[int, Plan]
-) -> dict[int, _promql.SelectorSpan] | None:
+) -> dict[int, _lexer.SelectorSpan] | None:
     """Text spans of the tree's selectors by index: first by scanning for the metric
     names only (fast), else by lexing everything; None if text and tree disagree."""
     if not sel.patterns:
-        fast = _promql.named_selectors(text, sel.names)
+        fast = _lexer.named_selectors(text, sel.names)
         names = sel.names
         named = [i for i, s in enumerate(walk.sels) if s.raw_name in names]
         if (
@@ -352,7 +320,7 @@ def _locate(
             and all(i in named for i in wanted)
         ):
             return dict(zip(named, fast, strict=True))
-    spans = _promql.selectors(text)
+    spans = _lexer.selectors(text)
     if [s.name for s in spans] != [s.raw_name for s in walk.sels]:
         return None
     return dict(enumerate(spans))
@@ -413,23 +381,23 @@ def _intended_print(printed: str, walk: Walk, intended: dict[int, tuple[Matcher,
 
 def _selector_edits(
     text: str,
-    span: _promql.SelectorSpan,
+    span: _lexer.SelectorSpan,
     plan: Plan,
-    spans: dict[int, _promql.SelectorSpan],
+    spans: dict[int, _lexer.SelectorSpan],
 ) -> list[tuple[int, int, str]]:
     edits: list[tuple[int, int, str]] = []
     for i, op, value in plan.replace:
         m = span.matchers[i]
         if op != m.op:
             edits.append((m.op_start, m.op_start + len(m.op), op))
-        body = _promql.encode_string(value, m.quote)
+        body = _lexer.encode_string(value, m.quote)
         edits.append(_minimal(text, m.value_start + 1, m.end - 1, body))
     if plan.add is not None:
         lbl, op, value = plan.add
         # quoted like the matcher before it ('...' or "..."; a raw `...` cannot escape)
         quote = span.matchers[-1].quote if span.matchers else '"'
         quote = '"' if quote == "`" else quote
-        new = f"{lbl}{op}{quote}{_promql.encode_string(value, quote)}{quote}"
+        new = f"{lbl}{op}{quote}{_lexer.encode_string(value, quote)}{quote}"
         if span.open is None:
             edits.append((span.name_end, span.name_end, "{" + new + "}"))
         elif not span.matchers:
@@ -440,7 +408,7 @@ def _selector_edits(
     return edits
 
 
-def _separator(spans: dict[int, _promql.SelectorSpan]) -> str:
+def _separator(spans: dict[int, _lexer.SelectorSpan]) -> str:
     """How matchers are separated in this expression (for a selector with only one)."""
     seps = [s.separator for s in spans.values() if s.separator]
     return max(seps, key=seps.count) if seps else ", "

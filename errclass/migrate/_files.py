@@ -4,8 +4,6 @@ writing every changed file atomically, all or none."""
 from __future__ import annotations
 
 import bisect
-import contextlib
-import gc
 import os
 import re
 import shutil
@@ -13,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from errclass import _atomic
 from errclass.migrate._documents import DocumentError, load
 from errclass.migrate._expr import ExprResult, Finding, apply_edits, migrate_expr
 from errclass.migrate._formats import extract
@@ -84,27 +83,6 @@ def plan_file(path: Path, kind: str | None, sel: Selection) -> FileResult:
 
 def plan_text(text: str, kind: str, sel: Selection, result: FileResult) -> FileResult:
     """Fill *result* for *text*: every site migrated, edits verified by re-reading."""
-    with _collector_paused():
-        return _plan_text(text, kind, sel, result)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Planning a file allocates a few objects per line (the composed YAML, parse trees,
-    results) and no reference cycles: the cyclic garbage collector would traverse them
-    again and again and free nothing, a tenth of the time on a large rule file. So it
-    waits until the file is done (as msgpack advises for unpacking large data)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-def _plan_text(text: str, kind: str, sel: Selection, result: FileResult) -> FileResult:
     result.text = result.new_text = text
     try:
         view = load(text, kind)
@@ -244,36 +222,21 @@ def write_all(results: list[FileResult], backup: bool = False) -> list[Path]:
             raise WriteError(f"{r.path} changed since it was read: nothing written")
         if backup and _backup(r.path).exists():
             raise WriteError(f"{_backup(r.path)} already exists: nothing written")
-    temps: list[tuple[Path, Path]] = []
     try:
-        for r in todo:
-            tmp = r.path.with_name(f".{r.path.name}.errclass-tmp")
-            with open(tmp, "wb") as f:
-                f.write(r.new_text.encode("utf-8"))
-                f.flush()
-                os.fsync(f.fileno())
-            shutil.copymode(r.path, tmp)
-            temps.append((tmp, r.path))
-        if backup:
-            for r in todo:
-                shutil.copy2(r.path, _backup(r.path))
+        staged = _atomic.stage((r.path, r.new_text.encode("utf-8"), None) for r in todo)
+        try:
+            if backup:
+                for r in todo:
+                    shutil.copy2(r.path, _backup(r.path))
+        except OSError:
+            _atomic.discard(staged)
+            raise
     except OSError as e:
-        for tmp, _ in temps:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
         raise WriteError(f"nothing written: {e}") from e
-    done: list[FileResult] = []
-    try:
-        for (tmp, path), r in zip(temps, todo, strict=True):
-            os.replace(tmp, path)
-            done.append(r)
-    except OSError as e:
-        for r in done:  # put back what was already replaced
-            r.path.write_bytes(r.text.encode("utf-8"))
-        for tmp, _ in temps[len(done) :]:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-        raise WriteError(f"nothing written (restored {len(done)} file(s)): {e}") from e
+    try:  # put back what was already replaced if a rename fails
+        _atomic.commit(staged, restore={r.path: r.text.encode("utf-8") for r in todo})
+    except _atomic.ReplaceError as e:
+        raise WriteError(f"nothing written (restored {e.replaced} file(s)): {e}") from e
     return [r.path for r in todo]
 
 

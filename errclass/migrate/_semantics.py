@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 Matcher = tuple[str, str, str]  # (label, op, value)
 # The matchers on the reason label with their indexes in the selector: (index, op, value).
@@ -47,8 +48,15 @@ class Selection:
     _names_in: Callable[[str], re.Match[str] | None] = field(
         init=False, repr=False, compare=False, hash=False
     )
-    # what was decided for each set of reason matchers: dashboards repeat the same few
-    _memo: dict[object, object] = field(
+    # What was decided for each set of reason matchers (dashboards repeat the same few):
+    # by counts_old, explicit_split and decide, in this module.
+    _old_memo: dict[Mine, bool] = field(
+        init=False, repr=False, compare=False, hash=False, default_factory=dict
+    )
+    _explicit_memo: dict[Mine, bool] = field(
+        init=False, repr=False, compare=False, hash=False, default_factory=dict
+    )
+    _plan_memo: dict[tuple[Mine, bool], Decision] = field(
         init=False, repr=False, compare=False, hash=False, default_factory=dict
     )
 
@@ -141,16 +149,75 @@ class Manual(Exception):
     """The selector is affected but no safe rewrite exists; a human must decide."""
 
 
+@dataclass(frozen=True, slots=True)
+class ByHand:
+    """The decision that no safe rewrite exists: *why* a human must decide."""
+
+    why: str
+
+
+# What to do with a selector: a Plan, nothing (None), or leave it to a human.
+Decision = Plan | ByHand | None
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+_MEMO_SIZE = 4096  # per selection and kind of decision; a bound, never reached in practice
+
+
 def counts_old(mine: Mine, sel: Selection) -> bool:
-    """Did this selector count the old value before the split (so its volume changes)?"""
+    """Did this selector count the old value before the split (so its volume changes)?
+    Memoized per selection, as are explicit_split and decide."""
+    memo = sel._old_memo
+    out = memo.get(mine)
+    if out is None:
+        out = _remember(memo, mine, _counts_old(mine, sel))
+    return out
+
+
+def explicit_split(mine: Mine, sel: Selection) -> bool:
+    """Does a positive matcher pick a split value on purpose (``reason="client_gone"``)?"""
+    memo = sel._explicit_memo
+    out = memo.get(mine)
+    if out is None:
+        out = _remember(memo, mine, _explicit_split(mine, sel))
+    return out
+
+
+def decide(mine: Mine, sel: Selection, in_ratio: bool = False) -> Decision:
+    """The plan for a selector with these reason matchers in *sel*'s mode (*in_ratio*:
+    it is part of a ratio, which changes what split mode does)."""
+    memo = sel._plan_memo
+    key = (mine, in_ratio)
+    try:
+        return memo[key]
+    except KeyError:
+        pass
+    out: Decision
+    try:
+        if sel.mode == "preserve":
+            out = plan_preserve(mine, sel)
+        else:
+            out = plan_split(mine, sel, in_ratio)
+    except Manual as e:
+        out = ByHand(str(e))
+    return _remember(memo, key, out)
+
+
+def _remember(memo: dict[_K, _V], key: _K, value: _V) -> _V:
+    if len(memo) >= _MEMO_SIZE:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
+def _counts_old(mine: Mine, sel: Selection) -> bool:
     try:
         return all(predicate(op, v)(sel.old) for _, op, v in mine)
     except Unsure:
         return False
 
 
-def explicit_split(mine: Mine, sel: Selection) -> bool:
-    """Does a positive matcher pick a split value on purpose (``reason="client_gone"``)?"""
+def _explicit_split(mine: Mine, sel: Selection) -> bool:
     for _, op, v in mine:
         if op not in ("=", "=~"):
             continue

@@ -9,6 +9,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from errclass.migrate._composer import composer
+
 Edit = tuple[int, int, str]
 
 # The escaping of json.dumps (non-ASCII kept): one character at a time, so the encoding of
@@ -224,8 +226,6 @@ def reads_back(text: str, literals: list[tuple[Site, str, str]]) -> bool:
     if not literals or literals[0][0].style == "json":
         return all(_json_reads_back(new_raw, expected) for _, new_raw, expected in literals)
     import yaml
-
-    from errclass.migrate._documents import composer
 
     lines, keys = [], []
     for k, (site, new_raw, _) in enumerate(literals):

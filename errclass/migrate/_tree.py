@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from errclass.migrate import _promql
+from errclass.migrate import _lexer
 from errclass.migrate._semantics import Matcher, Mine
 
 _OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "MatchOp.NotRe": "!~"}
@@ -48,7 +48,7 @@ class Sel:
 def parse(text: str) -> Any:
     import promql_parser
 
-    return promql_parser.parse(_promql.mask(text))
+    return promql_parser.parse(_lexer.mask(text))
 
 
 def matchers_of(vs: Any) -> tuple[Matcher, ...]:

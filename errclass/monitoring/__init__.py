@@ -14,11 +14,11 @@ The defaults (``Config()``) render the default metric
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from errclass import _atomic
 
 from ._config import Config, ConfigError, from_mapping, load, to_data
 
@@ -72,25 +72,16 @@ def render(config: Config | Mapping[str, Any] | None = None) -> dict[str, str]:
 
 def write(files: Mapping[str, str], out: str | Path) -> list[Path]:
     """Write *files* under *out*. Every changed file is staged first as a temp file
-    beside its target, then renamed over it (atomic per file), so a failure while
-    staging leaves every target untouched. Returns the paths written."""
+    beside its target, then renamed over it (atomic per file, fsynced), so a failure
+    while staging leaves every target untouched. Returns the paths written."""
     root = Path(out)
-    staged: list[tuple[str, Path]] = []
-    try:
-        for rel, text in files.items():
-            path = root / rel
-            if path.is_file() and path.read_text(encoding="utf-8") == text:
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            staged.append((tmp, path))
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                f.write(text)
-            os.chmod(tmp, 0o644)
-    except BaseException:
-        for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-    for tmp, path in staged:
-        os.replace(tmp, path)
+    todo: list[tuple[Path, bytes, int | None]] = []
+    for rel, text in files.items():
+        path = root / rel
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        todo.append((path, text.encode("utf-8"), 0o644))
+    staged = _atomic.stage(todo)
+    _atomic.commit(staged)
     return [path for _, path in staged]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # Flags that set one config key: (flag, dotted key, type, help).
 _FLAGS: tuple[tuple[str, str, Any, str], ...] = (
@@ -65,8 +68,31 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from . import ConfigError, from_mapping, load, render, to_data, write
+    from . import ConfigError, from_mapping, load, render, to_data
 
+    overrides = _overrides(args)
+    if overrides is None:
+        return 2
+    try:
+        cfg = load(args.config, overrides) if args.config else from_mapping(overrides=overrides)
+    except ConfigError as e:
+        print(f"errclass render: {e}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(to_data(cfg), sort_keys=False), end="")
+        return 0
+    if not args.out:
+        print("errclass render: --out DIR is required", file=sys.stderr)
+        return 2
+    files = render(cfg)
+    out = Path(args.out)
+    return _check(files, out) if args.check else _write(files, out)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, tuple[Any, str]] | None:
+    """The config keys the flags set, each with its flag; None (reported) if bad."""
     overrides: dict[str, tuple[Any, str]] = {}
     for flag, key, _, _ in _FLAGS:
         value = getattr(args, flag[2:].replace("-", "_"))
@@ -83,34 +109,27 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"errclass render: --reason: expected REASON=V1,V2, got {item!r}", file=sys.stderr
             )
-            return 2
+            return None
         reasons[reason.strip()] = [v.strip() for v in values.split(",") if v.strip()]
     for reason, values in reasons.items():
         overrides[f"reasons.{reason}"] = (values, "--reason")
-    try:
-        cfg = load(args.config, overrides) if args.config else from_mapping(overrides=overrides)
-    except ConfigError as e:
-        print(f"errclass render: {e}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        import yaml
+    return overrides
 
-        print(yaml.safe_dump(to_data(cfg), sort_keys=False), end="")
-        return 0
-    if not args.out:
-        print("errclass render: --out DIR is required", file=sys.stderr)
-        return 2
-    files = render(cfg)
-    out = Path(args.out)
-    if args.check:
-        stale = [
-            rel
-            for rel, text in files.items()
-            if not (out / rel).is_file() or (out / rel).read_text(encoding="utf-8") != text
-        ]
-        for rel in stale:
-            print(f"errclass render: {out / rel} is out of date", file=sys.stderr)
-        return 1 if stale else 0
+
+def _check(files: dict[str, str], out: Path) -> int:
+    stale = [
+        rel
+        for rel, text in files.items()
+        if not (out / rel).is_file() or (out / rel).read_text(encoding="utf-8") != text
+    ]
+    for rel in stale:
+        print(f"errclass render: {out / rel} is out of date", file=sys.stderr)
+    return 1 if stale else 0
+
+
+def _write(files: dict[str, str], out: Path) -> int:
+    from . import write
+
     try:
         written = write(files, out)
     except OSError as e:

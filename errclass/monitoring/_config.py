@@ -266,39 +266,43 @@ def _convert(tp: Any, value: Any, path: Path_, locate: Locate, f: Any = None) ->
             # A partial table keeps the defaults of the keys it leaves out.
             value = {**_undefault(tp, f.default), **value}
         return _build(tp, value, path, locate)
-    if tp is str:
-        if not isinstance(value, str):
-            _fail(path, f"must be a string, got {_kind(value)}", locate)
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            _fail(path, f"must be true or false, got {_kind(value)}", locate)
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            _fail(path, f"must be an integer, got {_kind(value)}", locate)
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            _fail(path, f"must be a number, got {_kind(value)}", locate)
-        return float(value)
+    if tp in _SCALARS:
+        ok, what = _SCALARS[tp]
+        if not ok(value):
+            _fail(path, f"must be {what}, got {_kind(value)}", locate)
+        return float(value) if tp is float else value
     if origin is tuple:
-        item = typing.get_args(tp)[0]
-        if isinstance(value, str) and item is str and path[-1] == "tags":
-            value = [value]
-        if not isinstance(value, list | tuple):
-            _fail(path, f"must be a list, got {_kind(value)}", locate)
-        return tuple(_convert(item, v, (*path, i), locate) for i, v in enumerate(value))
+        return _convert_tuple(typing.get_args(tp)[0], value, path, locate)
     if origin is dict:
-        _, vt = typing.get_args(tp)
-        if not isinstance(value, Mapping):
-            _fail(path, f"must be a table, got {_kind(value)}", locate)
-        out = {}
-        for k, v in value.items():
-            item = [v] if vt is not str and isinstance(v, str) else v  # one label value
-            out[str(k)] = _convert(vt, item, (*path, str(k)), locate)
-        return out
+        return _convert_dict(typing.get_args(tp)[1], value, path, locate)
     raise TypeError(f"unsupported config type {tp!r}")  # pragma: no cover
+
+
+# Scalar types: whether a value is one, and what the error says it must be.
+_SCALARS: dict[Any, tuple[Callable[[Any], bool], str]] = {
+    str: (lambda v: isinstance(v, str), "a string"),
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    float: (lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
+}
+
+
+def _convert_tuple(item: Any, value: Any, path: Path_, locate: Locate) -> tuple[Any, ...]:
+    if isinstance(value, str) and item is str and path[-1] == "tags":
+        value = [value]
+    if not isinstance(value, list | tuple):
+        _fail(path, f"must be a list, got {_kind(value)}", locate)
+    return tuple(_convert(item, v, (*path, i), locate) for i, v in enumerate(value))
+
+
+def _convert_dict(vt: Any, value: Any, path: Path_, locate: Locate) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        _fail(path, f"must be a table, got {_kind(value)}", locate)
+    out = {}
+    for k, v in value.items():
+        item = [v] if vt is not str and isinstance(v, str) else v  # one label value
+        out[str(k)] = _convert(vt, item, (*path, str(k)), locate)
+    return out
 
 
 def _undefault(tp: type[Any], default: Any) -> dict[str, Any]:

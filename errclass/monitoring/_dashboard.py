@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 from ._config import Config
-from ._promql import Queries, by, num, string
+from ._queries import Queries, by, num, string
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 RATE = "$__rate_interval"
@@ -39,24 +40,10 @@ class _Panels:
     def legend(self, labels: list[str]) -> str:
         return " ".join(f"{{{{{label}}}}}" for label in labels)
 
-    def panel(
-        self,
-        title: str,
-        description: str,
-        unit: str,
-        targets: list[tuple[str, str]],
-        *,
-        kind: str = "timeseries",
-        stack: bool = False,
-        w: int = 12,
-        h: int = 8,
-        x: int = 0,
-        y: int = 0,
-        thresholds: list[tuple[str, float | None]] | None = None,
-        maximum: float | None = None,
-    ) -> dict[str, Any]:
+    def panel(self, spec: Spec, grid: dict[str, int]) -> dict[str, Any]:
+        kind, stack, thresholds, maximum = spec.kind, spec.stack, spec.thresholds, spec.maximum
         pid, self.next_id = self.next_id, self.next_id + 1
-        defaults: dict[str, Any] = {"unit": unit, "min": 0}
+        defaults: dict[str, Any] = {"unit": spec.unit, "min": 0}
         if maximum is not None:
             defaults["max"] = maximum
         if kind == "timeseries":
@@ -91,10 +78,10 @@ class _Panels:
         return {
             "id": pid,
             "type": kind,
-            "title": title,
-            "description": description,
+            "title": spec.title,
+            "description": spec.description,
             "datasource": dict(DATASOURCE),
-            "gridPos": {"h": h, "w": w, "x": x, "y": y},
+            "gridPos": grid,
             "fieldConfig": {"defaults": defaults, "overrides": []},
             "options": options,
             "targets": [
@@ -106,13 +93,51 @@ class _Panels:
                     "range": kind != "stat",
                     "instant": kind == "stat",
                 }
-                for i, (expr, legend) in enumerate(targets)
+                for i, (expr, legend) in enumerate(spec.targets)
             ],
         }
 
 
+@dataclass(frozen=True)
+class Spec:
+    """One panel: what it shows; where it goes is computed (see ``layout``)."""
+
+    title: str
+    description: str
+    unit: str
+    targets: list[tuple[str, str]]  # (expr, legend)
+    kind: str = "timeseries"
+    stack: bool = False
+    w: int = 12
+    h: int = 8
+    thresholds: list[tuple[str, float | None]] | None = None
+    maximum: float | None = None
+
+
+GRID_WIDTH = 24  # Grafana's grid
+
+
+def layout(specs: list[Spec]) -> list[dict[str, int]]:
+    """Grid positions: panels flow left to right and wrap to a new row when the next
+    one does not fit; a row is as tall as its tallest panel."""
+    out: list[dict[str, int]] = []
+    x = y = row_h = 0
+    for s in specs:
+        if x + s.w > GRID_WIDTH:
+            x, y, row_h = 0, y + row_h, 0
+        out.append({"h": s.h, "w": s.w, "x": x, "y": y})
+        x, row_h = x + s.w, max(row_h, s.h)
+    return out
+
+
 def panels(cfg: Config) -> list[dict[str, Any]]:
     p = _Panels(cfg)
+    specs = _specs(p, cfg)
+    return [p.panel(spec, grid) for spec, grid in zip(specs, layout(specs), strict=True)]
+
+
+def _specs(p: _Panels, cfg: Config) -> list[Spec]:
+    """The dashboard's panels, in reading order."""
     q = p.q
     r = cfg.reason_label
     agg = list(cfg.aggregation_labels)
@@ -123,9 +148,8 @@ def panels(cfg: Config) -> list[dict[str, Any]]:
         return f"sum by ({by(agg)}) ({numerator}) / sum by ({by(agg)}) ({p.counted()})"
 
     budget = num(cfg.budget)
-    slo_line = [("green", None), ("red", cfg.budget)]
     return [
-        p.panel(
+        Spec(
             "Outcomes by reason",
             f"How streams ended, per second, stacked by {r}. client_gone is a client walking "
             "away; write_failed and deadline_exceeded are server-side.",
@@ -133,7 +157,7 @@ def panels(cfg: Config) -> list[dict[str, Any]]:
             [(f"sum by ({r}) ({p.rate()})", f"{{{{{r}}}}}")],
             stack=True,
         ),
-        p.panel(
+        Spec(
             "client_gone vs write_failed",
             "The split side by side: before errclass both were counted as write_failed. A "
             "client_gone surge with flat write_failed is a cancel cascade or network trouble, "
@@ -143,28 +167,24 @@ def panels(cfg: Config) -> list[dict[str, Any]]:
                 (f"sum ({p.rate(p.reasons(['client_gone']))})", "client_gone"),
                 (f"sum ({p.rate(p.reasons(['write_failed']))})", "write_failed"),
             ],
-            x=12,
         ),
-        p.panel(
+        Spec(
             "Error ratio (client_gone excluded)",
             f"({errors}) / all outcomes except {excluded}: {excluded} is out of both the "
             f"numerator and the denominator. The dashed line is the error budget "
             f"(1 - {num(cfg.slo.objective)}).",
             "percentunit",
             [(ratio_of(p.rate(p.reasons(cfg.error_reasons))), p.legend(agg))],
-            y=8,
-            thresholds=slo_line,
+            thresholds=[("green", None), ("red", cfg.budget)],
         ),
-        p.panel(
+        Spec(
             "Deadline ratio",
             f"deadline_exceeded / all outcomes except {excluded}: streams that ran out of time.",
             "percentunit",
             [(ratio_of(p.rate(p.reasons(["deadline_exceeded"]))), p.legend(agg))],
-            x=12,
-            y=8,
             thresholds=[("green", None), ("orange", cfg.alerts.deadline.threshold)],
         ),
-        p.panel(
+        Spec(
             "Legacy-equivalent write_failed",
             f"What the metric showed before the split ({' + '.join(cfg.legacy_reasons)} all "
             "counted as write_failed), beside today's write_failed, for continuity across the "
@@ -177,17 +197,14 @@ def panels(cfg: Config) -> list[dict[str, Any]]:
                 ),
                 (f"sum ({p.rate(p.reasons(['write_failed']))})", "write_failed (now)"),
             ],
-            y=16,
         ),
-        p.panel(
+        Spec(
             "Outcomes per instance",
             f"Outcomes per second by instance and {r}: one bad pod or one noisy client.",
             "ops",
             [(f"sum by (instance, {r}) ({p.rate()})", f"{{{{instance}}}} {{{{{r}}}}}")],
-            x=12,
-            y=16,
         ),
-        p.panel(
+        Spec(
             "SLO burn rate",
             f"Error ratio over each alert window divided by the error budget ({budget}); 1 "
             "spends the budget exactly over the SLO period. Alerts fire when a long and a short "
@@ -198,10 +215,9 @@ def panels(cfg: Config) -> list[dict[str, Any]]:
                 for w in dict.fromkeys(b.long for b in cfg.burn_rates)
             ],
             w=16,
-            y=24,
             thresholds=[("green", None), ("red", 1)],
         ),
-        p.panel(
+        Spec(
             "Error budget remaining",
             f"1 - error ratio over {cfg.slo.period} / error budget ({budget}); below 0 the "
             f"{num(cfg.slo.objective * 100)}% objective is missed. Needs the recording rules "
@@ -215,8 +231,6 @@ def panels(cfg: Config) -> list[dict[str, Any]]:
             ],
             kind="stat",
             w=8,
-            x=16,
-            y=24,
             thresholds=[("red", None), ("orange", 0), ("green", 0.25)],
         ),
     ]

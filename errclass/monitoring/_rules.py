@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._config import BurnRate, Config, seconds
-from ._promql import Queries, by, num
+from ._queries import Queries, by, num
 
 
 @dataclass

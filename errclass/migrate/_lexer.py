@@ -224,48 +224,105 @@ def selectors(text: str) -> list[SelectorSpan]:
 
 
 @functools.lru_cache(maxsize=64)
-def _name_scanner(names: frozenset[str]) -> re.Pattern[str]:
+def _name_scanner(names: frozenset[str]) -> re.Pattern[str] | None:
     """Searched from a position, finds the next string literal, comment, template
-    variable or occurrence of a name (with the gap after it and the character that
-    follows), whichever comes first: the others are skipped whole by the caller, so only
-    names outside them count, as ``mask`` reads the text. A quote that opens no literal
-    is ``bad``.
+    variable or occurrence of a name (with the gap after it and what follows: ``{``,
+    ``(``, or a matcher operator and a quote, as after a label), whichever comes first:
+    the others are skipped whole by the caller, so only names outside them count, as
+    ``mask`` reads the text. A quote that opens no literal is ``bad``.
+
+    None when a name is also a word the lexer reads otherwise (a keyword, an
+    aggregation): those are left to the lexer.
 
     Searching (instead of matching character by character up to the name) lets the
     regex engine skip the text in between without a Python step per character."""
-    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    if names & (_KEYWORDS | _AGGREGATORS):
+        return None
+    alternatives = _words(sorted(names, key=len, reverse=True))
     return re.compile(
         _STRING + "|" + _VAR + r"|(?P<bad>[\"'`])"
-        r"|(?P<name>(?<![A-Za-z0-9_:.$])(?:" + alternatives + r")(?![A-Za-z0-9_:]))"
-        r"(?:\s|\#[^\n]*)*(?P<next>[{(])?",
+        r"|(?P<group>(?:" + _words(sorted(_GROUPING)) + r")(?:\s|\#[^\n]*)*\()"
+        r"|(?P<name>(?:" + alternatives + r")(?![A-Za-z0-9_:]))"
+        r"(?:\s|\#[^\n]*)*(?P<next>[{(]|(?:=~|!~|!=|=)(?:\s|\#[^\n]*)*[\"'`])?",
         re.VERBOSE,
     )
 
 
+def _words(words: list[str]) -> str:
+    """*words* as alternatives that start no word-character run: each starts with its
+    first character and only then looks behind it, so every branch of the scanner starts
+    with a literal and the regex engine skips the positions that cannot start a match."""
+    return "|".join(
+        re.escape(w[0]) + r"(?<![A-Za-z0-9_:.$]" + re.escape(w[0]) + ")" + re.escape(w[1:])
+        for w in words
+    )
+
+
+# A hexadecimal number glued to a word: the lexer ends the number where the hex digits
+# end (0x1fon is 0x1f and on), which the scan's look-behind cannot tell.
+_HEX_GLUED = re.compile(r"0[xX][0-9a-fA-F]+[G-Zg-z_]")
+
+
 def named_selectors(text: str, names: frozenset[str]) -> list[SelectorSpan] | None:
     """The selectors of the metrics *names* in *text*, in order, found without lexing the
-    rest; None when an occurrence is not a plain selector (the caller lexes all)."""
+    rest; None when an occurrence may not be a plain selector, or the text is not what
+    this scan reads alike with the lexer (the caller lexes all then)."""
+    scanner = _name_scanner(names)
+    if scanner is None or (("0x" in text or "0X" in text) and _HEX_GLUED.search(text)):
+        return None
     out: list[SelectorSpan] = []
-    search = _name_scanner(names).search
+    search = scanner.search
     pos = 0
+    var_end = -1
     while (m := search(text, pos)) is not None:
         name, after = m.group("name", "next")
         if name is None:
             if m.start("bad") >= 0:
-                break  # an unterminated literal: nothing after it is outside a string
+                return None  # a quote that opens no literal: the lexer decides
+            if m.start("group") >= 0:  # by (...), on (...): label names, skipped whole
+                close = _closing(text, m.end())
+                if close < 0:
+                    return None
+                pos = close + 1
+                continue
+            if m.start("var") >= 0:
+                var_end = m.end()
             pos = m.end()  # a string literal, a comment or a template variable
             continue
-        end = m.end("name")
+        start, end = m.span("name")
+        if start == var_end or (after is not None and after != "{"):
+            # glued to a variable (a unit, as in ${__range_s}s), a function, or a label
+            return None
         if after == "{":
-            sel = _braces_at(text, m.end() - 1, name, end)
+            try:
+                sel = _braces_at(text, m.end() - 1, name, end)
+            except LexError:
+                return None  # the lexer reads braces (and errors) its own way
             out.append(sel)
             pos = (sel.close or 0) + 1
-        elif after == "(":
-            return None  # not a selector: let the full lexer decide
         else:
             out.append(SelectorSpan(name, end, None, None, (), "", False))
             pos = end
     return out
+
+
+_PLAIN_LABELS = re.compile(r"[^()\"'`#$\[{]*\)")
+_PAREN_SCAN = re.compile(_STRING + "|" + _VAR + r"|(?P<paren>[()])", re.VERBOSE)
+
+
+def _closing(text: str, pos: int) -> int:
+    """The offset of the ``)`` that closes the parenthesis opened before *pos*, counted
+    as the lexer counts (not in strings, comments, variables); -1 if none."""
+    plain = _PLAIN_LABELS.match(text, pos)  # the usual: by (job, instance)
+    if plain is not None:
+        return plain.end() - 1
+    depth = 1
+    for p in _PAREN_SCAN.finditer(text, pos):
+        if p.lastgroup == "paren":
+            depth += 1 if p.group() == "(" else -1
+            if depth == 0:
+                return p.start()
+    return -1
 
 
 _QUOTED = r"""(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`)"""
