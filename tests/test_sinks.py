@@ -247,9 +247,9 @@ def test_nothing_formatted_when_level_disabled() -> None:
 def test_failing_sink_is_contained_counted_and_logged_once(
     sink: list[errclass.Event], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from errclass import _record
+    from errclass._sinks import _failures
 
-    monkeypatch.setattr(_record, "_reported", set())
+    monkeypatch.setattr(_failures, "_reported", set())
 
     def broken(event: errclass.Event) -> None:
         raise RuntimeError("sink down")

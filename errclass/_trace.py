@@ -1,5 +1,5 @@
-"""OpenTelemetry helpers. The API is imported when a sink first wants context,
-and asked for the current context only once a tracer provider is set."""
+"""Trace-context access for the sinks: the OpenTelemetry API is imported when a sink
+first wants context, and asked for the current context only once a tracer provider is set."""
 
 from __future__ import annotations
 
