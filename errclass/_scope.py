@@ -130,14 +130,17 @@ def wrap(fn: Callable[P, R], tracker: Tracker) -> Callable[P, R]:
 
 
 def _wrap_sync(fn: Callable[P, R], tr: Tracker) -> Callable[P, R]:
-    # Closure cells, not attribute loads: this runs on every call. ``tr.ok`` is
-    # already the closure specialised for this tracker's sinks.
-    timed, traced, ok, fail, capture = tr.timed, tr.traced, tr.ok, tr.fail, _trace.capture
+    # Runs on every call: closure cells, not attribute loads. ``tr.ok`` is the
+    # closure chosen for this tracker's sinks when it was made (structlog's way);
+    # _trace.capture()'s test is inlined, so success costs no more calls than
+    # with ok()'s fast path inlined here (bench/bench_core.py).
+    timed, traced, ok, fail = tr.timed, tr.traced, tr.ok, tr.fail
+    otel, current = _trace.trace, _trace.get_current  # loaded when traced
 
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
         t0 = perf_counter() if timed else 0.0
-        ctx = capture() if traced else None
+        ctx = current() if traced and otel._TRACER_PROVIDER is not None else None
         try:
             result = fn(*args, **kwargs)
         except BaseException as e:
@@ -150,12 +153,13 @@ def _wrap_sync(fn: Callable[P, R], tr: Tracker) -> Callable[P, R]:
 
 
 def _wrap_coro(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
-    timed, traced, ok, fail, capture = tr.timed, tr.traced, tr.ok, tr.fail, _trace.capture
+    timed, traced, ok, fail = tr.timed, tr.traced, tr.ok, tr.fail  # as in _wrap_sync
+    otel, current = _trace.trace, _trace.get_current
 
     @functools.wraps(fn)
     async def call(*args: P.args, **kwargs: P.kwargs) -> Any:
         t0 = perf_counter() if timed else 0.0
-        ctx = capture() if traced else None
+        ctx = current() if traced and otel._TRACER_PROVIDER is not None else None
         try:
             result = await fn(*args, **kwargs)
         except BaseException as e:

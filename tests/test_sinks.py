@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -126,6 +126,30 @@ def test_bad_schemes_fail_at_construction(registry: CollectorRegistry) -> None:
         errclass.PrometheusSink(c)  # no 'reason' label on this counter
     with pytest.raises(TypeError, match="Counter"):
         errclass.PrometheusSink("errclass_outcomes_total")  # type: ignore[arg-type]
+
+
+class _Opaque:
+    """An object that raises on every attribute lookup (a lazy proxy, a broken mock)."""
+
+    def __getattr__(self, name: str) -> object:
+        raise RuntimeError(f"no attribute {name} here")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda s: errclass.track(s),
+        lambda s: errclass.stream([], s),
+        lambda s: errclass.fanout_sync([], timeout=1, sinks=[s]),
+    ],
+    ids=["track", "stream", "fanout_sync"],
+)
+def test_uninspectable_sink_is_a_clear_type_error(make: Callable[[object], object]) -> None:
+    with pytest.raises(
+        TypeError, match=r"errclass sinks are .*_Opaque object raised RuntimeError"
+    ) as info:
+        make(_Opaque())
+    assert isinstance(info.value.__cause__, RuntimeError)  # nothing lost
 
 
 def test_histogram_observes_durations_with_same_labels(registry: CollectorRegistry) -> None:
