@@ -46,6 +46,7 @@ from .. import _client_state, _trace
 from .._options import DEFAULT_LOGGER, check
 from .._outcome import Outcome, Reason
 from .._policy import Policy
+from .._record import Tracker
 from ._endpoints import Endpoints, shutdown_outcome
 
 __all__ = ["ErrclassMiddleware", "ResponseIncomplete", "adopt"]
@@ -131,8 +132,7 @@ class ErrclassMiddleware:
     ) -> None:
         if self._endpoints is None:
             return
-        endpoint = scope.get("endpoint")  # Starlette and FastAPI put it there
-        tracker = self._endpoints.tracker(self.app if endpoint is None else endpoint)
+        tracker = self._tracker(scope)
         t0 = t0 if tracker.timed else 0.0
         ctx = ctx if tracker.traced else None
         if ex.transport.gone:
@@ -154,6 +154,11 @@ class ErrclassMiddleware:
             tracker.record(self._shutdown, exc, t0, ctx)
         else:
             tracker.fail(exc, t0, ctx)
+
+    def _tracker(self, scope: Scope) -> Tracker:
+        assert self._endpoints is not None
+        endpoint = scope.get("endpoint")  # Starlette and FastAPI put it there
+        return self._endpoints.tracker(self.app if endpoint is None else endpoint)
 
 
 class _Exchange:
