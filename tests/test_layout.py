@@ -8,7 +8,6 @@ definition order or a lazy import is found too.
 from __future__ import annotations
 
 import ast
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,13 +118,13 @@ def build(root: Path) -> Graph:
 
 
 def cycles(graph: Graph) -> list[frozenset[str]]:
-    """Strongly connected components with more than one module (Tarjan)."""
+    """Strongly connected components with more than one module (Tarjan; the
+    recursion is as deep as the longest import chain, a few dozen modules)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
     on_stack: set[str] = set()
     found: list[frozenset[str]] = []
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
 
     def connect(v: str) -> None:
         index[v] = low[v] = len(index)
