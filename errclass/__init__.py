@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from ._deadline import deadline
 from ._fanout import FanoutError, fanout, fanout_sync
-from ._logging import LoggingSink
-from ._opentelemetry import OTelSink
 from ._outcome import Event, Outcome, Reason, Role
-from ._policy import Policy, Rule, classify
-from ._prometheus import PrometheusSink
-from ._record import Sink
+from ._policy import Policy, classify
+from ._rule import Rule
 from ._scope import Stream, stream, track
+from ._sinks import LoggingSink, OTelSink, PrometheusSink, Recorder, Sink
 
 __all__ = [
     "Event",
@@ -26,6 +24,7 @@ __all__ = [
     "Policy",
     "PrometheusSink",
     "Reason",
+    "Recorder",
     "Role",
     "Rule",
     "Sink",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
@@ -12,6 +12,19 @@ from typing import Protocol
 
 class Expirable(Protocol):
     def expired(self) -> bool: ...
+
+
+class Expiry:
+    """An ``Expirable`` from a zero-argument check: what an integration hands to
+    :func:`watching` (a fan-out child's own timeout scope, a gRPC call's deadline)."""
+
+    __slots__ = ("_check",)
+
+    def __init__(self, check: Callable[[], object]) -> None:
+        self._check = check
+
+    def expired(self) -> bool:
+        return bool(self._check())
 
 
 # Deadlines enclosing the current context, innermost last. A tuple, so that a

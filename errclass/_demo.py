@@ -88,7 +88,7 @@ def _show_logs() -> None:
 
 def run(args: argparse.Namespace) -> int:
     import errclass
-    from errclass._prometheus import default_sink
+    from errclass._sinks._prometheus import default_sink
 
     _show_logs()
 

@@ -23,10 +23,12 @@ from contextlib import AbstractContextManager, nullcontext
 from time import perf_counter
 from typing import Any, Generic, Literal, TypeVar
 
-from . import _deadline, _otel
+from . import _deadline, _trace
+from ._names import caller_name
+from ._options import DEFAULT_LOGGER, check, resolve_sinks
 from ._policy import Policy
-from ._record import Sink, Tracker
-from ._scope import _DEFAULT_LOGGER, _caller_name, _check, _resolve_sinks
+from ._record import Tracker
+from ._sinks import LoggingSink, Sink
 
 T = TypeVar("T")
 AfterFailure = Literal["skip", "start"]
@@ -89,7 +91,7 @@ def default_sink() -> Sink:
     A counter of its own, not ``errclass_outcomes_total``: when both ends run
     errclass, one transfer would otherwise be counted twice in the same metric.
     """
-    from ._prometheus import shared_sink
+    from ._sinks._prometheus import shared_sink
 
     return shared_sink(
         "errclass_fetch_outcomes",
@@ -203,10 +205,8 @@ def _setup(
         raise ValueError(f"fanout limit= must be a positive integer, got {limit!r}")
     if after_failure not in ("skip", "start"):
         raise ValueError(f"fanout after_failure= must be 'skip' or 'start', got {after_failure!r}")
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"fanout name= must be a string, got {name!r}")
-    _check(policy, "consumer")
-    tracker = Tracker(name or _caller_name(2), "consumer", policy, _sinks(sinks, logger))
+    check(policy, "consumer", name, what="fanout ")
+    tracker = Tracker(name or caller_name(2), "consumer", policy, _sinks(sinks, logger))
     seconds = None if math.isinf(timeout) else float(timeout)
     return _Run(items, seconds, limit, after_failure, tracker)
 
@@ -215,12 +215,10 @@ def _sinks(sinks: Iterable[object] | None, logger: Any) -> tuple[Sink, ...]:
     """As track() resolves them, but the default is the fetch counter, and none means none."""
     chosen = (default_sink(),) if sinks is None else tuple(sinks)
     if chosen:
-        return _resolve_sinks(chosen, logger)
+        return resolve_sinks(chosen, logger)
     if logger is None:
         return ()
-    from ._logging import LoggingSink
-
-    return (LoggingSink(None if logger is _DEFAULT_LOGGER else logger),)
+    return (LoggingSink(None if logger is DEFAULT_LOGGER else logger),)
 
 
 def _is_async_child(c: object) -> bool:
@@ -237,7 +235,7 @@ async def fanout(
     name: str | None = None,
     sinks: Iterable[object] | None = None,
     policy: Policy | None = None,
-    logger: logging.Logger | str | None = _DEFAULT_LOGGER,
+    logger: logging.Logger | str | None = DEFAULT_LOGGER,
 ) -> list[T]:
     """Run *children* at most *limit* at a time; return their results in input order.
 
@@ -394,7 +392,7 @@ class _AsyncioFanout:
             return
         tracker = run.tracker
         t0 = perf_counter() if tracker.timed else 0.0  # Tracker.start(), inlined: per child
-        ctx = _otel.capture() if tracker.traced else None
+        ctx = _trace.capture() if tracker.traced else None
         try:
             result = await run.awaitable(i)
         except asyncio.CancelledError as e:
@@ -473,7 +471,10 @@ async def _anyio_child(run: _Run[Any], i: int, cancelled_class: type[BaseExcepti
     tracker = run.tracker
     t0, ctx = tracker.start()
     try:
-        with anyio.fail_after(run.timeout) as scope, _deadline.watching(_Expired(scope)):
+        with (
+            anyio.fail_after(run.timeout) as scope,
+            _deadline.watching(_deadline.Expiry(lambda: scope.cancel_called)),
+        ):
             result = await run.awaitable(i)
     except cancelled_class as e:
         tracker.fail(e, t0, ctx)
@@ -488,18 +489,6 @@ async def _anyio_child(run: _Run[Any], i: int, cancelled_class: type[BaseExcepti
     run.results[i] = result
 
 
-class _Expired:
-    """Lets the classifier see that a child's own timeout cancelled it."""
-
-    __slots__ = ("scope",)
-
-    def __init__(self, scope: Any) -> None:
-        self.scope = scope
-
-    def expired(self) -> bool:
-        return bool(self.scope.cancel_called)
-
-
 def fanout_sync(
     children: Iterable[Callable[[], T]],
     *,
@@ -509,7 +498,7 @@ def fanout_sync(
     name: str | None = None,
     sinks: Iterable[object] | None = None,
     policy: Policy | None = None,
-    logger: logging.Logger | str | None = _DEFAULT_LOGGER,
+    logger: logging.Logger | str | None = DEFAULT_LOGGER,
 ) -> list[T]:
     """``fanout`` over threads, for zero-argument callables.
 

@@ -1,139 +1,16 @@
-"""Rules and policies: exception (with its chain and group leaves) -> Outcome."""
+"""Policies: an ordered rule table, exception (with its chain and group leaves) -> Outcome."""
 
 from __future__ import annotations
 
 import sys
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable
 
-from ._outcome import R_DEADLINE, R_FAILED, R_GONE, R_OK, ROLES, SEVERITY, Outcome, Reason, Role
+from ._names import qualified_name
+from ._outcome import OK, R_DEADLINE, R_FAILED, R_GONE, R_OK, ROLES, SEVERITY, Outcome, Reason, Role
+from ._rule import CACHE_LIMIT, Rule, leaves, walk
+from .rules import DEFAULT
 
-ReasonFn = Callable[[BaseException, Role], Reason | None]
-
-CHAIN_LIMIT = 64  # exceptions looked at in one __cause__/__context__ chain
 LEAF_LIMIT = 10_000  # exception-group leaves looked at; past it, assume the worst
-_CACHE_LIMIT = 2048
-
-
-@dataclass(frozen=True, eq=False)
-class Rule:
-    """One row of a policy: which exceptions it matches and the reason it gives.
-
-    An exception matches when every given criterion holds: it is an instance of
-    one of ``types``, or its class (or a base) has one of ``names`` (``"pkg.Class"``,
-    matched by top-level package and class name without importing the package;
-    ``"pkg.*"`` matches any class of that package); its ``errno`` is in
-    ``errnos``; ``when(exc)`` is true. ``role`` limits the rule to one role.
-    With ``chain=True`` the rule also looks through ``__cause__``/``__context__``
-    and group leaves, and the first exception there that matches decides.
-    ``reason`` is a ``Reason`` or a function ``(exc, role) -> Reason | None``
-    (``None``: this rule does not decide after all; so does a function that
-    raises or returns something that is not a reason, as classification never raises).
-    """
-
-    reason: Reason | ReasonFn
-    types: tuple[type[BaseException], ...] | type[BaseException] = ()
-    names: tuple[str, ...] | str = ()
-    errnos: tuple[int, ...] | int = ()
-    when: Callable[[BaseException], bool] | None = None
-    role: Role | None = None
-    chain: bool = False
-    name: str = ""
-    _keys: frozenset[str] = field(default=frozenset(), init=False, repr=False)
-    _errnos: tuple[int, ...] = field(default=(), init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        setattr_ = object.__setattr__
-        types = _as_tuple(self.types, type, "types", "exception classes")
-        names = _as_tuple(self.names, str, "names", "'package.Class' strings")
-        errnos = _as_tuple(self.errnos, int, "errnos", "integers")
-        setattr_(self, "types", types)
-        setattr_(self, "names", names)
-        setattr_(self, "errnos", errnos)
-        if isinstance(self.reason, str) and not isinstance(self.reason, Reason):
-            try:
-                setattr_(self, "reason", Reason(self.reason))
-            except ValueError:
-                raise ValueError(_bad_reason(self.reason)) from None
-        elif not isinstance(self.reason, Reason) and not callable(self.reason):
-            raise TypeError(_bad_reason(self.reason))
-        for t in types:
-            if not (isinstance(t, type) and issubclass(t, BaseException)):
-                raise TypeError(f"Rule types must be exception classes, got {t!r}")
-        for n in names:
-            if not isinstance(n, str) or "." not in n.strip(".") or " " in n:
-                raise ValueError(f"Rule names must look like 'package.Class', got {n!r}")
-        for e in errnos:
-            if not isinstance(e, int) or isinstance(e, bool):
-                raise TypeError(f"Rule errnos must be integers, got {e!r}")
-        if self.when is not None and not callable(self.when):
-            raise TypeError(f"Rule when= must be callable, got {self.when!r}")
-        if self.role is not None and self.role not in ROLES:
-            raise ValueError(f"Rule role must be one of {ROLES} or None, got {self.role!r}")
-        if not isinstance(self.chain, bool):
-            raise TypeError(f"Rule chain= must be True or False, got {self.chain!r}")
-        if not isinstance(self.name, str):
-            raise TypeError(f"Rule name= must be a string, got {self.name!r}")
-        if not (types or names or errnos or self.when):
-            raise ValueError("a Rule needs at least one of types=, names=, errnos= or when=")
-        setattr_(self, "_keys", frozenset(_name_key(n) for n in names))
-        setattr_(self, "_errnos", errnos)
-        if not self.name:
-            setattr_(self, "name", _default_name(types, names, errnos))
-
-    @property
-    def packages(self) -> frozenset[str]:
-        """Top-level packages this rule refers to (they keep their ``error.type``)."""
-        tops = {k.partition(".")[0] for k in self._keys}
-        tops.update(t.__module__.partition(".")[0] for t in self.types)  # type: ignore[union-attr]
-        return frozenset(tops)
-
-    @property
-    def filters_by_type(self) -> bool:
-        return bool(self.types or self.names)
-
-    @property
-    def is_static(self) -> bool:
-        """Whether the decision depends on the exception's class alone."""
-        return (
-            isinstance(self.reason, Reason)
-            and not self.errnos
-            and self.when is None
-            and not self.chain
-        )
-
-    def accepts_type(self, cls: type[BaseException]) -> bool:
-        if not self.filters_by_type:
-            return True
-        if self.types and issubclass(cls, self.types):
-            return True
-        return bool(self._keys) and not self._keys.isdisjoint(_class_keys(cls))
-
-    def matches(self, exc: BaseException) -> bool:
-        """Whether *exc* itself matches (class, errno and predicate).
-
-        An exception whose attributes (or a predicate on it) raise does not match.
-        """
-        if not self.accepts_type(type(exc)):
-            return False
-        try:
-            if self.errnos and getattr(exc, "errno", None) not in self._errnos:
-                return False
-            return self.when is None or bool(self.when(exc))
-        except Exception:  # hostile exception or broken predicate
-            return False
-
-    def decide(self, exc: BaseException, role: Role) -> Reason | None:
-        """The reason for *exc*, or ``None`` (also when a reason function raises)."""
-        if isinstance(self.reason, Reason):
-            return self.reason
-        try:
-            reason = self.reason(exc, role)
-            return None if reason is None else Reason(reason)
-        except Exception:  # hostile exception, broken function, or not a reason
-            return None
 
 
 class Policy:
@@ -169,8 +46,6 @@ class Policy:
         generator_exit: Reason | str = Reason.CLIENT_GONE,
         default: Reason | str = Reason.WRITE_FAILED,
     ) -> None:
-        from .rules import DEFAULT
-
         middle = DEFAULT if rules is None else _rule_tuple(rules, "rules")
         self._rules = (*_rule_tuple(before, "before"), *middle, *_rule_tuple(after, "after"))
         self.fold_deadlines = _flag(fold_deadlines, "fold_deadlines")
@@ -203,8 +78,6 @@ class Policy:
         if hit is not None:
             return hit
         if exc is None:
-            from ._outcome import OK
-
             return OK
         if role not in ROLES:
             raise ValueError(f"role must be 'producer' or 'consumer', got {role!r}")
@@ -249,7 +122,7 @@ class Policy:
             reason = rules[0].reason
             assert isinstance(reason, Reason)
             entry = Outcome(self._fold(reason), self.error_type(cls), rules[0].name)
-        if len(self._cache) >= _CACHE_LIMIT:
+        if len(self._cache) >= CACHE_LIMIT:
             self._cache.clear()
             for static in self._static.values():
                 static.clear()
@@ -283,7 +156,7 @@ class Policy:
             folded = self._fold(reason)
             error_type = None if folded is R_OK else self.error_type(type(exc))
             outcome = Outcome(folded, error_type, rule)
-            if len(self._outcomes) >= _CACHE_LIMIT:
+            if len(self._outcomes) >= CACHE_LIMIT:
                 self._outcomes.clear()
             self._outcomes[key] = outcome
         return outcome
@@ -295,19 +168,10 @@ class Policy:
         known = self._known.get(cls)
         if known is None:
             known = _bounded_name(cls, self._packages)
-            if len(self._known) >= _CACHE_LIMIT:
+            if len(self._known) >= CACHE_LIMIT:
                 self._known.clear()
             self._known[cls] = known
         return known
-
-
-def qualified_name(cls: type) -> str:
-    """``module.Class`` without private module parts; builtins by bare name."""
-    module = cls.__module__
-    if module == "builtins":
-        return cls.__qualname__
-    public = ".".join(p for p in module.split(".") if not p.startswith("_")) or module
-    return f"{public}.{cls.__qualname__}"
 
 
 def _bounded_name(cls: type, packages: frozenset[str]) -> str:
@@ -321,96 +185,9 @@ def _bounded_name(cls: type, packages: frozenset[str]) -> str:
         found: object = sys.modules.get(module)
         for part in qualname.split("."):
             found = getattr(found, part, None)
-        return qualified_name(cls) if found is cls else "_OTHER"
+        return qualified_name(cls, public=True) if found is cls else "_OTHER"
     except Exception:  # hostile class attributes
         return "_OTHER"
-
-
-def walk(exc: BaseException, limit: int = CHAIN_LIMIT) -> Iterator[BaseException]:
-    """*exc*, then its causes, contexts and group leaves, breadth first, each once."""
-    seen: set[int] = set()
-    queue: deque[BaseException] = deque((exc,))
-    while queue and len(seen) < limit:
-        e = queue.popleft()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        yield e
-        queue.extend(_links(e, limit))
-
-
-def leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
-    """The non-group leaves of *group*, depth first, each group visited once."""
-    seen: set[int] = set()
-    stack: list[BaseException] = [group]
-    while stack:
-        e = stack.pop()
-        if issubclass(type(e), BaseExceptionGroup):
-            assert isinstance(e, BaseExceptionGroup)
-            if id(e) not in seen:
-                seen.add(id(e))
-                stack.extend(reversed(e.exceptions))
-        else:
-            yield e
-
-
-def _links(e: BaseException, limit: int) -> list[BaseException]:
-    try:
-        out = [x for x in (e.__cause__, e.__context__) if x is not None]
-        if issubclass(type(e), BaseExceptionGroup):
-            assert isinstance(e, BaseExceptionGroup)
-            out.extend(e.exceptions[:limit])
-        return out
-    except Exception:  # a hostile exception ends its chain here
-        return []
-
-
-_KEYS: dict[type, frozenset[str]] = {}
-
-
-def _class_keys(cls: type) -> frozenset[str]:
-    keys = _KEYS.get(cls)
-    if keys is None:
-        parts: set[str] = set()
-        try:
-            mro = cls.__mro__
-        except Exception:  # a hostile metaclass: match by types= only
-            mro = ()
-        for base in mro:
-            try:
-                top = base.__module__.partition(".")[0]
-                parts.add(f"{top}.{base.__qualname__.rpartition('.')[2]}")
-                parts.add(f"{top}.*")
-            except Exception:  # a hostile class: skip its names
-                continue
-        keys = frozenset(parts)
-        if len(_KEYS) >= _CACHE_LIMIT:
-            _KEYS.clear()
-        _KEYS[cls] = keys
-    return keys
-
-
-def _as_tuple(value: object, kind: type, what: str, expected: str) -> tuple[Any, ...]:
-    if isinstance(value, kind) and not isinstance(value, bool):
-        return (value,)
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise TypeError(f"Rule {what}= takes {expected} (one or an iterable), got {value!r}")
-    return tuple(value)
-
-
-def _name_key(name: str) -> str:
-    parts = name.strip(".").split(".")
-    return f"{parts[0]}.{parts[-1]}"
-
-
-def _default_name(types: tuple[type, ...], names: tuple[str, ...], errnos: tuple[int, ...]) -> str:
-    first = [t.__name__ for t in types] + list(names) + [f"errno{e}" for e in errnos]
-    return "user:" + (first[0] if first else "predicate")
-
-
-def _bad_reason(value: object) -> str:
-    allowed = ", ".join(repr(r.value) for r in Reason)
-    return f"a reason must be an errclass.Reason ({allowed}) or a function, got {value!r}"
 
 
 def _reason(value: object, what: str) -> Reason:

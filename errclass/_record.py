@@ -2,41 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable, Iterable
 from time import perf_counter
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from . import _otel, _signals
+from . import _client_state, _trace
 from ._outcome import OK, R_DEADLINE, R_GONE, R_OK, Event, Outcome, Role
 from ._policy import DEFAULT_POLICY, Policy
-
-log = logging.getLogger("errclass")
-
-
-class Recorder(Protocol):
-    """A sink bound to one producer. ``duration`` is set when ``wants_time``;
-    ``ctx`` is the OpenTelemetry context captured at start when ``wants_context``."""
-
-    wants_time: bool
-    wants_context: bool
-    records_ok: bool  # False: ok() does nothing, so it is not called
-    kind: str
-
-    def ok(self, duration: float | None, ctx: Any) -> None: ...
-
-    def fail(
-        self, outcome: Outcome, exc: BaseException, duration: float | None, ctx: Any
-    ) -> None: ...
-
-
-@runtime_checkable
-class Sink(Protocol):
-    """Anything ``track()``/``stream()`` accept besides a plain callable or a Counter."""
-
-    def bind(self, producer: str, role: Role) -> Recorder: ...
-
+from ._sinks._failures import contain
+from ._sinks._protocol import Sink
 
 # Lists that errclass.testing.capture_outcomes() appends to while active.
 captures: list[list[Event]] = []
@@ -49,6 +23,7 @@ class Tracker:
         "_ok_recorders",
         "_recorders",
         "fast_ok",
+        "ok",
         "policy",
         "producer",
         "role",
@@ -65,18 +40,24 @@ class Tracker:
         self.timed = any(r.wants_time for r in self._recorders)
         self.traced = any(r.wants_context for r in self._recorders)
         if self.traced:
-            _otel.load()
+            _trace.load()
         # The common case, one Prometheus counter and nothing else to do on ok:
         # call its pre-bound child directly.
         only = self._ok_recorders[0] if len(self._ok_recorders) == 1 else None
         self.fast_ok = None if self.timed else getattr(only, "fast_ok", None)
+        #: ``ok(t0, ctx)``: record that the producer finished. Chosen once, here
+        #: (structlog's way): the common case gets a closure that does only what
+        #: it needs; anything else goes to the general ``_ok``.
+        self.ok: Callable[[float, Any], None] = (
+            self._ok if self.fast_ok is None else _fast_ok(self.fast_ok, self._ok)
+        )
 
     def start(self) -> tuple[float, Any]:
         """What a producer captures when it starts: start time and OpenTelemetry context."""
-        return (perf_counter() if self.timed else 0.0), (_otel.capture() if self.traced else None)
+        return (perf_counter() if self.timed else 0.0), (_trace.capture() if self.traced else None)
 
-    def ok(self, t0: float, ctx: Any) -> None:
-        serving = _signals.active()
+    def _ok(self, t0: float, ctx: Any) -> None:
+        serving = _client_state.active()
         if serving is not None and self.role == "producer" and serving.client_gone():
             # A producer that "completed" after its client left wrote into a void.
             self.client_left(t0, ctx)
@@ -118,7 +99,8 @@ class Tracker:
     def client_left(self, t0: float, ctx: Any, exc: BaseException | None = None) -> Outcome:
         """Record ``client_gone`` because the server reported the client gone
         (whatever the producer did); *exc*, if any, is what the producer saw."""
-        return self._emit(_signals.TRANSPORT_GONE, exc or _signals.ClientDisconnected(), t0, ctx)
+        gone = exc or _client_state.ClientDisconnected()
+        return self._emit(_client_state.TRANSPORT_GONE, gone, t0, ctx)
 
     def _emit(self, outcome: Outcome, exc: BaseException, t0: float, ctx: Any) -> Outcome:
         duration = perf_counter() - t0 if self.timed else None
@@ -141,61 +123,18 @@ class Tracker:
             target.append(event)
 
 
-class CallableSink:
-    """Adapts ``fn(event: errclass.Event) -> None`` to a sink."""
+def _fast_ok(inc: Callable[[], object], general: Callable[[float, Any], None]) -> Any:
+    """``Tracker.ok`` for one pre-bound counter child and nothing else to do on ok:
+    no span to mark, no capture running, no transport to ask. Else ``general``."""
+    active = _client_state.active
 
-    kind = "callable"
+    def ok(t0: float, ctx: Any) -> None:
+        if ctx is None and not captures and active() is None:
+            try:
+                inc()
+            except Exception as e:
+                contain("prometheus", e)
+        else:
+            general(t0, ctx)
 
-    def __init__(self, fn: Callable[[Event], object]) -> None:
-        self.fn = fn
-
-    def bind(self, producer: str, role: Role) -> Recorder:
-        return _CallableRecorder(self.fn, producer, role)
-
-
-class _CallableRecorder:
-    wants_time = True
-    wants_context = False
-    records_ok = True
-    kind = "callable"
-
-    def __init__(self, fn: Callable[[Event], object], producer: str, role: Role) -> None:
-        self.fn, self.producer, self.role = fn, producer, role
-
-    def ok(self, duration: float | None, ctx: Any) -> None:
-        self.fn(Event(self.producer, self.role, OK, None, duration))
-
-    def fail(self, outcome: Outcome, exc: BaseException, duration: float | None, ctx: Any) -> None:
-        self.fn(Event(self.producer, self.role, outcome, exc, duration))
-
-
-_reported: set[str] = set()
-_lock = threading.Lock()
-
-
-def contain(kind: str, error: Exception) -> None:
-    """Count a sink failure; log the first one of each sink kind. Never raises."""
-    try:
-        from ._prometheus import shared_counter
-
-        with _lock:
-            first = kind not in _reported
-            _reported.add(kind)
-        counter = shared_counter(
-            "errclass_internal_errors",
-            "Failures inside errclass sinks, contained and not raised into user code.",
-            ("sink",),
-        )
-        counter.labels(kind if kind in _SINK_KINDS else "other").inc()
-        if first:
-            log.error(
-                "errclass %s sink failed; the error is contained and further ones "
-                "are only counted in errclass_internal_errors_total",
-                kind,
-                exc_info=error,
-            )
-    except Exception:
-        pass
-
-
-_SINK_KINDS = frozenset({"prometheus", "otel", "logging", "callable"})
+    return ok

@@ -7,65 +7,21 @@ import contextvars
 import functools
 import inspect
 import logging
-import sys
-import weakref
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Generator, Iterable
 from time import perf_counter
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
-from . import _otel, _record, _signals
-from ._outcome import ROLES, Role
+from . import _client_state, _trace
+from ._names import caller_name, qualified_name
+from ._options import DEFAULT_LOGGER, check, resolve_sinks
+from ._outcome import Role
 from ._policy import Policy
-from ._record import CallableSink, Sink, Tracker, contain
+from ._record import Tracker
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
-
-_DEFAULT_LOGGER: Any = object()
-_COUNTER_SINKS: weakref.WeakKeyDictionary[Any, Sink] = weakref.WeakKeyDictionary()
-
-
-def _resolve_sinks(sinks: tuple[object, ...], logger: Any) -> tuple[Sink, ...]:
-    from ._logging import LoggingSink
-    from ._prometheus import PrometheusSink, default_sink
-
-    out: list[Sink] = []
-    for s in sinks:
-        if isinstance(s, Sink):
-            out.append(s)
-        elif type(s).__module__.startswith("prometheus_client") and hasattr(s, "_labelnames"):
-            sink = _COUNTER_SINKS.get(s)
-            if sink is None:  # one sink per counter, so children are bound once
-                sink = _COUNTER_SINKS[s] = PrometheusSink(s)  # type: ignore[arg-type]
-            out.append(sink)
-        elif callable(s):
-            out.append(CallableSink(s))
-        else:
-            raise TypeError(
-                "errclass sinks are Counters, errclass sinks or callables taking an Event; "
-                f"got {s!r}"
-            )
-    if not sinks:
-        out.append(default_sink())
-    if logger is _DEFAULT_LOGGER:
-        logger = "errclass"
-    if logger is not None and not any(isinstance(s, LoggingSink) for s in out):
-        out.append(LoggingSink(logger))
-    return tuple(out)
-
-
-def _check(policy: object, role: object) -> None:
-    if policy is not None and not isinstance(policy, Policy):
-        raise TypeError(f"policy= must be an errclass.Policy, got {policy!r}")
-    if role not in ROLES:
-        raise ValueError(f"role= must be 'producer' or 'consumer', got {role!r}")
-
-
-def _caller_name(depth: int) -> str:
-    frame = sys._getframe(depth + 1)
-    return f"{frame.f_globals.get('__name__', '?')}.{frame.f_code.co_qualname}"
 
 
 class track:
@@ -96,19 +52,17 @@ class track:
         policy: Policy | None = None,
         role: Role = "producer",
         name: str | None = None,
-        logger: logging.Logger | str | None = _DEFAULT_LOGGER,
+        logger: logging.Logger | str | None = DEFAULT_LOGGER,
     ) -> None:
-        _check(policy, role)
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name= must be a string, got {name!r}")
-        self._sinks = _resolve_sinks(sinks, logger)
+        check(policy, role, name)
+        self._sinks = resolve_sinks(sinks, logger)
         self._policy, self._role = policy, role
         self._name = name
         # Without a name, a context manager is named for the function that made it.
-        self._site = _caller_name(1) if name is None else name
+        self._site = caller_name(1) if name is None else name
         self._entered: tuple[Tracker, float, Any] | None = None
 
-    def tracker(self, name: str) -> Tracker:
+    def _tracker(self, name: str) -> Tracker:
         return Tracker(name, self._role, self._policy, self._sinks)
 
     @overload
@@ -122,7 +76,7 @@ class track:
                 f"errclass.track() decorates callables, got {fn!r} "
                 "(did you write @errclass.track instead of @errclass.track()?)"
             )
-        return wrap(fn, self.tracker(self._name or _function_name(fn)))
+        return wrap(fn, self._tracker(self._name or qualified_name(fn)))
 
     # Context manager: one entry per object, like open().
     def __enter__(self) -> track:
@@ -148,7 +102,7 @@ class track:
             raise RuntimeError(
                 "this errclass.track() is already entered; create one per with block"
             )
-        tracker = self.tracker(self._site)
+        tracker = self._tracker(self._site)
         t0, ctx = tracker.start()
         self._entered = (tracker, t0, ctx)
 
@@ -161,10 +115,6 @@ class track:
             tracker.ok(t0, ctx)
         else:
             tracker.fail(exc, t0, ctx)
-
-
-def _function_name(fn: Any) -> str:
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
 
 
 def wrap(fn: Callable[P, R], tracker: Tracker) -> Callable[P, R]:
@@ -180,53 +130,42 @@ def wrap(fn: Callable[P, R], tracker: Tracker) -> Callable[P, R]:
 
 
 def _wrap_sync(fn: Callable[P, R], tr: Tracker) -> Callable[P, R]:
-    # Closure cells, not attribute loads, and Tracker.ok()'s common case inline
-    # (one Prometheus counter, no tracing, no integration, no capture): this runs
-    # on every call, and the call to ok() alone would cost ~15% more.
-    timed, traced, ok, fail, capture = tr.timed, tr.traced, tr.ok, tr.fail, _otel.capture
-    inc, captures, serving = tr.fast_ok, _record.captures, _signals.active
+    # Runs on every call: closure cells, not attribute loads. ``tr.ok`` is the
+    # closure chosen for this tracker's sinks when it was made (structlog's way);
+    # _trace.capture()'s test is inlined, so success costs no more calls than
+    # with ok()'s fast path inlined here (bench/bench_core.py).
+    timed, traced, ok, fail = tr.timed, tr.traced, tr.ok, tr.fail
+    otel, current = _trace.trace, _trace.get_current  # loaded when traced
 
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
         t0 = perf_counter() if timed else 0.0
-        ctx = capture() if traced else None
+        ctx = current() if traced and otel._TRACER_PROVIDER is not None else None
         try:
             result = fn(*args, **kwargs)
         except BaseException as e:
             fail(e, t0, ctx)
             raise
-        if inc is not None and ctx is None and not captures and serving() is None:
-            try:  # all that Tracker.ok() would do here, without the call
-                inc()
-            except Exception as e:
-                contain("prometheus", e)
-        else:
-            ok(t0, ctx)
+        ok(t0, ctx)
         return result
 
     return call
 
 
 def _wrap_coro(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
-    timed, traced, ok, fail, capture = tr.timed, tr.traced, tr.ok, tr.fail, _otel.capture
-    inc, captures, serving = tr.fast_ok, _record.captures, _signals.active
+    timed, traced, ok, fail = tr.timed, tr.traced, tr.ok, tr.fail  # as in _wrap_sync
+    otel, current = _trace.trace, _trace.get_current
 
     @functools.wraps(fn)
     async def call(*args: P.args, **kwargs: P.kwargs) -> Any:
         t0 = perf_counter() if timed else 0.0
-        ctx = capture() if traced else None
+        ctx = current() if traced and otel._TRACER_PROVIDER is not None else None
         try:
             result = await fn(*args, **kwargs)
         except BaseException as e:
             fail(e, t0, ctx)
             raise
-        if inc is not None and ctx is None and not captures and serving() is None:
-            try:  # as in _wrap_sync
-                inc()
-            except Exception as e:
-                contain("prometheus", e)
-        else:
-            ok(t0, ctx)
+        ok(t0, ctx)
         return result
 
     return call
@@ -239,7 +178,7 @@ def _wrap_gen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
     @functools.wraps(fn)
     def gen(*args: P.args, **kwargs: P.kwargs) -> Generator[Any, Any, Any]:
         t0 = perf_counter() if tr.timed else 0.0
-        ctx = _otel.capture() if tr.traced else None
+        ctx = _trace.capture() if tr.traced else None
         inner = fn(*args, **kwargs)
         try:
             result = yield from inner
@@ -261,7 +200,7 @@ def _wrap_agen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
     @functools.wraps(fn)
     async def agen(*args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Any, Any]:
         t0 = perf_counter() if tr.timed else 0.0
-        ctx = _otel.capture() if tr.traced else None
+        ctx = _trace.capture() if tr.traced else None
         inner = fn(*args, **kwargs)
         athrow = getattr(inner, "athrow", None)
         asend = getattr(inner, "asend", None)
@@ -401,7 +340,7 @@ def stream(
     policy: Policy | None = None,
     role: Role = "producer",
     name: str | None = None,
-    logger: logging.Logger | str | None = _DEFAULT_LOGGER,
+    logger: logging.Logger | str | None = DEFAULT_LOGGER,
 ) -> Any:
     """Wrap an iterable you hand to a framework (e.g. a StreamingResponse body).
 
@@ -413,8 +352,8 @@ def stream(
     Sinks and options are those of ``track()``; *name* defaults to the calling
     function.
     """
-    _check(policy, role)
-    tracker = Tracker(name or _caller_name(1), role, policy, _resolve_sinks(sinks, logger))
+    check(policy, role)
+    tracker = Tracker(name or caller_name(1), role, policy, resolve_sinks(sinks, logger))
     wrapped: Any
     if hasattr(iterable, "__aiter__"):
         wrapped = _wrap_agen(type(iterable).__aiter__, tracker)(iterable)
@@ -423,5 +362,5 @@ def stream(
     else:
         raise TypeError(f"errclass.stream() needs an iterable or async iterable, got {iterable!r}")
     # Under an integration's request (ASGI), closed when the request ends, not at GC.
-    _signals.adopt(wrapped)
+    _client_state.adopt(wrapped)
     return wrapped

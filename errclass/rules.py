@@ -18,7 +18,7 @@ import sys
 
 from . import _deadline
 from ._outcome import Reason, Role
-from ._policy import Rule, walk
+from ._rule import Rule, walk
 
 __all__ = [
     "CANCELLED",

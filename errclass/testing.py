@@ -14,11 +14,17 @@ __all__ = ["capture_outcomes", "counter_value", "outcome_count"]
 
 @contextmanager
 def capture_outcomes() -> Iterator[list[Event]]:
-    """Collect every ``Event`` recorded by any errclass producer inside the block::
+    """Collect every ``Event`` recorded by any errclass producer while the block runs::
 
     with errclass.testing.capture_outcomes() as events:
         list(my_stream())
     assert [e.reason for e in events] == ["ok"]
+
+    It collects from every thread and task in the process, not only the
+    block's own: a server under test usually records in its own threads (WSGI,
+    gRPC) or tasks (ASGI), and those outcomes are the ones to check. Tests that
+    run producers concurrently in one process see each other's events; filter
+    on ``event.producer``.
     """
     events: list[Event] = []
     _record.captures.append(events)

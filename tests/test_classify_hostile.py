@@ -17,7 +17,9 @@ from prometheus_client import CollectorRegistry, Counter
 import errclass
 from errclass import Outcome, Policy, Reason, Rule, classify
 from errclass import rules as R
-from errclass._policy import CHAIN_LIMIT, LEAF_LIMIT, qualified_name
+from errclass._names import qualified_name
+from errclass._policy import LEAF_LIMIT
+from errclass._rule import CHAIN_LIMIT
 
 CG, DE, WF = Reason.CLIENT_GONE, Reason.DEADLINE_EXCEEDED, Reason.WRITE_FAILED
 
@@ -206,7 +208,7 @@ RULE_NAMES = {r.name for r in (*R.DEFAULT, *POLICY_RULES)} | {
     "unclassifiable",
 }
 
-ALLOWED_ERROR_TYPES = {"_OTHER", *(qualified_name(c) for c in STATIC_CLASSES)}
+ALLOWED_ERROR_TYPES = {"_OTHER", *(qualified_name(c, public=True) for c in STATIC_CLASSES)}
 
 NAMES = st.text(
     st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), min_size=1, max_size=40

@@ -280,6 +280,17 @@ def test_endpoint_names_the_producer() -> None:
     assert mw._tracker({}).producer.endswith("Server.send")
 
 
+def test_endpoint_trackers_are_bounded() -> None:
+    from errclass.integrations._endpoints import MAX_ENDPOINTS, Endpoints
+
+    endpoints = Endpoints(lambda e: None, name=None, policy=None, logger=None, overflow="x.other")
+    names = [endpoints.tracker(f"e{i}").producer for i in range(MAX_ENDPOINTS)]
+    assert names == [f"e{i}" for i in range(MAX_ENDPOINTS)]
+    assert endpoints.tracker("one too many").producer == "x.other"
+    assert endpoints.tracker("e0") is endpoints.tracker("e0")  # known ones keep theirs
+    assert endpoints.tracker("e0").producer == "e0"
+
+
 def test_bad_arguments_are_refused_clearly() -> None:
     with pytest.raises(TypeError, match="wraps an ASGI application"):
         ErrclassMiddleware(None)  # type: ignore[arg-type]

@@ -302,3 +302,40 @@ def test_bad_abort_mapping_is_a_clear_error() -> None:
 
     with pytest.raises(TypeError, match="aborted="):
         ServerInterceptor(aborted="ok")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("fold", "reason"), [(False, "deadline_exceeded"), (True, "client_gone")])
+def test_decided_deadline_honours_fold_deadlines(fold: bool, reason: str) -> None:
+    """An outcome the interceptor decides (here a deliberate DEADLINE_EXCEEDED abort)
+    is folded like any other under ``Policy(fold_deadlines=True)``."""
+    from concurrent import futures
+
+    import errclass
+    from errclass.integrations.grpc import ServerInterceptor
+
+    seen: list[errclass.Event] = []
+
+    def handler(request: bytes, context: grpc.ServicerContext) -> bytes:
+        context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "took too long upstream")
+
+    policy = errclass.Policy(fold_deadlines=fold)
+    interceptor = ServerInterceptor(seen.append, name="fold", logger=None, policy=policy)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=[interceptor])
+    generic = grpc.method_handlers_generic_handler(
+        "t.T", {"U": grpc.unary_unary_rpc_method_handler(handler)}
+    )
+    server.add_generic_rpc_handlers((generic,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with (
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+            pytest.raises(grpc.RpcError) as err,
+        ):
+            channel.unary_unary("/t.T/U")(b"")
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # type: ignore[attr-defined]
+    finally:
+        server.stop(None)
+    assert [(e.reason, e.outcome.error_type, e.outcome.rule) for e in seen] == [
+        (reason, "DEADLINE_EXCEEDED", "grpc_abort")
+    ]

@@ -238,6 +238,23 @@ def _serve(app: object, environ: dict[str, object] | None = None, take: int | No
         response.close()  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(("fold", "reason"), [(False, "deadline_exceeded"), (True, "client_gone")])
+def test_gunicorn_worker_timeout_honours_fold_deadlines(fold: bool, reason: str) -> None:
+    import errclass
+    from errclass.integrations.wsgi import ErrclassMiddleware
+
+    seen: list[errclass.Event] = []
+
+    def app(environ: object, start_response: object) -> list[bytes]:
+        raise SystemExit(1)  # what gunicorn's SIGABRT handler raises in the worker
+
+    policy = errclass.Policy(fold_deadlines=fold)
+    wrapped = ErrclassMiddleware(app, seen.append, name="w", logger=None, policy=policy)
+    with pytest.raises(SystemExit):
+        wrapped({"gunicorn.socket": object()}, lambda *a: None)
+    assert [(e.reason, e.outcome.rule) for e in seen] == [(reason, "gunicorn_worker_timeout")]
+
+
 def test_exhausted_then_closed_is_ok_and_close_is_forwarded_once(events: list) -> None:
     body = Body([b"a", b"b"])
     _serve(_app(body))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -128,6 +128,30 @@ def test_bad_schemes_fail_at_construction(registry: CollectorRegistry) -> None:
         errclass.PrometheusSink("errclass_outcomes_total")  # type: ignore[arg-type]
 
 
+class _Opaque:
+    """An object that raises on every attribute lookup (a lazy proxy, a broken mock)."""
+
+    def __getattr__(self, name: str) -> object:
+        raise RuntimeError(f"no attribute {name} here")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda s: errclass.track(s),
+        lambda s: errclass.stream([], s),
+        lambda s: errclass.fanout_sync([], timeout=1, sinks=[s]),
+    ],
+    ids=["track", "stream", "fanout_sync"],
+)
+def test_uninspectable_sink_is_a_clear_type_error(make: Callable[[object], object]) -> None:
+    with pytest.raises(
+        TypeError, match=r"errclass sinks are .*_Opaque object raised RuntimeError"
+    ) as info:
+        make(_Opaque())
+    assert isinstance(info.value.__cause__, RuntimeError)  # nothing lost
+
+
 def test_histogram_observes_durations_with_same_labels(registry: CollectorRegistry) -> None:
     c = Counter("timed_outcomes", "x", ("producer", "reason"), registry=registry)
     h = Histogram("timed_seconds", "x", ("producer", "reason"), registry=registry)
@@ -247,9 +271,9 @@ def test_nothing_formatted_when_level_disabled() -> None:
 def test_failing_sink_is_contained_counted_and_logged_once(
     sink: list[errclass.Event], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from errclass import _record
+    from errclass._sinks import _failures
 
-    monkeypatch.setattr(_record, "_reported", set())
+    monkeypatch.setattr(_failures, "_reported", set())
 
     def broken(event: errclass.Event) -> None:
         raise RuntimeError("sink down")

@@ -44,3 +44,34 @@ def check() -> None:
         yield b"a"
 
     assert_type(errclass.stream(body()), AsyncGenerator[bytes, Any])
+
+
+class CountingRecorder:
+    """A custom sink's recorder, typed against the exported protocol."""
+
+    wants_time = False
+    wants_context = False
+    records_ok = True
+    kind = "callable"
+    fast_ok = None
+
+    def __init__(self) -> None:
+        self.seen: list[errclass.Reason] = []
+
+    def ok(self, duration: float | None, ctx: Any) -> None:
+        self.seen.append(errclass.Reason.OK)
+
+    def fail(
+        self, outcome: errclass.Outcome, exc: BaseException, duration: float | None, ctx: Any
+    ) -> None:
+        self.seen.append(outcome.reason)
+
+
+class CountingSink:
+    def bind(self, producer: str, role: errclass.Role) -> errclass.Recorder:
+        return CountingRecorder()
+
+
+def custom_sink() -> None:
+    sink: errclass.Sink = CountingSink()
+    errclass.track(sink)(plain)

@@ -31,25 +31,24 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import _otel, _signals
-from .._outcome import Outcome, Reason
+from .. import _client_state, _trace
+from .._options import DEFAULT_LOGGER
+from .._outcome import Reason
 from .._policy import Policy
-from .._record import Tracker
-from .._scope import _DEFAULT_LOGGER, track
+from ._endpoints import Endpoints, shutdown_outcome
 
 __all__ = ["middleware", "setup"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_MAX_NAMES = 1000
-_OVERFLOW_NAME = "errclass.aiohttp.other"
+_OVERFLOW = "errclass.aiohttp.other"  # the producer of handlers past MAX_ENDPOINTS
 
 
 def middleware(
     *sinks: object,
     name: str | None = None,
     policy: Policy | None = None,
-    logger: logging.Logger | str | None = _DEFAULT_LOGGER,
+    logger: logging.Logger | str | None = DEFAULT_LOGGER,
     shutdown: Reason | str = Reason.DEADLINE_EXCEEDED,
 ) -> Any:
     """An aiohttp middleware recording one outcome per request.
@@ -60,38 +59,22 @@ def middleware(
     the handler's answer: ``ok``. Prefer :func:`setup`, which also tells the
     middleware when the server shuts down.
     """
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"name= must be a string, got {name!r}")
-    try:
-        shutdown_outcome = Outcome(Reason(shutdown), "asyncio.CancelledError", "server_cancelled")
-    except ValueError:
-        allowed = ", ".join(repr(r.value) for r in Reason)
-        raise ValueError(f"shutdown= must be one of {allowed}, got {shutdown!r}") from None
-    scope = track(*sinks, policy=policy, name=name, logger=logger)
-    trackers: dict[str, Tracker] = {}
+    shutdown_as = shutdown_outcome(shutdown)
+    endpoints = Endpoints(*sinks, name=name, policy=policy, logger=logger, overflow=_OVERFLOW)
     stopping = False
 
     async def on_shutdown(app: web.Application) -> None:
         nonlocal stopping
         stopping = True
 
-    def tracker_for(handler: Any) -> Tracker:
-        key = name or _qualname(handler)
-        tracker = trackers.get(key)
-        if tracker is None:
-            if len(trackers) >= _MAX_NAMES:
-                key = _OVERFLOW_NAME
-            tracker = trackers.get(key) or trackers.setdefault(key, scope.tracker(key))
-        return tracker
-
     @web.middleware
     async def errclass_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        tracker = tracker_for(getattr(request.match_info, "handler", handler))
+        tracker = endpoints.tracker(getattr(request.match_info, "handler", handler))
         t0 = perf_counter() if tracker.timed else 0.0
-        ctx = _otel.capture() if tracker.traced else None
-        transport = _signals.Transport(probe=lambda: request.transport is None)
+        ctx = _trace.capture() if tracker.traced else None
+        transport = _client_state.Transport(probe=lambda: request.transport is None)
         try:
-            with _signals.serving(transport):
+            with _client_state.serving(transport):
                 response = await handler(request)
         except web.HTTPException:
             tracker.ok(t0, ctx)  # a raised response is the handler's deliberate answer
@@ -101,7 +84,7 @@ def middleware(
                 stopping or not transport.client_gone()
             ):
                 # The server cancelled us: at shutdown, or with the connection still open.
-                tracker.record(shutdown_outcome, exc, t0, ctx)
+                tracker.record(shutdown_as, exc, t0, ctx)
             else:
                 tracker.fail(exc, t0, ctx)
             raise
@@ -122,7 +105,7 @@ def setup(
     *sinks: object,
     name: str | None = None,
     policy: Policy | None = None,
-    logger: logging.Logger | str | None = _DEFAULT_LOGGER,
+    logger: logging.Logger | str | None = DEFAULT_LOGGER,
     shutdown: Reason | str = Reason.DEADLINE_EXCEEDED,
 ) -> None:
     """Add :func:`middleware` to *app* (outermost) and register its ``on_shutdown``
@@ -132,8 +115,3 @@ def setup(
     mw = middleware(*sinks, name=name, policy=policy, logger=logger, shutdown=shutdown)
     app.middlewares.insert(0, mw)
     app.on_shutdown.append(mw.on_shutdown)
-
-
-def _qualname(handler: Any) -> str:
-    target = handler if hasattr(handler, "__qualname__") else type(handler)
-    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"

@@ -42,11 +42,12 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 from typing import Any, TypeVar
 
-from .. import _otel, _signals
+from .. import _client_state, _trace
+from .._options import DEFAULT_LOGGER, check
 from .._outcome import Outcome, Reason
 from .._policy import Policy
 from .._record import Tracker
-from .._scope import _DEFAULT_LOGGER, track
+from ._endpoints import Endpoints, shutdown_outcome
 
 __all__ = ["ErrclassMiddleware", "ResponseIncomplete", "adopt"]
 
@@ -59,8 +60,6 @@ T = TypeVar("T")
 
 log = logging.getLogger("errclass")
 
-_MAX_NAMES = 1000  # producer names are endpoints: a closed set, but never unbounded
-_OVERFLOW_NAME = "errclass.asgi.other"
 _SETTLE_STEPS = 4  # loop iterations a server needs to turn a reset into http.disconnect
 _background: set[asyncio.Task[Any]] = set()  # listener tasks being cancelled
 
@@ -70,6 +69,7 @@ class ResponseIncomplete(Exception):
     response (and no disconnect explains it). Never raised."""
 
 
+_OVERFLOW = "errclass.asgi.other"  # the producer of endpoints past MAX_ENDPOINTS
 _INCOMPLETE = Outcome(Reason.WRITE_FAILED, "errclass.ResponseIncomplete", "response_incomplete")
 
 
@@ -93,35 +93,31 @@ class ErrclassMiddleware:
         *sinks: object,
         name: str | None = None,
         policy: Policy | None = None,
-        logger: logging.Logger | str | None = _DEFAULT_LOGGER,
+        logger: logging.Logger | str | None = DEFAULT_LOGGER,
         record: bool = True,
         shutdown: Reason | str = Reason.DEADLINE_EXCEEDED,
     ) -> None:
         if not callable(app):
             raise TypeError(f"ErrclassMiddleware wraps an ASGI application, got {app!r}")
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name= must be a string, got {name!r}")
+        check(policy, "producer", name)
         if not isinstance(record, bool):
             raise TypeError(f"record= must be True or False, got {record!r}")
-        try:
-            shutdown = Reason(shutdown)
-        except ValueError:
-            allowed = ", ".join(repr(r.value) for r in Reason)
-            raise ValueError(f"shutdown= must be one of {allowed}, got {shutdown!r}") from None
+        self._shutdown = shutdown_outcome(shutdown)
         self.app = app
-        self._scope = track(*sinks, policy=policy, name=name, logger=logger) if record else None
-        self._name = name
-        self._shutdown = Outcome(shutdown, "asyncio.CancelledError", "server_cancelled")
-        self._trackers: dict[str, Tracker] = {}
+        self._endpoints = (
+            Endpoints(*sinks, name=name, policy=policy, logger=logger, overflow=_OVERFLOW)
+            if record
+            else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         exchange = _Exchange(receive, send)
-        t0, ctx = perf_counter(), _otel.capture()
+        t0, ctx = perf_counter(), _trace.capture()
         try:
-            with _signals.serving(exchange.transport):
+            with _client_state.serving(exchange.transport):
                 await self.app(scope, exchange.receive, exchange.send)
         except BaseException as exc:
             self._record(scope, exchange, exc, t0, ctx)
@@ -134,7 +130,7 @@ class ErrclassMiddleware:
     def _record(
         self, scope: Scope, ex: _Exchange, exc: BaseException | None, t0: float, ctx: Any
     ) -> None:
-        if self._scope is None:
+        if self._endpoints is None:
             return
         tracker = self._tracker(scope)
         t0 = t0 if tracker.timed else 0.0
@@ -160,16 +156,9 @@ class ErrclassMiddleware:
             tracker.fail(exc, t0, ctx)
 
     def _tracker(self, scope: Scope) -> Tracker:
-        name = self._name or _endpoint_name(scope) or _qualname(self.app)
-        tracker = self._trackers.get(name)
-        if tracker is None:
-            assert self._scope is not None
-            if len(self._trackers) >= _MAX_NAMES:
-                name = _OVERFLOW_NAME
-            tracker = self._trackers.get(name) or self._trackers.setdefault(
-                name, self._scope.tracker(name)
-            )
-        return tracker
+        assert self._endpoints is not None
+        endpoint = scope.get("endpoint")  # Starlette and FastAPI put it there
+        return self._endpoints.tracker(self.app if endpoint is None else endpoint)
 
 
 class _Exchange:
@@ -199,7 +188,7 @@ class _Exchange:
     def __init__(self, receive: Receive, send: Send) -> None:
         self._receive, self._send = receive, send
         self._closing = _transport_closing(receive)
-        self.transport = _signals.Transport(probe=self._probe)
+        self.transport = _client_state.Transport(probe=self._probe)
         self.complete = False
         self._trailers = False
         self._direct = 0  # application calls of receive() in flight
@@ -355,16 +344,6 @@ def _cancellation(exc: BaseException) -> bool:
     )
 
 
-def _endpoint_name(scope: Scope) -> str | None:
-    endpoint = scope.get("endpoint")
-    return None if endpoint is None else _qualname(endpoint)
-
-
-def _qualname(obj: object) -> str:
-    target = obj if hasattr(obj, "__qualname__") else type(obj)
-    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
-
-
 def adopt(producer: T) -> T:
     """Have the middleware close *producer* (``aclose()``/``close()``) when the
     current request ends, if it is still open then. Returns *producer*.
@@ -375,5 +354,5 @@ def adopt(producer: T) -> T:
     ``errclass.stream()`` adopts its stream by itself. Outside a request served
     by the middleware this does nothing.
     """
-    _signals.adopt(producer)
+    _client_state.adopt(producer)
     return producer

@@ -30,16 +30,18 @@ import inspect
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from functools import partial
 from typing import Any
 
 import grpc
 import grpc.aio
 
-from .._deadline import watching
+from .._deadline import Expiry, watching
+from .._options import DEFAULT_LOGGER
 from .._outcome import Outcome, Reason
 from .._policy import Policy
 from .._record import Tracker
-from .._scope import _DEFAULT_LOGGER, track
+from ._endpoints import Endpoints
 
 __all__ = ["AioServerInterceptor", "RpcTerminated", "ServerInterceptor", "expired", "status_reason"]
 
@@ -70,23 +72,18 @@ class _Interceptor:
         *sinks: object,
         name: str | None = None,
         policy: Policy | None = None,
-        logger: logging.Logger | str | None = _DEFAULT_LOGGER,
+        logger: logging.Logger | str | None = DEFAULT_LOGGER,
         aborted: Callable[[grpc.StatusCode], Reason] = status_reason,
     ) -> None:
         if not callable(aborted):
             raise TypeError(f"aborted= must map a grpc.StatusCode to a Reason, got {aborted!r}")
-        self._track = track(*sinks, policy=policy, name=name or "grpc", logger=logger)
-        self._name, self._aborted = name, aborted
-        self._trackers: dict[str, Tracker] = {}
-        self._lock = threading.Lock()
+        self._endpoints = Endpoints(
+            *sinks, name=name, policy=policy, logger=logger, overflow="errclass.grpc.other"
+        )
+        self._aborted = aborted
 
     def _tracker(self, method: str) -> Tracker:
-        name = self._name or method
-        tracker = self._trackers.get(name)
-        if tracker is None:
-            with self._lock:
-                tracker = self._trackers.setdefault(name, self._track.tracker(name))
-        return tracker
+        return self._endpoints.tracker(method)
 
 
 class _Call:
@@ -116,7 +113,7 @@ class _Call:
             if exc is not None and _is_abort(exc, self.context):
                 code = self.context.code()
                 reason = self.aborted(code)
-                _decided(tr, Outcome(Reason(reason), code.name, "grpc_abort"), exc, t0, ctx)
+                tr.record(Outcome(Reason(reason), code.name, "grpc_abort"), exc, t0, ctx)
             elif gone:
                 self._departed(exc)
             elif exc is None:
@@ -125,7 +122,7 @@ class _Call:
                 outcome = tr.policy.classify(exc, tr.role)
                 if outcome.reason is Reason.CLIENT_GONE:
                     outcome = Outcome(Reason.WRITE_FAILED, outcome.error_type, outcome.rule)
-                _decided(tr, outcome, exc, t0, ctx)
+                tr.record(outcome, exc, t0, ctx)
         except Exception:  # a broken context must not reach the handler
             logging.getLogger("errclass").exception("errclass could not classify a gRPC call")
 
@@ -133,8 +130,7 @@ class _Call:
         """Cancelled or past its deadline: ``time_remaining()`` tells which."""
         code = "DEADLINE_EXCEEDED" if expired(self.context) else "CANCELLED"
         reason = Reason.DEADLINE_EXCEEDED if code == "DEADLINE_EXCEEDED" else Reason.CLIENT_GONE
-        _decided(
-            self.tracker,
+        self.tracker.record(
             Outcome(reason, code, "grpc_" + code.lower()),
             exc or RpcTerminated(code),
             self.t0,
@@ -142,32 +138,10 @@ class _Call:
         )
 
 
-def _decided(tr: Tracker, outcome: Outcome, exc: BaseException, t0: float, ctx: Any) -> None:
-    """Record an outcome decided here, honouring the policy's ``fold_deadlines``."""
-    if outcome.reason is Reason.OK:
-        tr.ok(t0, ctx)
-        return
-    if tr.policy.fold_deadlines and outcome.reason is Reason.DEADLINE_EXCEEDED:
-        outcome = Outcome(Reason.CLIENT_GONE, outcome.error_type, outcome.rule)
-    tr.record(outcome, exc, t0, ctx)
-
-
 def expired(context: Any) -> bool:
     """True when the RPC's deadline has passed (``time_remaining()`` is 0)."""
     remaining = context.time_remaining()
     return remaining is not None and remaining <= 0
-
-
-class _Expiry:
-    """A deadline checker for ``errclass._deadline.watching``."""
-
-    __slots__ = ("context",)
-
-    def __init__(self, context: Any) -> None:
-        self.context = context
-
-    def expired(self) -> bool:
-        return expired(self.context)
 
 
 def _is_abort(exc: BaseException, context: Any) -> bool:
@@ -298,7 +272,7 @@ class AioServerInterceptor(_Interceptor, grpc.aio.ServerInterceptor):  # type: i
 def _aio_finish(rpc: _Call, exc: BaseException | None) -> None:
     if isinstance(exc, asyncio.CancelledError):
         # Cancelled by the server: the client left, or the deadline passed.
-        with watching(_Expiry(rpc.context)):
+        with watching(Expiry(partial(expired, rpc.context))):
             if rpc._claim():
                 rpc.tracker.fail(exc, rpc.t0, rpc.ctx)
         return

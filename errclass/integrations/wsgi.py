@@ -27,11 +27,12 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from time import perf_counter
 from typing import Any
 
-from .. import _otel
+from .. import _trace
+from .._names import qualified_name
+from .._options import DEFAULT_LOGGER, tracker
 from .._outcome import Outcome, Reason
 from .._policy import Policy
 from .._record import Tracker
-from .._scope import _DEFAULT_LOGGER, track
 
 __all__ = ["ErrclassMiddleware"]
 
@@ -39,9 +40,9 @@ Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
-# gunicorn's worker timeout, seen by the request it interrupted.
+# gunicorn's worker timeout, seen by the request it interrupted (Tracker.record
+# folds it into client_gone under fold_deadlines=True).
 WORKER_TIMEOUT = Outcome(Reason.DEADLINE_EXCEEDED, "SystemExit", "gunicorn_worker_timeout")
-WORKER_TIMEOUT_FOLDED = Outcome(Reason.CLIENT_GONE, "SystemExit", "gunicorn_worker_timeout")
 
 
 class ErrclassMiddleware:
@@ -62,19 +63,18 @@ class ErrclassMiddleware:
         *sinks: object,
         name: str | None = None,
         policy: Policy | None = None,
-        logger: logging.Logger | str | None = _DEFAULT_LOGGER,
+        logger: logging.Logger | str | None = DEFAULT_LOGGER,
     ) -> None:
         if not callable(app):
             raise TypeError(f"ErrclassMiddleware wraps a WSGI callable, got {app!r}")
         self._app = app
-        name = name or f"{getattr(app, '__module__', '?')}.{_qualname(app)}"
-        self._tracker = track(*sinks, policy=policy, name=name, logger=logger).tracker(name)
+        self._tracker = tracker(name or qualified_name(app), *sinks, policy=policy, logger=logger)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         tracker = self._tracker
         # Tracker.start(), inlined as in errclass's own wrappers: this runs per request.
         t0 = perf_counter() if tracker.timed else 0.0
-        ctx = _otel.capture() if tracker.traced else None
+        ctx = _trace.capture() if tracker.traced else None
         under_gunicorn = "gunicorn.socket" in environ
         try:
             result = self._app(environ, start_response)
@@ -148,11 +148,6 @@ class _Body:
 
 def _record(tracker: Tracker, exc: BaseException, t0: float, ctx: Any, gunicorn: bool) -> None:
     if gunicorn and isinstance(exc, SystemExit) and exc.code == 1:
-        fold = tracker.policy.fold_deadlines
-        tracker.record(WORKER_TIMEOUT_FOLDED if fold else WORKER_TIMEOUT, exc, t0, ctx)
+        tracker.record(WORKER_TIMEOUT, exc, t0, ctx)
     else:
         tracker.fail(exc, t0, ctx)
-
-
-def _qualname(app: object) -> str:
-    return str(getattr(app, "__qualname__", type(app).__qualname__))

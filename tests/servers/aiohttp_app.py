@@ -20,7 +20,7 @@ import prometheus_client
 from aiohttp import web
 
 import errclass
-from errclass._prometheus import default_sink
+from errclass._sinks._prometheus import default_sink
 from errclass.integrations.aiohttp import setup
 
 STARTED = prometheus_client.Counter(

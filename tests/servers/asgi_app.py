@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 import errclass
 from errclass import stream as adopted_stream
-from errclass._prometheus import default_sink
+from errclass._sinks._prometheus import default_sink
 from errclass.integrations.asgi import ErrclassMiddleware
 
 STARTED = prometheus_client.Counter(

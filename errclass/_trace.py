@@ -1,30 +1,31 @@
-"""OpenTelemetry helpers. The API is imported when a sink first wants context,
-and asked for the current context only once a tracer provider is set."""
+"""Trace-context access for the sinks: the OpenTelemetry API is imported when a sink
+first wants context, and asked for the current context only once a tracer provider is set."""
 
 from __future__ import annotations
 
 from typing import Any
 
 trace: Any = None  # opentelemetry.trace, once load() ran
-_get_current: Any = None
+get_current: Any = None  # opentelemetry.context.get_current, once load() ran
 
 
 def load() -> None:
     """Import the OpenTelemetry API (once, when a sink that wants context is bound)."""
-    global trace, _get_current
+    global trace, get_current
     if trace is None:
         from opentelemetry import context
         from opentelemetry import trace as trace_api
 
-        _get_current = context.get_current
+        get_current = context.get_current
         trace = trace_api
 
 
 def capture() -> Any:
-    """The current OpenTelemetry context, or None while no tracer provider is set."""
+    """The current OpenTelemetry context, or None while no tracer provider is set.
+    (``track()``'s function wrappers inline this test: see ``_scope._wrap_sync``.)"""
     if trace is None or trace._TRACER_PROVIDER is None:
         return None
-    return _get_current()
+    return get_current()
 
 
 def recording_span(ctx: Any) -> Any:

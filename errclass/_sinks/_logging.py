@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ._outcome import Outcome, Reason, Role
+from .._outcome import Outcome, Reason, Role
 
 _WARNING, _DEBUG = logging.WARNING, logging.DEBUG
 
@@ -35,6 +35,7 @@ class _LogRecorder:
     wants_time = False  # durations are logged when another sink measures them
     wants_context = False
     kind = "logging"
+    fast_ok = None
 
     def __init__(self, logger: logging.Logger, producer: str, role: Role, ok_level: int | None):
         self.logger, self.producer, self.role, self.ok_level = logger, producer, role, ok_level

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from . import _otel
-from ._outcome import R_OK, Outcome, Reason, Role
+from .. import _trace
+from .._outcome import R_OK, Outcome, Reason, Role
 
 
 class OTelSink:
@@ -48,6 +48,7 @@ class _OTelRecorder:
     wants_context = True
     records_ok = True
     kind = "otel"
+    fast_ok = None
 
     def __init__(self, counter: Any, producer: str, spans: bool) -> None:
         self._counter, self._spans = counter, spans
@@ -56,7 +57,7 @@ class _OTelRecorder:
 
     def ok(self, duration: float | None, ctx: Any) -> None:
         self._counter.add(1, self._ok, context=ctx)
-        if self._spans and (span := _otel.recording_span(ctx)) is not None:
+        if self._spans and (span := _trace.recording_span(ctx)) is not None:
             span.set_attribute("errclass.reason", Reason.OK.value)
 
     def fail(self, outcome: Outcome, exc: BaseException, duration: float | None, ctx: Any) -> None:
@@ -68,7 +69,7 @@ class _OTelRecorder:
                 attrs["error.type"] = outcome.error_type or "_OTHER"
             self._attrs[key] = attrs
         self._counter.add(1, attrs, context=ctx)
-        if self._spans and (span := _otel.recording_span(ctx)) is not None:
+        if self._spans and (span := _trace.recording_span(ctx)) is not None:
             _mark(span, outcome)
 
 

@@ -6,8 +6,8 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import _otel
-from ._outcome import Outcome, Reason, Role
+from .. import _trace
+from .._outcome import Outcome, Reason, Role
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
@@ -131,7 +131,7 @@ class _PromRecorder:
 
     def _count(self, child: Any, ctx: Any) -> None:
         if ctx is not None and self._exemplars:
-            ex = _otel.exemplar(ctx)
+            ex = _trace.exemplar(ctx)
             if ex is not None:
                 child.inc(exemplar=ex)
                 return

@@ -1,0 +1,236 @@
+"""A rule: which exceptions it matches and the reason it gives; chain and group walks."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._outcome import ROLES, Reason, Role
+
+ReasonFn = Callable[[BaseException, Role], Reason | None]
+
+CHAIN_LIMIT = 64  # exceptions looked at in one __cause__/__context__ chain
+CACHE_LIMIT = 2048  # entries per classification cache, cleared when full
+
+
+@dataclass(frozen=True, eq=False)
+class Rule:
+    """One row of a policy: which exceptions it matches and the reason it gives.
+
+    An exception matches when every given criterion holds: it is an instance of
+    one of ``types``, or its class (or a base) has one of ``names`` (``"pkg.Class"``,
+    matched by top-level package and class name without importing the package;
+    ``"pkg.*"`` matches any class of that package); its ``errno`` is in
+    ``errnos``; ``when(exc)`` is true. ``role`` limits the rule to one role.
+    With ``chain=True`` the rule also looks through ``__cause__``/``__context__``
+    and group leaves, and the first exception there that matches decides.
+    ``reason`` is a ``Reason`` or a function ``(exc, role) -> Reason | None``
+    (``None``: this rule does not decide after all; so does a function that
+    raises or returns something that is not a reason, as classification never raises).
+    """
+
+    reason: Reason | ReasonFn
+    types: tuple[type[BaseException], ...] | type[BaseException] = ()
+    names: tuple[str, ...] | str = ()
+    errnos: tuple[int, ...] | int = ()
+    when: Callable[[BaseException], bool] | None = None
+    role: Role | None = None
+    chain: bool = False
+    name: str = ""
+    _keys: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+    _errnos: tuple[int, ...] = field(default=(), init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        setattr_ = object.__setattr__
+        types = _as_tuple(self.types, type, "types", "exception classes")
+        names = _as_tuple(self.names, str, "names", "'package.Class' strings")
+        errnos = _as_tuple(self.errnos, int, "errnos", "integers")
+        setattr_(self, "types", types)
+        setattr_(self, "names", names)
+        setattr_(self, "errnos", errnos)
+        setattr_(self, "reason", _checked_reason(self.reason))
+        _check_criteria(types, names, errnos)
+        _check_options(self)
+        if not (types or names or errnos or self.when):
+            raise ValueError("a Rule needs at least one of types=, names=, errnos= or when=")
+        setattr_(self, "_keys", frozenset(_name_key(n) for n in names))
+        setattr_(self, "_errnos", errnos)
+        if not self.name:
+            setattr_(self, "name", _default_name(types, names, errnos))
+
+    @property
+    def packages(self) -> frozenset[str]:
+        """Top-level packages this rule refers to (they keep their ``error.type``)."""
+        tops = {k.partition(".")[0] for k in self._keys}
+        tops.update(t.__module__.partition(".")[0] for t in self.types)  # type: ignore[union-attr]
+        return frozenset(tops)
+
+    @property
+    def filters_by_type(self) -> bool:
+        return bool(self.types or self.names)
+
+    @property
+    def is_static(self) -> bool:
+        """Whether the decision depends on the exception's class alone."""
+        return (
+            isinstance(self.reason, Reason)
+            and not self.errnos
+            and self.when is None
+            and not self.chain
+        )
+
+    def accepts_type(self, cls: type[BaseException]) -> bool:
+        if not self.filters_by_type:
+            return True
+        if self.types and issubclass(cls, self.types):
+            return True
+        return bool(self._keys) and not self._keys.isdisjoint(_class_keys(cls))
+
+    def matches(self, exc: BaseException) -> bool:
+        """Whether *exc* itself matches (class, errno and predicate).
+
+        An exception whose attributes (or a predicate on it) raise does not match.
+        """
+        if not self.accepts_type(type(exc)):
+            return False
+        try:
+            if self.errnos and getattr(exc, "errno", None) not in self._errnos:
+                return False
+            return self.when is None or bool(self.when(exc))
+        except Exception:  # hostile exception or broken predicate
+            return False
+
+    def decide(self, exc: BaseException, role: Role) -> Reason | None:
+        """The reason for *exc*, or ``None`` (also when a reason function raises)."""
+        if isinstance(self.reason, Reason):
+            return self.reason
+        try:
+            reason = self.reason(exc, role)
+            return None if reason is None else Reason(reason)
+        except Exception:  # hostile exception, broken function, or not a reason
+            return None
+
+
+def walk(exc: BaseException, limit: int = CHAIN_LIMIT) -> Iterator[BaseException]:
+    """*exc*, then its causes, contexts and group leaves, breadth first, each once."""
+    seen: set[int] = set()
+    queue: deque[BaseException] = deque((exc,))
+    while queue and len(seen) < limit:
+        e = queue.popleft()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        queue.extend(_links(e, limit))
+
+
+def leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    """The non-group leaves of *group*, depth first, each group visited once."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [group]
+    while stack:
+        e = stack.pop()
+        if issubclass(type(e), BaseExceptionGroup):
+            assert isinstance(e, BaseExceptionGroup)
+            if id(e) not in seen:
+                seen.add(id(e))
+                stack.extend(reversed(e.exceptions))
+        else:
+            yield e
+
+
+def _links(e: BaseException, limit: int) -> list[BaseException]:
+    try:
+        out = [x for x in (e.__cause__, e.__context__) if x is not None]
+        if issubclass(type(e), BaseExceptionGroup):
+            assert isinstance(e, BaseExceptionGroup)
+            out.extend(e.exceptions[:limit])
+        return out
+    except Exception:  # a hostile exception ends its chain here
+        return []
+
+
+_KEYS: dict[type, frozenset[str]] = {}
+
+
+def _class_keys(cls: type) -> frozenset[str]:
+    keys = _KEYS.get(cls)
+    if keys is None:
+        parts: set[str] = set()
+        try:
+            mro = cls.__mro__
+        except Exception:  # a hostile metaclass: match by types= only
+            mro = ()
+        for base in mro:
+            try:
+                top = base.__module__.partition(".")[0]
+                parts.add(f"{top}.{base.__qualname__.rpartition('.')[2]}")
+                parts.add(f"{top}.*")
+            except Exception:  # a hostile class: skip its names
+                continue
+        keys = frozenset(parts)
+        if len(_KEYS) >= CACHE_LIMIT:
+            _KEYS.clear()
+        _KEYS[cls] = keys
+    return keys
+
+
+def _as_tuple(value: object, kind: type, what: str, expected: str) -> tuple[Any, ...]:
+    if isinstance(value, kind) and not isinstance(value, bool):
+        return (value,)
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError(f"Rule {what}= takes {expected} (one or an iterable), got {value!r}")
+    return tuple(value)
+
+
+def _name_key(name: str) -> str:
+    parts = name.strip(".").split(".")
+    return f"{parts[0]}.{parts[-1]}"
+
+
+def _default_name(types: tuple[type, ...], names: tuple[str, ...], errnos: tuple[int, ...]) -> str:
+    first = [t.__name__ for t in types] + list(names) + [f"errno{e}" for e in errnos]
+    return "user:" + (first[0] if first else "predicate")
+
+
+def _checked_reason(reason: object) -> Reason | ReasonFn:
+    if isinstance(reason, str) and not isinstance(reason, Reason):
+        try:
+            return Reason(reason)
+        except ValueError:
+            raise ValueError(_bad_reason(reason)) from None
+    if not isinstance(reason, Reason) and not callable(reason):
+        raise TypeError(_bad_reason(reason))
+    return reason
+
+
+def _check_criteria(
+    types: tuple[object, ...], names: tuple[object, ...], errnos: tuple[object, ...]
+) -> None:
+    for t in types:
+        if not (isinstance(t, type) and issubclass(t, BaseException)):
+            raise TypeError(f"Rule types must be exception classes, got {t!r}")
+    for n in names:
+        if not isinstance(n, str) or "." not in n.strip(".") or " " in n:
+            raise ValueError(f"Rule names must look like 'package.Class', got {n!r}")
+    for e in errnos:
+        if not isinstance(e, int) or isinstance(e, bool):
+            raise TypeError(f"Rule errnos must be integers, got {e!r}")
+
+
+def _check_options(rule: Rule) -> None:
+    if rule.when is not None and not callable(rule.when):
+        raise TypeError(f"Rule when= must be callable, got {rule.when!r}")
+    if rule.role is not None and rule.role not in ROLES:
+        raise ValueError(f"Rule role must be one of {ROLES} or None, got {rule.role!r}")
+    if not isinstance(rule.chain, bool):
+        raise TypeError(f"Rule chain= must be True or False, got {rule.chain!r}")
+    if not isinstance(rule.name, str):
+        raise TypeError(f"Rule name= must be a string, got {rule.name!r}")
+
+
+def _bad_reason(value: object) -> str:
+    allowed = ", ".join(repr(r.value) for r in Reason)
+    return f"a reason must be an errclass.Reason ({allowed}) or a function, got {value!r}"
