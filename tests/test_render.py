@@ -102,14 +102,18 @@ def targets(dashboard: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, A
 
 def lint_dashboard(d: dict[str, Any]) -> list[str]:
     """The checks of grafana's dashboard-linter that matter, plus ours."""
-    import promql_parser
-
     problems: list[str] = []
     if not re.fullmatch(r"[A-Za-z0-9_-]{8,40}", d.get("uid") or ""):
         problems.append(f"uid {d.get('uid')!r} is not a stable 8-40 character uid")
     for key in ("title", "tags", "schemaVersion", "templating", "panels"):
         if not d.get(key):
             problems.append(f"dashboard has no {key}")
+    problems += _lint_variables(d) + _lint_panels(d) + _lint_targets(d)
+    return problems
+
+
+def _lint_variables(d: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
     variables = {v["name"]: v for v in d["templating"]["list"]}
     ds_vars = [v for v in variables.values() if v["type"] == "datasource"]
     if [v["name"] for v in ds_vars] != ["datasource"] or ds_vars[0]["query"] != "prometheus":
@@ -127,6 +131,11 @@ def lint_dashboard(d: dict[str, Any]) -> list[str]:
                 problems.append(f"variable {v['name']}: unexpected query {query!r}")
             else:
                 parse(m.group(1))
+    return problems
+
+
+def _lint_panels(d: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
     ids = [p["id"] for p in d["panels"]]
     if len(set(ids)) != len(ids):
         problems.append("duplicate panel ids")
@@ -145,6 +154,13 @@ def lint_dashboard(d: dict[str, Any]) -> list[str]:
         refs = [t["refId"] for t in p.get("targets", [])]
         if len(set(refs)) != len(refs):
             problems.append(f"{where}: duplicate refIds")
+    return problems
+
+
+def _lint_targets(d: dict[str, Any]) -> list[str]:
+    import promql_parser
+
+    problems: list[str] = []
     for p, t in targets(d):
         where = f"panel {p['title']!r} target {t.get('refId')}"
         if t.get("datasource") != DS:
