@@ -43,12 +43,12 @@ pytest: $(STAMP) tools
 test: lint typecheck pytest
 
 # Not part of `make test`: the suite under coverage.py, subprocesses included (the
-# servers, gRPC, the CLI; see [tool.coverage.run]). One data file per process.
+# servers, gRPC, the CLI; see [tool.coverage.run]). One data file per process; the
+# report is printed even when a test fails, and the target then still fails.
 coverage: $(STAMP) tools
 	rm -f .coverage .coverage.*
-	COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m coverage run -m pytest $(PYTEST_ARGS)
-	$(PY) -m coverage combine -q
-	$(PY) -m coverage report
+	COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m coverage run -m pytest $(PYTEST_ARGS); \
+	  status=$$?; $(PY) -m coverage combine -q && $(PY) -m coverage report; exit $$status
 
 bench: $(STAMP)
 	$(PY) bench/run.py
