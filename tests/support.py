@@ -1,7 +1,9 @@
-"""Shared test helpers: required tools, free loopback ports, processes stopped by PID."""
+"""Shared test helpers: required tools, free loopback ports, processes stopped by PID,
+and bounded polling on conditions (tests never wait with a fixed sleep)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -13,12 +15,63 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 REQUIRE_TOOLS = os.environ.get("ERRCLASS_REQUIRE_TOOLS") == "1"
+POLL = 0.05  # seconds between two looks at a condition
+
+T = TypeVar("T")
+
+
+def _describe(what: str | Callable[[], str]) -> str:
+    return what if isinstance(what, str) else what()
+
+
+def wait_until(
+    cond: Callable[[], T], timeout: float = 10.0, what: str | Callable[[], str] = ""
+) -> T:
+    """Poll *cond* until it returns a truthy value and return that value; fail the
+    test after *timeout* seconds, saying *what* was awaited (a string, or a callable
+    for a message built from the state at that moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            detail = _describe(what) or getattr(cond, "__name__", repr(cond))
+            pytest.fail(f"not true within {timeout}s: {detail}")
+        time.sleep(POLL)
+
+
+async def async_wait_until(
+    cond: Callable[[], T], timeout: float = 10.0, what: str | Callable[[], str] = ""
+) -> T:
+    """:func:`wait_until` for a coroutine test: yields to the event loop between looks."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            detail = _describe(what) or getattr(cond, "__name__", repr(cond))
+            pytest.fail(f"not true within {timeout}s: {detail}")
+        await asyncio.sleep(POLL)
+
+
+def holds_for(cond: Callable[[], bool], seconds: float) -> bool:
+    """Poll *cond* for *seconds*; False as soon as it stops holding (a check that
+    something does NOT happen: it ends early on a failure, never passes early)."""
+    deadline = time.monotonic() + seconds
+    while cond():
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(POLL)
+    return False
 
 
 def require_tool(name: str) -> str:
@@ -143,27 +196,35 @@ def outcomes(url: str, producer: str) -> dict[str, float]:
     }
 
 
+SETTLE = 0.3  # seconds in which a double record would show up on a scrape
+
+
 def wait_for_outcomes(
     url: str, producer: str, before: dict[str, float], count: int, timeout: float = 15.0
 ) -> dict[str, float]:
     """Poll *url* until *count* more outcomes of *producer* exist than in *before*
-    (bounded), settle briefly to catch any extra, and return the per-reason deltas."""
-    deadline = time.monotonic() + timeout
-    while True:
+    (bounded by *timeout*), watch for :data:`SETTLE` seconds that no extra one
+    arrives, and return the per-reason deltas."""
+
+    def delta() -> dict[str, float]:
+        now = outcomes(url, producer)
+        return {r: now[r] - before.get(r, 0.0) for r in now if now[r] - before.get(r, 0.0)}
+
+    def total() -> float:
         try:
-            now = outcomes(url, producer)
+            return sum(delta().values())
         except OSError:  # e.g. a gunicorn worker being replaced
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-            continue
-        delta = {r: now[r] - before.get(r, 0.0) for r in now}
-        if sum(delta.values()) >= count or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    time.sleep(0.3)  # anything recorded twice would show up now
-    now = outcomes(url, producer)
-    return {r: now[r] - before.get(r, 0.0) for r in now if now[r] - before.get(r, 0.0)}
+            return -1.0
+
+    deadline = time.monotonic() + timeout
+    while (seen := total()) < count and time.monotonic() < deadline:
+        time.sleep(POLL)
+    if seen < 0:
+        return delta()  # the endpoint is still down at the deadline: raise its error
+    # Anything recorded twice shows up within this window: watch it, and return at
+    # once if the count moves (the caller's exact comparison then fails).
+    holds_for(lambda: total() == seen, SETTLE)
+    return delta()
 
 
 def rst_close(sock: socket.socket) -> None:

@@ -18,6 +18,7 @@ import errclass
 from errclass import Event
 from errclass._fanout import FanoutError, fanout, fanout_sync
 from errclass.testing import counter_value
+from tests.support import async_wait_until
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("fanout_test_var", default="unset")
 
@@ -269,11 +270,11 @@ async def test_infinite_timeout_is_an_explicit_opt_out(sink: list[Event]) -> Non
 
 
 async def test_caller_cancellation_reaches_every_child(sink: list[Event]) -> None:
-    started = asyncio.Event()
+    started: list[int] = []
     cancelled = []
 
     async def child(i: int) -> None:
-        started.set()
+        started.append(i)
         try:
             await asyncio.sleep(30)
         except asyncio.CancelledError:
@@ -283,8 +284,7 @@ async def test_caller_cancellation_reaches_every_child(sink: list[Event]) -> Non
     caller = asyncio.create_task(
         fanout([partial(child, i) for i in range(5)], timeout=60, limit=3, **quiet(sink))
     )
-    await started.wait()
-    await asyncio.sleep(0.01)
+    await async_wait_until(lambda: len(started) == 3, what="the first three children started")
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller
@@ -299,7 +299,7 @@ async def test_cancellation_carries_failures_as_cause(sink: list[Event]) -> None
     caller = asyncio.create_task(
         fanout([partial(fail, err), partial(value, 1, 30)], timeout=60, **quiet(sink))
     )
-    await asyncio.sleep(0.05)
+    await async_wait_until(lambda: sink, what="the failing child's outcome")
     caller.cancel()
     with pytest.raises(asyncio.CancelledError) as info:
         await caller
@@ -488,7 +488,10 @@ def test_threads_timeout_abandons_and_records_once(sink: list[Event]) -> None:
     release = threading.Event()
     late = threading.Event()
 
+    workers: list[threading.Thread] = []
+
     def stuck() -> int:
+        workers.append(threading.current_thread())
         release.wait(10)
         late.set()
         return 1
@@ -500,7 +503,8 @@ def test_threads_timeout_abandons_and_records_once(sink: list[Event]) -> None:
     assert isinstance(info.value.exceptions[0], TimeoutError)
     release.set()
     assert late.wait(5)
-    time.sleep(0.05)
+    workers[0].join(5)  # its thread has ended: a second record would be in by now
+    assert not workers[0].is_alive()
     assert reasons(sink) == ["deadline_exceeded", "ok"]  # the late end is not recorded again
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,11 @@ from tests.support import (
     resetting_upstream,
     rst_close,
     running,
+    sample,
+    scrape,
     wait_for_outcomes,
     wait_for_port,
+    wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -67,6 +69,9 @@ class Server:
 
     def unary(self) -> grpc.UnaryUnaryMultiCallable:
         return self.channel.unary_unary(UNARY)
+
+    def unary_started(self) -> float:
+        return sample(scrape(self.metrics), "matrix_calls_started_total", method="Unary")
 
 
 @pytest.fixture(scope="module", params=["grpc-sync", "grpc-aio"])
@@ -213,8 +218,9 @@ def test_client_cancel(server: Server) -> None:
     call = server.items(req(n=300, delay=0.02))
     next(call)
     call.cancel()
+    started = server.unary_started()
     future = server.unary().future(req(delay=1.0))
-    time.sleep(0.2)
+    wait_until(lambda: server.unary_started() > started, what="the server entered Unary")
     future.cancel()
     assert server.delta(before, 1) == {"client_gone": 1}
     assert server.delta(before_unary, 1, UNARY) == {"client_gone": 1}

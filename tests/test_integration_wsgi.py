@@ -9,7 +9,6 @@ counted twice. Cells a stack cannot support assert what it actually does.
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from tests.support import (
     ROOT,
     fin_close,
     free_port,
+    holds_for,
     http_get,
     outcomes,
     python_argv,
@@ -29,6 +29,7 @@ from tests.support import (
     rst_close,
     running,
     wait_for_outcomes,
+    wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -131,7 +132,8 @@ def test_fast_producer_that_fits_in_buffers_is_ok(server: Server) -> None:
     completely before the client left, so the server reports success, and so do we."""
     before = server.before()
     sock = http_get(server.port, "/fast?n=4&size=1024", read=1)
-    time.sleep(0.3)  # the server has finished writing into the kernel's buffers
+    # the server has finished writing into the kernel's buffers (and recorded it)
+    wait_until(lambda: sum(server.before().values()) > sum(before.values()), what="a record")
     fin_close(sock)
     assert server.delta(before, 1) == {"ok": 1}
 
@@ -144,8 +146,10 @@ def test_client_stalls_past_server_deadline(server: Server) -> None:
         if server.stack == "gunicorn-gthread":
             # gthread's worker timeout watches only the worker's main loop; a thread
             # blocked writing to a stalled client is never interrupted. Nothing is
-            # recorded while it blocks; the client leaving finally ends it.
-            time.sleep(WORKER_TIMEOUT + 2)
+            # recorded while it blocks, past the worker timeout (the scenario's own
+            # wait, watched: it ends early if something is recorded); the client
+            # leaving finally ends it.
+            holds_for(lambda: server.before() == before, WORKER_TIMEOUT + 2)
             assert server.delta(before, 1, timeout=0) == {}
             rst_close(sock)
             assert server.delta(before, 1) == {"client_gone": 1}
@@ -166,7 +170,7 @@ def test_producer_overruns_worker_timeout(server: Server) -> None:
     before = server.before()
     pid = server.pid() if server.stack.startswith("gunicorn") else None
     try:
-        httpx.get(server.url(f"/slow?n=2&delay={WORKER_TIMEOUT + 1.5}"), timeout=15)
+        httpx.get(server.url(f"/slow?n=1&delay={WORKER_TIMEOUT + 1.5}"), timeout=15)
     except httpx.HTTPError:
         assert server.stack == "gunicorn-sync"  # the worker died mid-response
     if server.stack == "gunicorn-sync":

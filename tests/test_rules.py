@@ -13,6 +13,7 @@ import contextlib
 import errno
 import importlib
 import os
+import select
 import signal
 import socket
 import ssl
@@ -31,7 +32,7 @@ import errclass
 from errclass import Outcome, Policy, Reason, classify
 from errclass import rules as R
 from errclass._deadline import watching
-from tests.support import read_request_head, require_tool
+from tests.support import read_request_head, require_tool, wait_until
 
 CG, DE, WF = Reason.CLIENT_GONE, Reason.DEADLINE_EXCEEDED, Reason.WRITE_FAILED
 
@@ -85,6 +86,11 @@ def tcp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
         peer, _ = ls.accept()
     with ours, peer:
         yield ours, peer
+
+
+def peer_gone(sock: socket.socket) -> None:
+    """Wait until the peer's FIN or RST reached *sock* (it turns readable)."""
+    wait_until(lambda: select.select([sock], [], [], 0)[0], 5, "the peer's FIN/RST arrived")
 
 
 def send_until_error(sock: socket.socket) -> None:
@@ -808,7 +814,7 @@ def test_row8_connection_reset_from_so_linger_0() -> None:
     with tcp_pair() as (ours, peer):
         linger0(peer)
         peer.close()
-        time.sleep(0.05)
+        peer_gone(ours)
         exc = caught(lambda: ours.recv(10))
     assert type(exc) is ConnectionResetError
     check(exc, CG, rule="connection_broken", error_type="ConnectionResetError")
@@ -818,7 +824,7 @@ def test_row8_write_to_a_reset_peer() -> None:
     with tcp_pair() as (ours, peer):
         linger0(peer)
         peer.close()
-        time.sleep(0.05)
+        peer_gone(ours)
         exc = caught(lambda: send_until_error(ours))
     assert type(exc) in (ConnectionResetError, BrokenPipeError)
     check(exc, CG, rule="connection_broken")
@@ -839,7 +845,7 @@ def test_row9_enotconn_after_the_peer_reset() -> None:
     with tcp_pair() as (ours, peer):
         linger0(peer)
         peer.close()
-        time.sleep(0.05)
+        peer_gone(ours)
         exc = caught(lambda: ours.shutdown(socket.SHUT_RDWR))
     assert type(exc) is OSError
     assert exc.errno == errno.ENOTCONN  # type: ignore[attr-defined]
@@ -901,7 +907,7 @@ def test_row7_tls_sendall_to_a_departed_client_is_ssl_eof(
         if leave == "rst":
             linger0(client)
         client.close()  # no close_notify: the client just left
-        time.sleep(0.05)
+        peer_gone(server)
         exc = caught(lambda: send_until_error(server))
     assert type(exc) is ssl.SSLEOFError
     assert not isinstance(exc, ConnectionError)

@@ -17,6 +17,7 @@ import trio
 
 import errclass
 from errclass import Event
+from tests.support import async_wait_until
 
 
 def reasons(events: list[Event]) -> list[str]:
@@ -516,11 +517,13 @@ async def test_sync_stream_iterated_async_in_threads(sink: list[Event]) -> None:
     """Cancelled while a next() runs in a worker thread: the step finishes, then
     the inner iterator is closed by us, before the cancellation reaches the caller."""
     closed: list[bool] = []
+    steps: list[int] = []
 
     def body() -> Generator[bytes, None, None]:
         try:
             while True:
                 time.sleep(0.01)  # a blocking read, as a sync body does
+                steps.append(1)
                 yield b"x"
         finally:
             closed.append(True)
@@ -530,7 +533,7 @@ async def test_sync_stream_iterated_async_in_threads(sink: list[Event]) -> None:
             pass
 
     task = asyncio.ensure_future(consume())
-    await asyncio.sleep(0.05)
+    await async_wait_until(lambda: len(steps) >= 2, what="the body's thread is mid-stream")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

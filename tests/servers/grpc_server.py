@@ -10,7 +10,8 @@ JSON: ``{"mode": ..., "n": ..., "delay": ..., "size": ..., "port": ...}``.
 * ``/matrix.Matrix/Unary`` (unary-unary): ``slow`` (sleeps ``delay``),
   ``abort``.
 
-Producers are named for the method; metrics on ``--metrics-port``.
+Producers are named for the method; metrics on ``--metrics-port``, with
+``matrix_calls_started_total{method}``: handlers entered (a test waits on it).
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from prometheus_client import start_http_server
+from prometheus_client import Counter, start_http_server
 
 from errclass.integrations.grpc import AioServerInterceptor, ServerInterceptor
 
 SERVICE = "matrix.Matrix"
+STARTED = Counter("matrix_calls_started", "Handlers the matrix server entered.", ["method"])
 
 
 def _identity(b: bytes) -> bytes:
@@ -68,6 +70,7 @@ def items(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
 
 
 def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
+    STARTED.labels("Unary").inc()
     req = json.loads(request)
     if req.get("mode") == "abort":
         context.abort(_code(req), "deliberate")
@@ -107,6 +110,7 @@ async def aio_items(
 
 
 async def aio_unary(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    STARTED.labels("Unary").inc()
     req = json.loads(request)
     if req.get("mode") == "abort":
         await context.abort(_code(req), "deliberate")
