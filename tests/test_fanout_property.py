@@ -278,12 +278,13 @@ def run_threads(sc: Scenario) -> None:
     timer = None
     if sc.cancel_at is not None:
         timer = threading.Timer(sc.cancel_at, interrupt)
-        timer.start()
     outcome: Any = None
     try:
         try:
+            if timer is not None:  # in here: at cancel_at=0 it may fire before start() returns
+                timer.start()
             outcome = fanout_sync(children, **opts)
-        except KeyboardInterrupt as e:
+        except BaseException as e:  # KeyboardInterrupt too: the caller's "cancel"
             outcome = e
         finally:
             with lock:

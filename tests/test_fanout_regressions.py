@@ -113,9 +113,9 @@ def test_trio_detached_cancel_with_every_child_running_reaches_caller(
     async def main() -> bool:
         with trio.move_on_after(0.05) as scope:
             await fanout(
-                [partial(child, i) for i in range(2)],
+                [partial(child, i) for i in range(n)],
                 timeout=5,
-                limit=2,
+                limit=limit,
                 detached=True,
                 **quiet(sink),
             )
