@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 
 from ._fanout_run import CHILD, AfterFailure, FanoutError, Run
 from ._fanout_sink import default_sink
-from ._policy import Policy
 from ._names import caller_name
 from ._options import DEFAULT_LOGGER, check, resolve_sinks
+from ._policy import Policy
 from ._record import Tracker
 from ._sinks import LoggingSink, Sink
 
@@ -187,7 +187,7 @@ def _setup(
     check(policy, "consumer", name, what="fanout ")
     tracker = Tracker(name, "consumer", policy, _sinks(sinks, logger))
     seconds = None if math.isinf(timeout) else float(timeout)
-    return Run(items, seconds, limit, after_failure, fail_fast, tracker)  # type: ignore[arg-type]
+    return Run(items, seconds, limit, after_failure, fail_fast=fail_fast, tracker=tracker)
 
 
 def _children(children: object, accept: Callable[[object], bool], sync: bool) -> list[Any]:
@@ -236,8 +236,10 @@ def _is_async_callable(c: object) -> bool:
     """A coroutine or async generator function, also through partial() or a class's __call__."""
     if inspect.iscoroutinefunction(c) or inspect.isasyncgenfunction(c):
         return True
-    call = getattr(type(c), "__call__", None)
-    return not inspect.isfunction(c) and inspect.iscoroutinefunction(call)
+    # A callable object whose class defines ``async def __call__``.
+    return not inspect.isfunction(c) and inspect.iscoroutinefunction(
+        inspect.getattr_static(type(c), "__call__", None)
+    )
 
 
 def _library() -> str:

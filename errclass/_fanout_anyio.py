@@ -90,6 +90,7 @@ async def detached(fn: Callable[[], Awaitable[Any]], child: Child) -> Any:
     """``errclass.detached`` on anyio: a shielded scope, bounded by the child's deadline."""
     import anyio
 
-    with anyio.CancelScope(shield=True, deadline=math.inf if child.deadline is None else child.deadline) as scope:
+    deadline = math.inf if child.deadline is None else child.deadline
+    with anyio.CancelScope(shield=True, deadline=deadline):
         return await fn()
     raise cut(TimeoutError("errclass.detached(): the fanout child's timeout passed"))

@@ -85,8 +85,9 @@ class AsyncioFanout:
         if self.active >= run.limit or run.stop or run.next >= len(run.children):
             return  # the common case when a child ends: cheap
         end = None if run.timeout is None else self.loop.time() + run.timeout
+        info = Child(end, self.expired)  # one per batch: they share the deadline
         while self.active < run.limit and (i := run.take()) is not None:
-            task = self.loop.create_task(self.child(i, end), context=self.context.copy())
+            task = self.loop.create_task(self.child(i, info), context=self.context.copy())
             self.active += 1
             self.tasks[task] = i
             task.add_done_callback(self.finished)
@@ -122,13 +123,13 @@ class AsyncioFanout:
                 task.cancel()
         self.arm()
 
-    async def child(self, i: int, end: float | None) -> None:
+    async def child(self, i: int, info: Child) -> None:
         run = self.run
         if run.caller_cancelled:  # detached, but not yet running: do not start
             run.unstarted.add(i)
             self.active -= 1
             return
-        CHILD.set(Child(end, self.expired))
+        CHILD.set(info)
         tracker = run.tracker
         t0 = perf_counter() if tracker.timed else 0.0  # Tracker.start(), inlined: per child
         ctx = _trace.capture() if tracker.traced else None

@@ -110,6 +110,7 @@ class Run(Generic[T]):
         timeout: float | None,
         limit: int,
         after_failure: AfterFailure,
+        *,
         fail_fast: bool,
         tracker: Tracker,
     ) -> None:
@@ -151,7 +152,7 @@ class Run(Generic[T]):
                 f"fanout child {i} ({child!r}) returned {type(out).__name__}, not an awaitable: "
                 "it is a sync callable; use errclass.fanout_sync for those"
             )
-        return out  # type: ignore[no-any-return]
+        return out
 
     def not_started(self) -> list[int]:
         """Positions that never ran; their coroutine objects are closed unawaited."""

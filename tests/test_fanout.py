@@ -419,6 +419,7 @@ async def test_default_counter_by_fanout_and_reason() -> None:
     children = [partial(value, 1), partial(fail, OSError(5, "io"))]
     with pytest.raises(FanoutError):
         await fanout(children, timeout=5, name=name, logger=None)
+
     def count(reason: str) -> float:
         return counter_value(
             "errclass_fetch_outcomes_total", None, fanout=name, reason=reason, cancelled="false"

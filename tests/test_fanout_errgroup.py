@@ -272,7 +272,7 @@ async def test_detached_still_bounded_by_the_childs_timeout(sink: list[Event]) -
 
 
 async def test_detached_outside_a_fanout_child_is_a_clear_error() -> None:
-    with pytest.raises(RuntimeError, match="inside an errclass.fanout child"):
+    with pytest.raises(RuntimeError, match=r"inside an errclass\.fanout child"):
         await errclass.detached(partial(asyncio.sleep, 0))
 
 
