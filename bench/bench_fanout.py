@@ -1,6 +1,8 @@
-"""Overhead of errclass fanout against asyncio.gather for 10,000 trivial children.
+"""Overhead of errclass fanout against asyncio.gather for 10,000 trivial children,
+and of fanout_sync against a ThreadPoolExecutor(50) for 1,000 children of 20 ms.
 
-Run: ``python bench/bench_fanout.py`` (or ``make bench``). Target: at most 1.3x.
+Run: ``python bench/bench_fanout.py`` (or ``make bench``). Targets: at most 1.3x
+and 1.1x.
 Both sides run one task per child; the fan-out also records each outcome
 (default sinks: a Prometheus counter and the ``errclass`` logger) and holds a
 per-child timeout.
@@ -11,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from errclass._fanout import fanout
+from errclass._fanout import fanout, fanout_sync
 
 CHILDREN = 10_000
 ROUNDS = 7
 TARGET = 1.3
+THREAD_CHILDREN, THREAD_SLEEP, THREAD_LIMIT, THREAD_ROUNDS, THREAD_TARGET = 1_000, 0.02, 50, 5, 1.1
 
 Child = Callable[[int], Awaitable[int]]
 Variant = Callable[[], Awaitable[Any]]
@@ -77,6 +81,44 @@ def main() -> None:
         )
         for label, t in times.items():
             print(f"| {kind} | {label} | {t * 1e3:.1f} | {t / times[base]:.2f}x |")
+    _threads()
+
+
+def _threads() -> None:
+    """fanout_sync against the executor it replaces, interleaved, best of THREAD_ROUNDS."""
+
+    def child() -> None:
+        time.sleep(THREAD_SLEEP)
+
+    def executor() -> None:
+        with ThreadPoolExecutor(THREAD_LIMIT) as pool:
+            for f in [pool.submit(child) for _ in range(THREAD_CHILDREN)]:
+                f.result()
+
+    def errclass_sync() -> None:
+        fanout_sync([child] * THREAD_CHILDREN, timeout=60, limit=THREAD_LIMIT, name="bench")
+
+    variants = {
+        "ThreadPoolExecutor(50) (baseline)": executor,
+        "fanout_sync, limit=50": errclass_sync,
+    }
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(THREAD_ROUNDS):
+        for label, fn in variants.items():
+            t0 = time.perf_counter()
+            fn()
+            best[label] = min(best[label], time.perf_counter() - t0)
+    ideal = THREAD_CHILDREN / THREAD_LIMIT * THREAD_SLEEP
+    print(
+        f"\n### errclass fanout_sync vs ThreadPoolExecutor ({THREAD_CHILDREN:,} children of "
+        f"{THREAD_SLEEP * 1e3:.0f} ms, limit {THREAD_LIMIT}; ideal {ideal * 1e3:.0f} ms)\n"
+    )
+    print(f"Best of {THREAD_ROUNDS} interleaved runs. Target: at most {THREAD_TARGET}x.\n")
+    print("| variant | best ms | ratio |")
+    print("|---|---:|---:|")
+    base = best["ThreadPoolExecutor(50) (baseline)"]
+    for label, t in best.items():
+        print(f"| {label} | {t * 1e3:.1f} | {t / base:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Prometheus, OpenTelemetry and logging, without changing the program.
 from __future__ import annotations
 
 from ._deadline import deadline
-from ._fanout import FanoutError, fanout, fanout_sync
+from ._fanout import FanoutError, detached, fanout, fanout_sync
 from ._outcome import Event, Outcome, Reason, Role
 from ._policy import Policy, classify
 from ._rule import Rule
@@ -31,6 +31,7 @@ __all__ = [
     "Stream",
     "classify",
     "deadline",
+    "detached",
     "fanout",
     "fanout_sync",
     "stream",
