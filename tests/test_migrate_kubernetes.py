@@ -129,7 +129,7 @@ def test_a_configmap_in_a_json_file_is_edited(tmp_path: Path) -> None:
     """kubectl get configmap -o json: JSON text inside a JSON string."""
     inner = json.dumps(_dashboard(), indent=2)
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dash"}}
-    cm["data"] = {"d.json": inner}  # type: ignore[assignment]
+    cm["data"] = {"d.json": inner}
     text = json.dumps(cm, indent=4)
     path = tmp_path / "cm.json"
     path.write_text(text)
