@@ -123,7 +123,9 @@ def test_preserve_mode_a_mean_over_every_reason_is_edited_as_usual() -> None:
 def test_the_mimir_avg_rule_file(capsys: pytest.CaptureFixture[str]) -> None:
     path = REAL / "histogram-mean.yaml"
     [r] = plan_paths([path], Selection((f"{X}_count",), mode="split"))
-    assert r.new_text == r.text  # the :avg rule is not edited on one side
+    mean = [ln for ln in r.new_text.splitlines() if "_sum[1m]" in ln]
+    assert mean == [ln for ln in r.text.splitlines() if "_sum[1m]" in ln]  # not one-sided
+    assert r.changed  # the count alone, no ratio, is edited as usual
     assert main(["check", str(path), "--metric", f"{X}_count"]) == 1
     out = capsys.readouterr().out
     assert "manual" in out
