@@ -16,14 +16,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e . --group dev
 	@touch $(STAMP)
 
-# promtool and a Prometheus server come from Debian's prometheus package.
+# promtool and a Prometheus server come from Debian's prometheus package; real dashboards
+# and alert rules for the migrate tests from ceph-grafana-dashboards / ceph-prometheus-alerts.
+CEPH_FILES := /etc/grafana/dashboards/ceph-dashboard /etc/prometheus/ceph/ceph_default_alerts.yml
 tools:
-	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing="prometheus"; \
+	for f in $(CEPH_FILES); do [ -e $$f ] || missing="$$missing ceph-grafana-dashboards ceph-prometheus-alerts"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian's prometheus package (promtool, prometheus)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	    pkgs=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
+	    echo "installing Debian packages: $$pkgs"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null; \
 	  else \
-	    echo "promtool/prometheus missing and not root: the tests that need them will skip"; \
+	    echo "missing and not root ($$missing): the tests that need them will skip"; \
 	  fi; \
 	fi
 

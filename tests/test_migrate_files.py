@@ -229,8 +229,12 @@ def test_unrecognised_files_are_reported_and_untouched(
     (tmp_path / "README.md").write_text("m{reason='write_failed'}\n")
     assert main(["migrate", str(tmp_path), str(tmp_path / "README.md"), "--metric", M]) == 0
     out = capsys.readouterr().out
+    assert "ignored: 2 x not a dashboard or rule file" in out  # one line per kind
+    assert "ignored: 2 x not a .json, .yaml or .yml file" in out  # named, and in the walk
+    assert main(["migrate", str(tmp_path), "--metric", M, "--verbose"]) == 0
+    out = capsys.readouterr().out
     assert out.count("ignored: not a dashboard or rule file: skipped") == 2
-    assert "ignored: not a .json, .yaml or .yml file: skipped" in out
+    assert "README.md" in out and "ignored: not a .json, .yaml or .yml file: skipped" in out
 
 
 def test_check_finds_what_the_split_changes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ def register(subparsers: Any) -> None:
     m.add_argument("--backup", action="store_true", help="with --write: keep FILE.bak copies")
     m.add_argument("--no-diff", action="store_true", help="print only the summary table")
     m.set_defaults(func=run_migrate)
+    m.epilog = "With --write, the files are written first and reported after."
     c = subparsers.add_parser(
         "check",
         help="lint: queries and alerts that the reason split changes (exit 1 if any)",
@@ -38,11 +40,24 @@ def register(subparsers: Any) -> None:
         ),
     )
     _selection(c, default_mode="split")
+    c.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="text (default); json: one JSON object for CI; github: GitHub Actions "
+        "annotations (::error file=...,line=...::...)",
+    )
     c.set_defaults(func=run_check)
 
 
 def _selection(p: argparse.ArgumentParser, default_mode: str) -> None:
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or directories")
+    p.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="list every ignored file (by default: one line per kind)",
+    )
     p.add_argument(
         "--metric",
         action="append",
@@ -123,6 +138,30 @@ def _errors(results: list[Any]) -> bool:
     return bool(bad)
 
 
+class _Out:
+    """The report on stdout. A reader that leaves early (``| head -1``) ends it quietly,
+    as well-behaved CLIs do: everything else has happened before the report."""
+
+    def __init__(self) -> None:
+        self.gone = False
+
+    def write(self, text: str) -> None:
+        if self.gone or not text:
+            return
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self.gone = True
+            # Python flushes stdout once more at exit: point it at /dev/null (the recipe
+            # of Python's signal docs) so that flush fails nowhere.
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, sys.stdout.fileno())
+            finally:
+                os.close(null)
+
+
 def run_migrate(args: argparse.Namespace) -> int:
     from errclass.migrate._files import WriteError, write_all
     from errclass.migrate._report import diff, needs_attention, summary, table
@@ -134,33 +173,50 @@ def run_migrate(args: argparse.Namespace) -> int:
     if planned is None:
         return 2
     _, results, found = planned
-    if not args.no_diff:
-        sys.stdout.write(diff(results))
-    sys.stdout.write(table(found))
-    sys.stdout.write(summary(results, found))
-    if _errors(results):
-        if args.write:
-            print("errclass: nothing written because of the errors above", file=sys.stderr)
-        return 2
-    if args.write:
+    failed = _errors(results)
+    written: list[Path] = []
+    if failed and args.write:
+        print("errclass: nothing written because of the errors above", file=sys.stderr)
+    elif args.write:  # before anything is reported: what is written never waits on stdout
         try:
             written = write_all(results, backup=args.backup)
         except (WriteError, OSError) as e:
             print(f"errclass: {e}", file=sys.stderr)
             return 2
-        print(f"wrote {len(written)} file(s)")
+    out = _Out()
+    if not args.no_diff:
+        out.write(diff(results))
+    out.write(table(found, args.verbose))
+    out.write(summary(results, found))
+    if failed:
+        return 2
+    if args.write:
+        out.write(f"wrote {len(written)} file(s)\n")
     return 1 if needs_attention(found) else 0
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from errclass.migrate._report import check_report, needs_attention, summary
+    from errclass.migrate._report import (
+        check_github,
+        check_json,
+        check_report,
+        needs_attention,
+        summary,
+    )
 
     planned = _plan(args)
     if planned is None:
         return 2
     sel, results, found = planned
-    sys.stdout.write(check_report(found, sel))
-    sys.stdout.write(summary(results, found))
+    out = _Out()
+    if args.format == "json":
+        out.write(check_json(results, found, sel))
+    elif args.format == "github":
+        out.write(check_github(found, sel))
+        out.write(summary(results, found))
+    else:
+        out.write(check_report(found, sel, args.verbose))
+        out.write(summary(results, found))
     if _errors(results):
         return 2
     return 1 if needs_attention(found) else 0

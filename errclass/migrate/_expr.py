@@ -16,6 +16,7 @@ from errclass.migrate._semantics import (
     counts_old,
     decide,
     explicit_split,
+    family,
 )
 from errclass.migrate._tree import (
     Walk,
@@ -149,6 +150,19 @@ def _migrate(
         if ratio:
             for s in walk.sels:
                 s.in_ratio = True
+    plans = _plans(walk, mine, sel, result)
+    if alert and sel.mode == "split" and _REVIEWED not in text:
+        spans = [(0, len(walk.sels))] if threshold_elsewhere else walk.thresholds
+        _retune(walk, spans, mine, sel, result)
+    if plans:
+        _edit(text, walk, tree, plans, sel=sel, result=result, series=series, mine=mine)
+
+
+def _plans(
+    walk: Walk, mine: dict[int, Mine], sel: Selection, result: ExprResult
+) -> dict[int, Plan]:
+    """The plan of each selected selector (a human's decision is a finding), none on
+    one side only of a ratio of two metrics."""
     plans: dict[int, Plan] = {}
     for i, m in mine.items():
         plan = decide(m, sel, walk.sels[i].in_ratio)
@@ -157,11 +171,52 @@ def _migrate(
             result.findings.append(Finding("manual", plan.why, _show(s.name, s.matchers)))
         elif isinstance(plan, Plan):
             plans[i] = plan
-    if alert and sel.mode == "split" and _REVIEWED not in text:
-        spans = [(0, len(walk.sels))] if threshold_elsewhere else walk.thresholds
-        _retune(walk, spans, mine, sel, result)
-    if plans:
-        _edit(text, walk, tree, plans, sel=sel, result=result, series=series, mine=mine)
+    if plans and walk.ratios:
+        _one_sided(walk, plans, mine, sel, result)
+    return plans
+
+
+def _one_sided(
+    walk: Walk, plans: dict[int, Plan], mine: dict[int, Mine], sel: Selection, result: ExprResult
+) -> None:
+    """Drop the plans of selectors in a ratio that also reads a metric not selected: an
+    edit of one of two different metrics changes what the ratio means (the mean
+    ``x_sum / x_count`` would divide the time of every request by the count of some).
+    In split mode any such metric counts; preserve mode keeps each selector's meaning,
+    so only one with its own matcher on the label (which the split changes too)."""
+    dropped: dict[int, None] = {}
+    others: dict[str, None] = {}
+    for a, _, c in walk.ratios:
+        planned = [i for i in range(a, c) if i in plans]
+        if not planned:
+            continue
+        foreign = [
+            _show(s.name, s.matchers) if s.name is None else s.name
+            for k, s in enumerate(walk.sels[a:c], a)
+            if k not in mine and (sel.mode == "split" or s.mine(sel.label))
+        ]
+        if foreign:
+            dropped.update(dict.fromkeys(planned))
+            others.update(dict.fromkeys(foreign))
+    if not dropped:
+        return
+    names = list(dict.fromkeys(walk.sels[i].name or "?" for i in dropped))
+    siblings = [f for n in others if (f := family(n)) and any(family(m) == f for m in names)]
+    how = (
+        f"select the whole histogram (--metric {siblings[0]}) to edit both sides"
+        if siblings
+        else f"exclude {'|'.join(sel.split)} on both sides by hand"
+    )
+    result.findings.append(
+        Finding(
+            "manual",
+            f"a ratio of {', '.join(names)} with {', '.join(others)}, which is not "
+            f"selected: an edit on one side only would change what it means; {how}",
+            ", ".join(names),
+        )
+    )
+    for i in dropped:
+        del plans[i]
 
 
 def _retune(

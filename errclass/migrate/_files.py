@@ -7,6 +7,7 @@ import bisect
 import os
 import re
 import shutil
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,12 +15,25 @@ from pathlib import Path
 from errclass import _atomic
 from errclass.migrate._documents import DocumentError, load
 from errclass.migrate._expr import ExprResult, Finding, apply_edits, migrate_expr
-from errclass.migrate._formats import extract
+from errclass.migrate._formats import EMPTY, NOT_PROMQL, extract
 from errclass.migrate._semantics import Selection
-from errclass.migrate._sites import EncodeError, Site, raw_edits, reads_back
+from errclass.migrate._sites import (
+    EncodeError,
+    Site,
+    raw_edits,
+    reads_back,
+    value_offsets,
+)
 
 SUFFIXES = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
+SNIFF = "sniff"  # a file without an extension: its content decides
 _NEWLINE = re.compile("\n")
+Edit = tuple[int, int, str]
+# A LogQL pipeline after a stream selector: what makes a Loki query fail to parse as PromQL.
+_LOGQL = re.compile(
+    r"\}\s*(?:\|[=~>]|![=~]\s*[\"`]|\|\s*(?:json|logfmt|pattern|regexp|unpack"
+    r"|line_format|label_format|drop|keep|decolorize|unwrap)\b)"
+)
 
 
 @dataclass
@@ -31,6 +45,8 @@ class FileResult:
     error: str = ""  # unreadable / invalid: exit status 2
     notes: list[str] = field(default_factory=list)  # skipped documents, files
     sites: list[tuple[Site, ExprResult]] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)  # queries that are not PromQL
+    edits: list[Edit] = field(default_factory=list, repr=False)  # from text to new_text
     _lines: list[int] | None = field(default=None, repr=False)
 
     @property
@@ -44,18 +60,23 @@ class FileResult:
 
 
 def discover(paths: Iterable[Path]) -> Iterator[tuple[Path, str | None]]:
-    """(file, kind) for each named file and each .json/.yaml/.yml file under a directory;
-    kind is None for a named file of another type (reported as skipped)."""
+    """(file, kind) for each named file and each file under a directory (hidden files
+    and directories aside): kind "json" or "yaml" by the extension, "sniff" without
+    one, None for a file of another type (listed as ignored)."""
     for p in paths:
         if p.is_dir():
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
-                    kind = SUFFIXES.get(Path(name).suffix.lower())
-                    if kind:
-                        yield Path(root, name), kind
+                    if not name.startswith("."):
+                        yield Path(root, name), _kind(name)
         else:
-            yield p, SUFFIXES.get(p.suffix.lower())
+            yield p, _kind(p.name)
+
+
+def _kind(name: str) -> str | None:
+    suffix = Path(name).suffix.lower()
+    return SUFFIXES.get(suffix) if suffix else SNIFF
 
 
 def plan_paths(paths: Iterable[Path], sel: Selection) -> list[FileResult]:
@@ -75,14 +96,26 @@ def plan_file(path: Path, kind: str | None, sel: Selection) -> FileResult:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        result.error = f"not UTF-8 at byte {e.start}"
+        if kind == SNIFF:
+            result.notes.append("no extension, not a dashboard or rule file: skipped")
+        else:
+            result.error = f"not UTF-8 at byte {e.start}"
         return result
-    plan_text(text, kind, sel, result)
+    if kind != SNIFF:
+        return plan_text(text, kind, sel, result)
+    # JSON if it starts like a JSON object or array, else YAML; not ours: listed only
+    sniffed = "json" if text.lstrip("\ufeff \t\r\n")[:1] in ("{", "[") else "yaml"
+    plan_text(text, sniffed, sel, result)
+    if result.error or not result.formats:
+        result = FileResult(path, text, text)
+        result.notes.append("no extension, not a dashboard or rule file: skipped")
     return result
 
 
 def plan_text(text: str, kind: str, sel: Selection, result: FileResult) -> FileResult:
-    """Fill *result* for *text*: every site migrated, edits verified by re-reading."""
+    """Fill *result* for *text*: every site migrated, edits verified by re-reading.
+    A dashboard inside a string (a ConfigMap's data) is planned as a text of its own,
+    and its edits are written into the string."""
     result.text = result.new_text = text
     try:
         view = load(text, kind)
@@ -92,14 +125,45 @@ def plan_text(text: str, kind: str, sel: Selection, result: FileResult) -> FileR
     found = extract(view)
     del view  # the composed document is large; sites keep all that is needed
     result.formats, result.notes = found.formats, found.notes
-    edits: dict[int, list[tuple[int, int, str]]] = {}
+    result.skipped.update(found.skipped)
+    edits: dict[int, list[Edit]] = {}
+    by_site: dict[int, ExprResult] = {}
+    inner: dict[int, list[ExprResult]] = {}  # by document site: the results inside it
     for i, site in enumerate(found.sites):
-        expr = site.expr
-        if expr is None:
+        if site.document:
+            r = _document(text, site, sel, result, inner.setdefault(i, []))
+        else:
+            r = _expression(site, sel, result)
+        if r is None or not r.edits:
             continue
-        if not sel.mentions(expr):  # cannot need a change: not even parsed
-            result.sites.append((site, ExprResult(expr, expr)))
-            continue
+        by_site[id(site)] = r
+        try:
+            edits[i] = raw_edits(text, site, r.edits)
+        except (EncodeError, IndexError) as e:
+            _reject(r, f"cannot write the edit into this string: {e}")
+    if edits:
+        _apply(text, kind, found.sites, edits, result, by_site=by_site)
+    for i, results in inner.items():  # a document whose edit was dropped: its queries too
+        doc = by_site.get(id(found.sites[i]))
+        if doc is not None and not doc.edits:
+            why = doc.findings[-1].message.removeprefix("left untouched: ")
+            for r in results:
+                if r.edits:
+                    _reject(r, why)
+    return result
+
+
+def _expression(site: Site, sel: Selection, result: FileResult) -> ExprResult | None:
+    """Migrate one site's expression (None: there is none, or it is not PromQL)."""
+    expr = site.expr
+    if expr is None:
+        return None
+    if not expr.strip():  # a placeholder target
+        result.skipped[EMPTY] += 1
+        return None
+    if not sel.mentions(expr):  # cannot need a change: not even parsed
+        r = ExprResult(expr, expr)
+    else:
         r = migrate_expr(
             expr,
             sel,
@@ -108,15 +172,39 @@ def plan_text(text: str, kind: str, sel: Selection, result: FileResult) -> FileR
             ratio=site.ratio,
             series=site.series,
         )
-        result.sites.append((site, r))
-        if r.edits:
-            try:
-                edits[i] = raw_edits(text, site, r.edits)
-            except (EncodeError, IndexError) as e:
-                _reject(r, f"cannot write the edit into this string: {e}")
-    if edits:
-        _apply(text, kind, found.sites, edits, result)
-    return result
+        if _LOGQL.search(expr) and any(
+            f.message.startswith("not valid PromQL") for f in r.findings
+        ):
+            result.skipped[NOT_PROMQL] += 1  # a Loki query with no datasource saying so
+            return None
+    result.sites.append((site, r))
+    return r
+
+
+def _document(
+    text: str, site: Site, sel: Selection, result: FileResult, inner: list[ExprResult]
+) -> ExprResult | None:
+    """Plan the JSON document in *site*'s string; its queries are reported in the file,
+    at their place in the string. Returns the document's edit as one result."""
+    doc = plan_text(site.value, "json", sel, FileResult(result.path))
+    if doc.error or not doc.formats:
+        why = "not valid JSON" if doc.error else "not a dashboard or rule file"
+        result.notes.append(f"{site.location}: {why}: skipped")
+        return None
+    result.formats += doc.formats
+    result.notes += [f"{site.location}: {n}" for n in doc.notes]
+    result.skipped.update(doc.skipped)
+    try:
+        place = value_offsets(text, site)
+    except EncodeError:  # cannot place them in the string: report them at its start
+
+        def place(_: int) -> int:
+            return site.start
+
+    for s, r in doc.sites:
+        result.sites.append((s.within(site, place), r))
+        inner.append(r)
+    return ExprResult(site.value, doc.new_text, list(doc.edits))
 
 
 def _expected(site: Site, r: ExprResult) -> str:
@@ -136,14 +224,16 @@ def _apply(
     text: str,
     kind: str,
     sites: list[Site],
-    edits: dict[int, list[tuple[int, int, str]]],
+    edits: dict[int, list[Edit]],
     result: FileResult,
+    *,
+    by_site: dict[int, ExprResult],
 ) -> None:
-    by_site = {id(s): r for s, r in result.sites}
     if _each_reads_back(text, sites, edits, by_site) or _verified(
         text, kind, sites, edits, by_site
     ):
-        result.new_text = apply_edits(text, [e for es in edits.values() for e in es])
+        result.edits = [e for es in edits.values() for e in es]
+        result.new_text = apply_edits(text, result.edits)
         return
     # Something went wrong in the file as a whole: keep only edits that verify alone.
     good: dict[int, list[tuple[int, int, str]]] = {}
@@ -153,7 +243,8 @@ def _apply(
         else:
             _reject(by_site[id(sites[i])], "the file did not read back as intended")
     if good and _verified(text, kind, sites, good, by_site):
-        result.new_text = apply_edits(text, [e for es in good.values() for e in es])
+        result.edits = [e for es in good.values() for e in es]
+        result.new_text = apply_edits(text, result.edits)
         return
     for i in good:
         _reject(by_site[id(sites[i])], "the file did not read back as intended")

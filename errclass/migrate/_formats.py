@@ -3,18 +3,25 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from errclass.migrate._documents import View
 from errclass.migrate._sites import Site
 
+# What a skipped query is counted as in the summary.
+NOT_PROMQL = "not PromQL"
+EMPTY = "empty"
+
 
 @dataclass
 class Extracted:
     formats: list[str] = field(default_factory=list)  # one per recognised document
-    sites: list[Site] = field(default_factory=list)
+    sites: list[Site] = field(default_factory=list)  # expressions, and embedded documents
     notes: list[str] = field(default_factory=list)  # skipped documents and places
+    skipped: Counter[str] = field(default_factory=Counter)  # queries that are not PromQL
 
 
 def extract(view: View) -> Extracted:
@@ -22,12 +29,16 @@ def extract(view: View) -> Extracted:
     many = len(view.roots) > 1
     for n, root in enumerate(view.roots, 1):
         prefix = f"document {n}: " if many else ""
-        fmt = _document(view, root, prefix, out)
-        if fmt is None:
-            out.notes.append(f"{prefix}not a dashboard or rule file: skipped")
-        else:
-            out.formats.append(fmt)
+        _one(view, root, prefix, out)
     return out
+
+
+def _one(view: View, root: Any, prefix: str, out: Extracted) -> None:
+    fmt = _document(view, root, prefix, out)
+    if fmt is None:
+        out.notes.append(f"{prefix}not a dashboard or rule file: skipped")
+    elif fmt:  # "" for a container: its documents name their own formats
+        out.formats.append(fmt)
 
 
 def _document(view: View, root: Any, prefix: str, out: Extracted) -> str | None:
@@ -36,6 +47,8 @@ def _document(view: View, root: Any, prefix: str, out: Extracted) -> str | None:
         return None
     kind = view.string(m.get("kind"))
     api = view.string(m.get("apiVersion")) or ""
+    if kind in _KUBERNETES:
+        return _KUBERNETES[kind](view, m, prefix, out)
     inner = view.map(m.get("dashboard"))
     if inner is not None and ("panels" in inner or "templating" in inner):
         _classic(view, inner, prefix, out)
@@ -71,17 +84,89 @@ def _document(view: View, root: Any, prefix: str, out: Extracted) -> str | None:
     return None
 
 
+# --- Kubernetes objects that hold dashboards ------------------------------------
+
+
+def _name(view: View, m: dict[str, Any]) -> str:
+    return view.string((view.map(m.get("metadata")) or {}).get("name")) or "?"
+
+
+def _list(view: View, m: dict[str, Any], prefix: str, out: Extracted) -> str | None:
+    """ConfigMapList, List: each item is a document of its own."""
+    items = view.seq(m.get("items"))
+    for n, item in enumerate(items, 1):
+        _one(view, item, f"{prefix}item {n}: " if view.map(item) is None else prefix, out)
+    return "" if items else None
+
+
+def _configmap(view: View, m: dict[str, Any], prefix: str, out: Extracted) -> str | None:
+    """A ConfigMap's ``*.json`` data values hold dashboards (Grafana's sidecar and
+    kube-prometheus); each is read as a document of its own by the caller."""
+    data = view.map(m.get("data")) or {}
+    where = f'{prefix}ConfigMap "{_name(view, m)}"'
+    found = False
+    for key in data:
+        if key.lower().endswith(".json"):
+            found = True
+            _embedded(view, data, key, f'{where} data "{key}"', out)
+    return "" if found else None
+
+
+def _grafana_dashboard(view: View, m: dict[str, Any], prefix: str, out: Extracted) -> str | None:
+    """grafana-operator's GrafanaDashboard: the dashboard JSON in ``spec.json``."""
+    spec = view.map(m.get("spec")) or {}
+    where = f'{prefix}GrafanaDashboard "{_name(view, m)}"'
+    if "json" in spec:
+        _embedded(view, spec, "json", where, out)
+        return ""
+    for key in ("gzipJson", "url", "grafanaCom", "configMapRef", "jsonnet"):
+        if key in spec:
+            out.notes.append(f"{where} (spec.{key}): a dashboard not written in the file: skipped")
+            return ""
+    return None
+
+
+def _embedded(view: View, holder: Any, key: str, where: str, out: Extracted) -> None:
+    site = view.site(holder, key, where, document=True)
+    if site is None:
+        out.notes.append(f"{where}: not a string: skipped")
+    else:
+        out.sites.append(site)
+
+
+_KUBERNETES = {
+    "ConfigMap": _configmap,
+    "ConfigMapList": _list,
+    "List": _list,
+    "GrafanaDashboard": _grafana_dashboard,
+}
+
+
 # --- dashboards ------------------------------------------------------------------
 
 
+# Datasource types (or names) whose queries are not PromQL, though they use expr too.
+_NOT_PROMETHEUS = re.compile(
+    r"loki|elasticsearch|opensearch|influx|graphite|tempo|jaeger|zipkin|mysql|postgres"
+    r"|mssql|cloudwatch|stackdriver|azure|testdata|-- grafana --|-- dashboard --",
+    re.IGNORECASE,
+)
+
+
 def _prometheus(view: View, *holders: Any) -> bool:
-    """False when a datasource says it is not Prometheus (Loki queries use expr too)."""
+    """False when a datasource (the nearest that says) is not Prometheus: by its type,
+    or by a name such as "Loki" or "${DS_LOKI}" in older dashboards."""
     for h in holders:
-        ds = view.map((view.map(h) or {}).get("datasource"))
+        node = (view.map(h) or {}).get("datasource")
+        ds = view.map(node)
         if ds is not None:
             kind = view.string(ds.get("type"))
             if kind:
                 return "prometheus" in kind.lower() or kind.startswith("$")
+            continue
+        name = view.string(node)
+        if name:
+            return _NOT_PROMETHEUS.search(name) is None
     return True
 
 
@@ -122,6 +207,8 @@ def _panel(view: View, panel: Any, prefix: str, out: Extracted) -> None:
     where = f'{prefix}panel "{title}"'
     for target in view.seq(p.get("targets")):
         if not _prometheus(view, target, panel):
+            if view.string((view.map(target) or {}).get("expr")):
+                out.skipped[NOT_PROMQL] += 1
             continue
         ref = view.string((view.map(target) or {}).get("refId")) or "?"
         _add(out, view.site(target, "expr", f"{where} query {ref}"))

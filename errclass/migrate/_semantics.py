@@ -20,6 +20,8 @@ Matcher = tuple[str, str, str]  # (label, op, value)
 Mine = tuple[tuple[int, str, str], ...]
 
 MODES = ("preserve", "split")
+# The series of a histogram or summary, beside its name.
+SERIES = ("_sum", "_count", "_bucket")
 _NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VARIABLE = re.compile(r"\$[A-Za-z_{]|\[\[")
@@ -35,7 +37,8 @@ class Selection:
     """Which selectors to migrate, and how.
 
     *metrics*: exact metric names, or regular expressions (anything that is not a valid
-    metric name is a regex, matched against the whole name).
+    metric name is a regex, matched against the whole name). A name ``x`` also selects
+    ``x_sum``, ``x_count`` and ``x_bucket``: the series of a histogram or summary ``x``.
     """
 
     metrics: tuple[str, ...]
@@ -71,10 +74,12 @@ class Selection:
             raise ValueError("give at least one split value (--split client_gone)")
         if self.old in self.split:
             raise ValueError(f"{self.old!r} cannot be both the old value and a split value")
-        names = frozenset(m for m in self.metrics if _NAME.fullmatch(m))
+        given = frozenset(m for m in self.metrics if _NAME.fullmatch(m))
+        # a name also selects the series of a histogram or summary of that name
+        names = given | {n + suffix for n in given for suffix in SERIES}
         patterns = []
         for m in self.metrics:
-            if m not in names:
+            if m not in given:
                 try:
                     patterns.append(re.compile(m))
                 except re.error as e:
@@ -106,6 +111,14 @@ class Selection:
         except re.error:
             return True
         return any(rx.fullmatch(n) for n in self.names)
+
+
+def family(name: str | None) -> str | None:
+    """The histogram or summary a ``_sum``/``_count``/``_bucket`` series belongs to."""
+    for suffix in SERIES:
+        if name and name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return None
 
 
 def predicate(op: str, value: str) -> Callable[[str], bool]:

@@ -42,10 +42,26 @@ class Site:
     threshold_elsewhere: bool = False  # Grafana-managed: the threshold is its own query
     ratio: bool = False  # one side of a ratio kept in two places (Sloth)
     template: bool = False  # a Grafana templating query: may wrap PromQL in a function
+    document: bool = False  # the value is a whole JSON document (a dashboard in a ConfigMap)
     sub: tuple[int, int] | None = field(init=False)  # the PromQL part; None: no PromQL
 
     def __post_init__(self) -> None:
         self.sub = template_query_span(self.value) if self.template else (0, len(self.value))
+
+    def within(self, outer: Site, place: Callable[[int], int]) -> Site:
+        """This site of a document embedded in *outer*'s string, placed in the file by
+        *place* (a value index of *outer* to its offset in the file): for reports only."""
+        return Site(
+            f"{outer.location}: {self.location}",
+            place(self.start),
+            place(self.end),
+            self.value,
+            self.style,
+            self.alert,
+            self.threshold_elsewhere,
+            self.ratio,
+            self.template,
+        )
 
     @property
     def series(self) -> bool:
@@ -80,6 +96,11 @@ def raw_edits(text: str, site: Site, edits: list[Edit]) -> list[Edit]:
     return out
 
 
+def value_offsets(text: str, site: Site) -> Callable[[int], int]:
+    """A decoded index into the site's value, as an offset in the raw *text*."""
+    return _offsets(text, site)
+
+
 def _offsets(text: str, site: Site) -> Callable[[int], int]:
     raw = text[site.start : site.end]
     if site.style == "json":
@@ -94,7 +115,9 @@ def _offsets(text: str, site: Site) -> Callable[[int], int]:
             if raw == _encode_json(site.value):  # YAML reads JSON's escapes alike
                 return _json_prefix(site.value, site.start)
             return _escapes(_YAML_ESCAPE, raw[1:-1], site.start + 1)
-        return _align(text, site.start + inner, site.end - inner, site.value).__getitem__
+        if inner:  # a quoted scalar over several lines: folded, escaped
+            return _flow(text, site.start, site.end, site.style, site.value).__getitem__
+        return _align(text, site.start, site.end, site.value).__getitem__
     # block scalar: content starts after the header line
     nl = text.find("\n", site.start, site.end)
     if nl < 0:
@@ -153,6 +176,85 @@ def _align(text: str, start: int, end: int, value: str) -> list[int]:
         r = j + 1
     table.append(r)
     return table
+
+
+_YAML_ESCAPES = {
+    "0": "\0", "a": "\a", "b": "\b", "t": "\t", "\t": "\t", "n": "\n", "v": "\v", "f": "\f",
+    "r": "\r", "e": "\x1b", " ": " ", '"': '"', "/": "/", "\\": "\\", "N": "\x85", "_": "\xa0",
+    "L": "\u2028", "P": "\u2029",
+}  # fmt: skip
+_YAML_CODES = {"x": 2, "u": 4, "U": 8}
+
+
+def _flow(text: str, start: int, end: int, quote: str, value: str) -> list[int]:
+    """Offsets of a quoted scalar over several lines, decoded the way YAML reads it: each
+    value character's place in the text (a space folded from a line break: the break),
+    and the closing quote for the end. Only "\\n" line breaks (CRLF files fall back)."""
+    table: list[int] = []
+    out: list[str] = []
+    i, stop = start + 1, end - 1
+    while i < stop:
+        c = text[i]
+        if c == quote == "'" and text.startswith("''", i):
+            table.append(i)
+            out.append("'")
+            i += 2
+        elif c == "\\" and quote == '"':
+            i = _escape(text, i, table, out)
+        elif c in " \t\n":
+            i = _fold(text, i, stop, table, out)
+        else:
+            table.append(i)
+            out.append(c)
+            i += 1
+    table.append(stop)
+    if "".join(out) != value:
+        raise EncodeError("cannot align the scalar's value with its source text")
+    return table
+
+
+def _escape(text: str, i: int, table: list[int], out: list[str]) -> int:
+    e = text[i + 1]
+    if e == "\n":  # an escaped line break: the lines join, the next one's indent dropped
+        j = i + 2
+        while text[j] in " \t":
+            j += 1
+        return j
+    table.append(i)
+    if e in _YAML_CODES:
+        n = _YAML_CODES[e]
+        out.append(chr(int(text[i + 2 : i + 2 + n], 16)))
+        return i + 2 + n
+    if e not in _YAML_ESCAPES:
+        raise EncodeError(f"unknown escape \\{e}")
+    out.append(_YAML_ESCAPES[e])
+    return i + 2
+
+
+def _fold(text: str, i: int, stop: int, table: list[int], out: list[str]) -> int:
+    """White space, and line folding: a line break (trailing white space dropped) reads
+    as one space, or as the empty lines that follow it; leading white space dropped."""
+    j = i
+    while j < stop and text[j] in " \t":
+        j += 1
+    if j >= stop or text[j] != "\n":  # spaces within a line
+        table.extend(range(i, j))
+        out.append(text[i:j])
+        return j
+    brk = j
+    breaks = 0
+    j += 1
+    while j < stop and text[j] in " \t\n":
+        if text[j] == "\n":
+            table.append(j)
+            breaks += 1
+        j += 1
+    if breaks:
+        out.append("\n" * breaks)
+    else:
+        table.append(brk)
+        out.append(" ")
+    return j
 
 
 def _align_lines(text: str, start: int, end: int, value: str) -> Callable[[int], int]:
