@@ -19,7 +19,7 @@ import errclass
 from errclass import Event
 from errclass._fanout import FanoutError, fanout, fanout_sync
 from errclass.testing import counter_value
-from tests.support import async_wait_until
+from tests.support import async_wait_until, holds_for
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("fanout_test_var", default="unset")
 
@@ -520,9 +520,8 @@ def test_threads_timeout_abandons_and_records_once(sink: list[Event]) -> None:
     assert isinstance(info.value.exceptions[0], TimeoutError)
     release.set()
     assert late.wait(5)
-    workers[0].join(5)  # its thread has ended: a second record would be in by now
-    assert not workers[0].is_alive()
-    assert reasons(sink) == ["deadline_exceeded", "ok"]  # the late end is not recorded again
+    # Its worker is reused, so it does not end: check that no second record comes in.
+    assert holds_for(lambda: reasons(sink) == ["deadline_exceeded", "ok"], 0.3)
 
 
 def test_threads_infinite_timeout(sink: list[Event]) -> None:
