@@ -16,19 +16,25 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e . --group dev
 	@touch $(STAMP)
 
-# promtool and a Prometheus server come from Debian's prometheus package.
+# promtool and a Prometheus server come from Debian's prometheus package; the demo's
+# screenshot and its test use Debian's chromium (with a font to draw the text).
 tools:
-	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+	@missing=""; \
+	{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing="prometheus"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium fonts-dejavu-core"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian's prometheus package (promtool, prometheus)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	    echo "installing Debian's$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else \
-	    echo "promtool/prometheus missing and not root: the tests that need them will skip"; \
+	    echo "missing:$$missing, and not root: the tests that need them will skip"; \
 	  fi; \
 	fi
 
-demo: $(STAMP)
-	$(PY) -m errclass demo
+# The seed's incident on loopback with a real Prometheus; writes build/demo/report.html
+# and regenerates the README's screenshot docs/demo.png.
+demo: $(STAMP) tools
+	$(PY) -m errclass demo --out build/demo --screenshot docs/demo.png
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
