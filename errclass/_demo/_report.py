@@ -16,7 +16,7 @@ from typing import Any
 
 from ._scenario import PAGING
 
-SIZE = (1400, 940)  # the report's page, in CSS pixels (the screenshot's window)
+SIZE = (1400, 880)  # the report's page, in CSS pixels (the screenshot's window)
 COLORS = {
     "ok": "#2ca02c",
     "client_gone": "#1f77b4",
@@ -28,7 +28,7 @@ PENDING, FIRING = "#f0b429", "#7b1fa2"
 REASONS = tuple(COLORS)
 COLUMNS = (("before",), ("producer_fixed",), ("both_fixed", "disk_fault"))
 CHART = (440, 270)  # width, height of each phase's chart
-TIMELINE_H = 140
+TIMELINE_H = 120
 X0, GAP, CHART_TOP = 20, 460, 150
 TIMELINE_TOP = CHART_TOP + CHART[1] + 10
 PLOT = (48, 14, 12, 30)  # margins: left, top, right, bottom
@@ -136,7 +136,7 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     ]
 
 
-HEADERS = ["phase", "streams", "cut by a sibling", "produced work thrown away",
+HEADERS = ["phase", "streams", "cut by a sibling", "work thrown away",
            "write_failed", "client_gone", "WARN lines", "pending", "firing"]  # fmt: skip
 
 
@@ -149,7 +149,8 @@ def print_table(console: Any, rows: list[dict[str, Any]], checks: list[dict[str,
 
     t = Table(title="The seed's incident, per phase (every number read from Prometheus)")
     for h in HEADERS:
-        t.add_column(h, justify="left" if h in ("phase", "pending", "firing") else "right")
+        left = h in ("phase", "pending", "firing")
+        t.add_column(h, justify="left" if left else "right", no_wrap=left)
     for cells in table_rows(rows):
         t.add_row(*cells)
     console.print(t)

@@ -57,7 +57,7 @@ class Demo:
         self.prometheus_port, self.peer_port = prometheus_port, peer_port
         plain = Console()
         # Not a terminal (a log, a test): wide enough for the table on one line per row.
-        self.console = Console(highlight=False, width=None if plain.is_terminal else 160)
+        self.console = Console(highlight=False, width=None if plain.is_terminal else 190)
         self.work = self.out / "run"
         self.peer: subprocess.Popen[bytes] | None = None
         self.prom: Prometheus | None = None
