@@ -10,6 +10,7 @@ series), which come from a different scrape target.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -35,12 +36,21 @@ def demo(out: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[str, Any]]:
+    """One demo run, shared by the pytest-xdist workers (a lock in their common
+    temp folder: the first worker runs it, the others read its results)."""
     require_tool("prometheus")
-    out = tmp_path_factory.mktemp("demo")
-    proc = subprocess.run(demo(out), capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
-    assert not leftovers(out), "the demo left processes running"
-    return out, proc.stdout, json.loads((out / "results.json").read_text())
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this session's
+    out, stdout = shared / "errclass-demo", shared / "errclass-demo.stdout"
+    with (shared / "errclass-demo.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not stdout.exists():
+            proc = subprocess.run(demo(out), capture_output=True, text=True, timeout=300,
+                                  check=False)  # fmt: skip
+            assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+            assert not leftovers(out), "the demo left processes running"
+            stdout.write_text(proc.stdout)
+    return out, stdout.read_text(), json.loads((out / "results.json").read_text())
 
 
 # -- reading the raw Prometheus responses --------------------------------------------------
