@@ -17,11 +17,13 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # promtool and a Prometheus server come from Debian's prometheus package; real dashboards
-# and alert rules for the migrate tests from ceph-grafana-dashboards / ceph-prometheus-alerts.
+# and alert rules for the migrate tests from ceph-grafana-dashboards / ceph-prometheus-alerts;
+# the demo's screenshot and its test use Debian's chromium (with a font to draw the text).
 CEPH_FILES := /etc/grafana/dashboards/ceph-dashboard /etc/prometheus/ceph/ceph_default_alerts.yml
 tools:
 	@missing=""; \
-	command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing="prometheus"; \
+	{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing="prometheus"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium fonts-dejavu-core"; \
 	for f in $(CEPH_FILES); do [ -e $$f ] || missing="$$missing ceph-grafana-dashboards ceph-prometheus-alerts"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -29,12 +31,14 @@ tools:
 	    echo "installing Debian packages: $$pkgs"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null; \
 	  else \
-	    echo "missing and not root ($$missing): the tests that need them will skip"; \
+	    echo "missing ($$missing) and not root: the tests that need them will skip"; \
 	  fi; \
 	fi
 
-demo: $(STAMP)
-	$(PY) -m errclass demo
+# The seed's incident on loopback with a real Prometheus; writes build/demo/report.html
+# and regenerates the README's screenshot docs/demo.png.
+demo: $(STAMP) tools
+	$(PY) -m errclass demo --out build/demo --screenshot docs/demo.png
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
