@@ -13,6 +13,12 @@ ReasonFn = Callable[[BaseException, Role], Reason | None]
 
 CHAIN_LIMIT = 64  # exceptions looked at in one __cause__/__context__ chain
 CACHE_LIMIT = 2048  # entries per classification cache, cleared when full
+# What classification lets through when its own look at an exception (str, errno,
+# attributes, a predicate) raises: only the interpreter's exits, which a signal
+# handler can raise at any point. Anything else (a CancelledError, GeneratorExit or
+# custom BaseException raised by a hostile __str__ or property) cannot be a real
+# cancellation, as classification never awaits: it is contained.
+PASS_THROUGH = (KeyboardInterrupt, SystemExit)
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,7 +105,9 @@ class Rule:
             if self.errnos and getattr(exc, "errno", None) not in self._errnos:
                 return False
             return self.when is None or bool(self.when(exc))
-        except Exception:  # hostile exception or broken predicate
+        except PASS_THROUGH:
+            raise
+        except BaseException:  # hostile exception or broken predicate
             return False
 
     def decide(self, exc: BaseException, role: Role) -> Reason | None:
@@ -109,7 +117,9 @@ class Rule:
         try:
             reason = self.reason(exc, role)
             return None if reason is None else Reason(reason)
-        except Exception:  # hostile exception, broken function, or not a reason
+        except PASS_THROUGH:
+            raise
+        except BaseException:  # hostile exception, broken function, or not a reason
             return None
 
 
@@ -148,7 +158,9 @@ def _links(e: BaseException, limit: int) -> list[BaseException]:
             assert isinstance(e, BaseExceptionGroup)
             out.extend(e.exceptions[:limit])
         return out
-    except Exception:  # a hostile exception ends its chain here
+    except PASS_THROUGH:
+        raise
+    except BaseException:  # a hostile exception ends its chain here
         return []
 
 
@@ -161,14 +173,18 @@ def _class_keys(cls: type) -> frozenset[str]:
         parts: set[str] = set()
         try:
             mro = cls.__mro__
-        except Exception:  # a hostile metaclass: match by types= only
+        except PASS_THROUGH:
+            raise
+        except BaseException:  # a hostile metaclass: match by types= only
             mro = ()
         for base in mro:
             try:
                 top = base.__module__.partition(".")[0]
                 parts.add(f"{top}.{base.__qualname__.rpartition('.')[2]}")
                 parts.add(f"{top}.*")
-            except Exception:  # a hostile class: skip its names
+            except PASS_THROUGH:
+                raise
+            except BaseException:  # a hostile class: skip its names
                 continue
         keys = frozenset(parts)
         if len(_KEYS) >= CACHE_LIMIT:
