@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from ._names import public_name
 from ._outcome import OK, R_DEADLINE, R_FAILED, R_GONE, R_OK, ROLES, SEVERITY, Outcome, Reason, Role
-from ._rule import CACHE_LIMIT, PASS_THROUGH, Rule, leaves, walk
+from ._rule import CACHE_LIMIT, PASS_THROUGH, Rule, chain, leaves
 from .rules import DEFAULT
 
 LEAF_LIMIT = 10_000  # exception-group leaves looked at; past it, assume the worst
@@ -104,9 +104,12 @@ class Policy:
             return entry
         if issubclass(cls, GeneratorExit):
             return self._outcome(self.generator_exit, exc, "generator_exit")
+        members: list[BaseException] | None = None  # one walk, shared by chain rules
         for rule in entry:
             if rule.chain:
-                for member in walk(exc):
+                if members is None:
+                    members = chain(exc)
+                for member in members:
                     if rule.matches(member) and (reason := rule.decide(member, role)):
                         return self._outcome(reason, member, rule.name)
             elif ((not rule.errnos and rule.when is None) or rule.matches(exc)) and (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +46,8 @@ class Rule:
     name: str = ""
     _keys: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _errnos: tuple[int, ...] = field(default=(), init=False, repr=False)
+    # class -> accepts_type(class): type-determined, so memoized (bounded).
+    _accepts: dict[type, bool] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
@@ -88,6 +89,22 @@ class Rule:
         )
 
     def accepts_type(self, cls: type[BaseException]) -> bool:
+        """Whether *cls* passes ``types=``/``names=`` (memoized per class)."""
+        memo = self._accepts
+        try:
+            hit = memo.get(cls)
+        except PASS_THROUGH:
+            raise
+        except BaseException:  # a class whose metaclass cannot hash: no memo
+            return self.accepts_type_uncached(cls)
+        if hit is None:
+            hit = self.accepts_type_uncached(cls)
+            if len(memo) >= CACHE_LIMIT:
+                memo.clear()
+            memo[cls] = hit
+        return hit
+
+    def accepts_type_uncached(self, cls: type[BaseException]) -> bool:
         if not self.filters_by_type:
             return True
         if self.types and issubclass(cls, self.types):
@@ -125,15 +142,38 @@ class Rule:
 
 def walk(exc: BaseException, limit: int = CHAIN_LIMIT) -> Iterator[BaseException]:
     """*exc*, then its causes, contexts and group leaves, breadth first, each once."""
-    seen: set[int] = set()
-    queue: deque[BaseException] = deque((exc,))
-    while queue and len(seen) < limit:
-        e = queue.popleft()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        yield e
-        queue.extend(_links(e, limit))
+    return iter(chain(exc, limit))
+
+
+def chain(exc: BaseException, limit: int = CHAIN_LIMIT) -> list[BaseException]:
+    """``walk()`` as a list: one pass, each exception's links read once.
+
+    Duplicates are dropped when queued rather than when taken, which gives the
+    same breadth-first order with no queue object or generator frame.
+    """
+    out = [exc]
+    seen = {id(exc)}
+    i = 0
+    while i < len(out) < limit:
+        e = out[i]
+        i += 1
+        links: list[BaseException | None]
+        if issubclass(type(e), BaseExceptionGroup):
+            links = list(_links(e, limit))
+        else:
+            try:
+                links = [e.__cause__, e.__context__]
+            except PASS_THROUGH:
+                raise
+            except BaseException:  # a hostile exception ends its chain here
+                continue
+        for x in links:
+            if x is not None and id(x) not in seen:
+                seen.add(id(x))
+                out.append(x)
+                if len(out) >= limit:
+                    break
+    return out
 
 
 def leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
