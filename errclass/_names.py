@@ -16,9 +16,15 @@ def qualified_name(obj: object, *, public: bool = False) -> str:
     module = getattr(target, "__module__", "?")
     qualname = getattr(target, "__qualname__", "?")
     if public:
-        if module == "builtins":
-            return str(qualname)
-        module = ".".join(p for p in module.split(".") if not p.startswith("_")) or module
+        return public_name(str(module), str(qualname))
+    return f"{module}.{qualname}"
+
+
+def public_name(module: str, qualname: str) -> str:
+    """An ``error.type`` value: builtins by bare name, private module parts dropped."""
+    if module == "builtins":
+        return qualname
+    module = ".".join(p for p in module.split(".") if not p.startswith("_")) or module
     return f"{module}.{qualname}"
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 
-from ._names import qualified_name
+from ._names import public_name
 from ._outcome import OK, R_DEADLINE, R_FAILED, R_GONE, R_OK, ROLES, SEVERITY, Outcome, Reason, Role
-from ._rule import CACHE_LIMIT, Rule, leaves, walk
+from ._rule import CACHE_LIMIT, PASS_THROUGH, Rule, chain, leaves
 from .rules import DEFAULT
 
 LEAF_LIMIT = 10_000  # exception-group leaves looked at; past it, assume the worst
@@ -73,7 +73,9 @@ class Policy:
         wrong argument (not an exception, unknown role) is a ``TypeError``/``ValueError``."""
         try:
             hit = self._static[role].get(type(exc))
-        except Exception:  # an unknown role, or a class whose metaclass cannot hash
+        except PASS_THROUGH:
+            raise
+        except BaseException:  # an unknown role, or a class whose metaclass cannot hash
             hit = None
         if hit is not None:
             return hit
@@ -88,7 +90,9 @@ class Policy:
             if issubclass(type(exc), BaseExceptionGroup):
                 return self._classify_group(exc, role)  # type: ignore[arg-type]
             return self._classify_one(exc, role)
-        except Exception:  # hostile exceptions must not break the caller
+        except PASS_THROUGH:
+            raise
+        except BaseException:  # hostile exceptions must not break the caller
             return Outcome(self.default, "_OTHER", "unclassifiable")
 
     def _classify_one(self, exc: BaseException, role: Role) -> Outcome:
@@ -100,9 +104,12 @@ class Policy:
             return entry
         if issubclass(cls, GeneratorExit):
             return self._outcome(self.generator_exit, exc, "generator_exit")
+        members: list[BaseException] | None = None  # one walk, shared by chain rules
         for rule in entry:
             if rule.chain:
-                for member in walk(exc):
+                if members is None:
+                    members = chain(exc)
+                for member in members:
                     if rule.matches(member) and (reason := rule.decide(member, role)):
                         return self._outcome(reason, member, rule.name)
             elif ((not rule.errnos and rule.when is None) or rule.matches(exc)) and (
@@ -176,7 +183,11 @@ class Policy:
 
 def _bounded_name(cls: type, packages: frozenset[str]) -> str:
     try:
+        # Read once, exact str only: a metaclass property or a str subclass could
+        # answer the lookup below with one name and the label with another.
         module, qualname = cls.__module__, cls.__qualname__
+        if type(module) is not str or type(qualname) is not str:
+            return "_OTHER"
         top = module.partition(".")[0]
         if not (top == "builtins" or top in sys.stdlib_module_names or top in packages):
             return "_OTHER"
@@ -185,8 +196,10 @@ def _bounded_name(cls: type, packages: frozenset[str]) -> str:
         found: object = sys.modules.get(module)
         for part in qualname.split("."):
             found = getattr(found, part, None)
-        return qualified_name(cls, public=True) if found is cls else "_OTHER"
-    except Exception:  # hostile class attributes
+        return public_name(module, qualname) if found is cls else "_OTHER"
+    except PASS_THROUGH:
+        raise
+    except BaseException:  # hostile class attributes
         return "_OTHER"
 
 

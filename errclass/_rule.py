@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +12,12 @@ ReasonFn = Callable[[BaseException, Role], Reason | None]
 
 CHAIN_LIMIT = 64  # exceptions looked at in one __cause__/__context__ chain
 CACHE_LIMIT = 2048  # entries per classification cache, cleared when full
+# What classification lets through when its own look at an exception (str, errno,
+# attributes, a predicate) raises: only the interpreter's exits, which a signal
+# handler can raise at any point. Anything else (a CancelledError, GeneratorExit or
+# custom BaseException raised by a hostile __str__ or property) cannot be a real
+# cancellation, as classification never awaits: it is contained.
+PASS_THROUGH = (KeyboardInterrupt, SystemExit)
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,6 +46,8 @@ class Rule:
     name: str = ""
     _keys: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _errnos: tuple[int, ...] = field(default=(), init=False, repr=False)
+    # class -> accepts_type(class): type-determined, so memoized (bounded).
+    _accepts: dict[type, bool] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
@@ -82,6 +89,22 @@ class Rule:
         )
 
     def accepts_type(self, cls: type[BaseException]) -> bool:
+        """Whether *cls* passes ``types=``/``names=`` (memoized per class)."""
+        memo = self._accepts
+        try:
+            hit = memo.get(cls)
+        except PASS_THROUGH:
+            raise
+        except BaseException:  # a class whose metaclass cannot hash: no memo
+            return self.accepts_type_uncached(cls)
+        if hit is None:
+            hit = self.accepts_type_uncached(cls)
+            if len(memo) >= CACHE_LIMIT:
+                memo.clear()
+            memo[cls] = hit
+        return hit
+
+    def accepts_type_uncached(self, cls: type[BaseException]) -> bool:
         if not self.filters_by_type:
             return True
         if self.types and issubclass(cls, self.types):
@@ -99,7 +122,9 @@ class Rule:
             if self.errnos and getattr(exc, "errno", None) not in self._errnos:
                 return False
             return self.when is None or bool(self.when(exc))
-        except Exception:  # hostile exception or broken predicate
+        except PASS_THROUGH:
+            raise
+        except BaseException:  # hostile exception or broken predicate
             return False
 
     def decide(self, exc: BaseException, role: Role) -> Reason | None:
@@ -109,21 +134,46 @@ class Rule:
         try:
             reason = self.reason(exc, role)
             return None if reason is None else Reason(reason)
-        except Exception:  # hostile exception, broken function, or not a reason
+        except PASS_THROUGH:
+            raise
+        except BaseException:  # hostile exception, broken function, or not a reason
             return None
 
 
 def walk(exc: BaseException, limit: int = CHAIN_LIMIT) -> Iterator[BaseException]:
     """*exc*, then its causes, contexts and group leaves, breadth first, each once."""
-    seen: set[int] = set()
-    queue: deque[BaseException] = deque((exc,))
-    while queue and len(seen) < limit:
-        e = queue.popleft()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        yield e
-        queue.extend(_links(e, limit))
+    return iter(chain(exc, limit))
+
+
+def chain(exc: BaseException, limit: int = CHAIN_LIMIT) -> list[BaseException]:
+    """``walk()`` as a list: one pass, each exception's links read once.
+
+    Duplicates are dropped when queued rather than when taken, which gives the
+    same breadth-first order with no queue object or generator frame.
+    """
+    out = [exc]
+    seen = {id(exc)}
+    i = 0
+    while i < len(out) < limit:
+        e = out[i]
+        i += 1
+        links: list[BaseException | None]
+        if issubclass(type(e), BaseExceptionGroup):
+            links = list(_links(e, limit))
+        else:
+            try:
+                links = [e.__cause__, e.__context__]
+            except PASS_THROUGH:
+                raise
+            except BaseException:  # a hostile exception ends its chain here
+                continue
+        for x in links:
+            if x is not None and id(x) not in seen:
+                seen.add(id(x))
+                out.append(x)
+                if len(out) >= limit:
+                    break
+    return out
 
 
 def leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
@@ -148,7 +198,9 @@ def _links(e: BaseException, limit: int) -> list[BaseException]:
             assert isinstance(e, BaseExceptionGroup)
             out.extend(e.exceptions[:limit])
         return out
-    except Exception:  # a hostile exception ends its chain here
+    except PASS_THROUGH:
+        raise
+    except BaseException:  # a hostile exception ends its chain here
         return []
 
 
@@ -161,14 +213,18 @@ def _class_keys(cls: type) -> frozenset[str]:
         parts: set[str] = set()
         try:
             mro = cls.__mro__
-        except Exception:  # a hostile metaclass: match by types= only
+        except PASS_THROUGH:
+            raise
+        except BaseException:  # a hostile metaclass: match by types= only
             mro = ()
         for base in mro:
             try:
                 top = base.__module__.partition(".")[0]
                 parts.add(f"{top}.{base.__qualname__.rpartition('.')[2]}")
                 parts.add(f"{top}.*")
-            except Exception:  # a hostile class: skip its names
+            except PASS_THROUGH:
+                raise
+            except BaseException:  # a hostile class: skip its names
                 continue
         keys = frozenset(parts)
         if len(_KEYS) >= CACHE_LIMIT:
