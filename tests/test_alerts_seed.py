@@ -5,6 +5,7 @@ a render that is not the default one."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -20,7 +21,14 @@ from tests.support import ROOT, require_tool
 
 EXAMPLES = ROOT / "errclass" / "monitoring" / "examples"
 SEED_TESTS = ROOT / "alerts" / "tests" / "teranode"
-SEED_UNIT_TESTS = sorted(SEED_TESTS.glob("*.yaml"))
+# The two deadline choices of the PR review's third point: deadline_exceeded as its own
+# source value, or folded into client_gone as the seed's Go service does.
+VARIANTS = {"own": "teranode.toml", "folded": "teranode-deadline-folded.toml"}
+
+
+def seed_unit_tests(variant: str) -> list[Path]:
+    """The tests both variants share, then the variant's own."""
+    return sorted(SEED_TESTS.glob("*.yaml")) + sorted(SEED_TESTS.glob(f"deadline-{variant}/*.yaml"))
 
 
 def example(name: str = "teranode.toml", **changes: Any) -> monitoring.Config:
@@ -41,25 +49,39 @@ def promtool_test(test: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def seed_render(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The teranode example rendered, with the seed-scale unit tests beside its rules."""
-    out = tmp_path_factory.mktemp("seed")
-    monitoring.write(monitoring.render(example()), out)
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def seed_render(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path]:
+    """An example rendered, with the seed-scale unit tests beside its rules."""
+    out = tmp_path_factory.mktemp(f"seed-{request.param}")
+    monitoring.write(monitoring.render(example(VARIANTS[request.param])), out)
     shutil.copytree(SEED_TESTS, out / "alerts" / "tests" / "teranode")
-    return out
+    return request.param, out
 
 
 def test_seed_unit_tests_cover_issue_14() -> None:
-    names = {p.stem for p in SEED_UNIT_TESTS}
-    assert names >= {"low_traffic", "fault_burst", "outage", "slow_burn", "legacy"}
+    for variant in VARIANTS:
+        names = {str(p.relative_to(SEED_TESTS).with_suffix("")) for p in seed_unit_tests(variant)}
+        assert names >= {
+            "low_traffic",
+            "fault_burst",
+            "outage",
+            "slow_burn",
+            "absent",
+            f"deadline-{variant}/legacy",
+            f"deadline-{variant}/deadline",
+        }
 
 
-@pytest.mark.parametrize("name", [p.stem for p in SEED_UNIT_TESTS])
-def test_seed_scale_promtool(seed_render: Path, name: str) -> None:
-    r = promtool_test(seed_render / "alerts" / "tests" / "teranode" / f"{name}.yaml")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS" in r.stdout
+def test_seed_scale_promtool(seed_render: tuple[str, Path]) -> None:
+    variant, out = seed_render
+    failed = []
+    for test in seed_unit_tests(variant):
+        r = promtool_test(out / "alerts" / "tests" / "teranode" / test.relative_to(SEED_TESTS))
+        if r.returncode != 0 or "SUCCESS" not in r.stdout:
+            failed.append(f"{test.relative_to(SEED_TESTS)}:\n{r.stdout}{r.stderr}")
+    assert not failed, "\n".join(failed)
 
 
 # -- import paths -----------------------------------------------------------------------------
@@ -94,30 +116,86 @@ def test_every_runbook_anchor_resolves_in_the_rendered_runbook(prefix: str) -> N
     assert runbooks, "errclass render writes no RUNBOOK.md"
     anchors = _anchors(files[runbooks[0]])
     rules = yaml.safe_load(files[f"alerts/{cfg.name}.rules.yaml"])
-    urls = [r["annotations"]["runbook_url"] for g in rules["groups"] for r in g["rules"] if "alert" in r]
+    urls = [
+        r["annotations"]["runbook_url"] for g in rules["groups"] for r in g["rules"] if "alert" in r
+    ]
     assert urls
     dead = sorted({u for u in urls if u.rsplit("#", 1)[-1] not in anchors})
     assert not dead, f"anchors missing from {runbooks[0]}: {dead}"
 
 
+# What Grafana's typed model leaves out on purpose: a null id, the variables' UI-only
+# `definition`, and the export-for-sharing keys (the foundation SDK never reads them).
+_SDK_DROPS = re.compile(
+    r"\.id|\.templating\.list\[\d+\]\.definition|\.__(inputs|elements|requires)"
+)
+
+
+def _lost(ours: Any, theirs: Any, path: str = "") -> list[str]:
+    """Every value of *ours* that *theirs* (the SDK's re-encoding) drops or changes."""
+    if isinstance(ours, dict):
+        out = []
+        for k, v in ours.items():
+            here = f"{path}.{k}"
+            if k not in theirs:
+                out += [] if _SDK_DROPS.fullmatch(here) else [f"{here} dropped"]
+            else:
+                out += _lost(v, theirs[k], here)
+        return out
+    if isinstance(ours, list):
+        if len(ours) != len(theirs):
+            return [f"{path}: {len(ours)} items became {len(theirs)}"]
+        return [
+            x
+            for i, (a, b) in enumerate(zip(ours, theirs, strict=True))
+            for x in _lost(a, b, f"{path}[{i}]")
+        ]
+    return [] if ours == theirs else [f"{path}: {ours!r} became {theirs!r}"]
+
+
+def _encode(model: Any) -> Any:
+    from grafana_foundation_sdk.cog import encoder
+
+    return json.loads(encoder.JSONEncoder().encode(model))
+
+
 def test_requires_matches_the_schema_version_and_grafana_parses_it() -> None:
+    """Grafana's own typed models (grafana-foundation-sdk, the 11.6 build) read every
+    key and value we write: the dashboard, and each panel's options and field config
+    through its panel type's model."""
+    from grafana_foundation_sdk.models import dashboard as sdk
+    from grafana_foundation_sdk.models import stat, timeseries
+
+    from errclass.monitoring import _dashboard as board
+
+    kinds: dict[str, Any] = {"timeseries": timeseries, "stat": stat}
+    for cfg in (monitoring.Config(), example(), example(VARIANTS["folded"])):
+        files = monitoring.render(cfg)
+        for rel in (
+            f"grafana/{cfg.dashboard.uid}.json",
+            f"grafana/import/{cfg.dashboard.uid}.json",
+        ):
+            d = json.loads(files[rel])
+            model = sdk.Dashboard.from_json(d)
+            assert model.schema_version == d["schemaVersion"] == board.SCHEMA_VERSION
+            assert not _lost(d, _encode(model)), (rel, _lost(d, _encode(model)))
+            for panel in d["panels"]:
+                kind = kinds[panel["type"]]
+                options = _encode(kind.Options.from_json(panel["options"]))
+                assert not _lost(panel["options"], options), (panel["title"], options)
+                custom = panel["fieldConfig"]["defaults"].get("custom")
+                if custom is not None:
+                    assert not _lost(custom, _encode(kind.FieldConfig.from_json(custom)))
+        shared = json.loads(files[f"grafana/import/{cfg.dashboard.uid}.json"])
+        (grafana,) = [r for r in shared["__requires"] if r["type"] == "grafana"]
+        assert grafana["version"] == board.GRAFANA_FOR_SCHEMA[shared["schemaVersion"]]
+
+
+def test_the_sdk_check_catches_a_key_grafana_does_not_know() -> None:
     from grafana_foundation_sdk.models import dashboard as sdk
 
-    import errclass.monitoring._dashboard as board
-
-    for cfg in (monitoring.Config(), example()):
-        shared = monitoring.render(cfg)[f"grafana/import/{cfg.dashboard.uid}.json"]
-        import json
-
-        d = json.loads(shared)
-        (grafana,) = [r for r in d["__requires"] if r["type"] == "grafana"]
-        assert grafana["version"] == board.GRAFANA_FOR_SCHEMA[d["schemaVersion"]]
-        model = sdk.Dashboard.from_json(d)
-        assert model.schema_version == d["schemaVersion"]
-        assert [p.title for p in model.panels or []] == [p["title"] for p in d["panels"]]
-        for parsed, raw in zip(model.panels or [], d["panels"], strict=True):
-            assert isinstance(parsed, sdk.Panel)
-            assert parsed.type_val == raw["type"]
-            assert [t.to_json()["expr"] for t in parsed.targets or []] == [
-                t["expr"] for t in raw["targets"]
-            ]
+    d = json.loads(monitoring.render()["grafana/errclass-outcomes.json"])
+    d["panels"][0]["gridPos"]["width"] = 12  # Grafana's is "w"
+    d["refresh"] = 30  # a string in Grafana's schema
+    lost = _lost(d, _encode(sdk.Dashboard.from_json(d)))
+    assert ".panels[0].gridPos.width dropped" in lost
