@@ -201,7 +201,11 @@ def test_committed_outputs_are_what_render_produces() -> None:
     assert not stale, f"run `make render` and commit: {stale} differ from errclass render"
     committed = {
         str(p.relative_to(ROOT))
-        for p in [*(ROOT / "grafana").rglob("*.json"), *(ROOT / "alerts").glob("*.yaml")]
+        for p in [
+            *(ROOT / "grafana").rglob("*.json"),
+            *(ROOT / "alerts").glob("*.yaml"),
+            *(ROOT / "alerts").glob("*.md"),
+        ]
     }
     assert committed == set(files), (
         "files in grafana/ or alerts/ that errclass render does not make"
@@ -302,7 +306,15 @@ UNIT_TESTS = sorted((ROOT / "alerts" / "tests").glob("*.yaml"))
 
 def test_unit_tests_cover_the_scenarios() -> None:
     names = {p.stem for p in UNIT_TESTS}
-    assert names >= {"split", "fault_burst", "slow_burn", "deadline", "low_traffic", "absent"}
+    assert names >= {
+        "split",
+        "fault_burst",
+        "slow_burn",
+        "deadline",
+        "low_traffic",
+        "absent",
+        "fanout",
+    }
     for path in UNIT_TESTS:
         data = yaml.safe_load(path.read_text())
         fired = [
@@ -310,6 +322,11 @@ def test_unit_tests_cover_the_scenarios() -> None:
             for test in data["tests"]
             for t in test.get("alert_rule_test", [])
             if t.get("exp_alerts")
+        ] + [  # an alert's first firing time, read from ALERTS
+            t
+            for test in data["tests"]
+            for t in test.get("promql_expr_test", [])
+            if "ALERTS" in t["expr"] and t.get("exp_samples")
         ]
         assert fired or path.stem == "low_traffic", f"{path.name} expects no alert at all"
 
@@ -387,12 +404,15 @@ def test_dashboard_has_the_panels_of_the_split() -> None:
         "Outcomes per instance",
         "SLO burn rate",
         "Error budget remaining",
+        "Fan-out: failed and self-cancelled fetches",
+        "Fan-out: share cancelled by us",
     ]
     by_title = {p["title"]: p for p in d["panels"]}
     ratio = by_title["Error ratio (client_gone excluded)"]["targets"][0]["expr"]
     num, den = ratio.split(" / ")
     assert 'reason=~"write_failed|deadline_exceeded"' in num
     assert 'reason!="client_gone"' in den
+    assert " or 0 * " in num  # 0, not "No data", while no error series exists
     assert (
         by_title["Outcomes by reason"]["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"]
         == "normal"
@@ -423,15 +443,18 @@ def test_every_rule_expression_parses(rendered: tuple[str, Path]) -> None:
 
 def test_rules_follow_mixin_conventions() -> None:
     data = yaml.safe_load((ROOT / "alerts" / "errclass.rules.yaml").read_text())
-    records, alerts = data["groups"]
-    names = [r["record"] for r in records["rules"]]
+    records, slow, alerts = data["groups"]
+    assert slow["name"] == "errclass.rules.long" and slow["interval"] == "2m30s"
+    assert all(r["record"].endswith(("1d", "3d", "30d")) for r in slow["rules"][:9])
+    names = [r["record"] for r in records["rules"] + slow["rules"]]
     assert all(":" in n and not n.startswith("errclass_outcomes_total") for n in names)
     assert "job_producer:errclass_outcomes:legacy_write_failed_rate5m" in names
     for rule in alerts["rules"]:
         assert re.fullmatch(r"Errclass[A-Z][A-Za-z]+", rule["alert"])
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}
         assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}
-        assert rule["annotations"]["runbook_url"].endswith("#" + rule["alert"].lower())
+        anchor = rule["alert"].removeprefix("Errclass").lower()
+        assert rule["annotations"]["runbook_url"].endswith("#" + anchor)
     burns = [r for r in alerts["rules"] if r["alert"] == "ErrclassErrorBudgetBurn"]
     assert [
         (r["labels"]["long"], r["labels"]["short"], r["labels"]["severity"]) for r in burns
@@ -441,7 +464,9 @@ def test_rules_follow_mixin_conventions() -> None:
         ("1d", "2h", "warning"),
         ("3d", "6h", "warning"),
     ]
-    assert all("counted_rate" in r["expr"] for r in burns)  # low-traffic guard
+    # The low-traffic guard: 2 failed outcomes in the long window.
+    for r, seconds in zip(burns, (3600, 21600, 86400, 259200), strict=True):
+        assert r["expr"].endswith(f">= (2 / {seconds})"), r["expr"]
 
 
 def test_seed_render_uses_the_source_label() -> None:

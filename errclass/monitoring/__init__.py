@@ -55,7 +55,7 @@ def _json(data: Any) -> str:
 
 def render(config: Config | Mapping[str, Any] | None = None) -> dict[str, str]:
     """Every artifact for *config*, as ``{relative path: file text}``; deterministic."""
-    from . import _dashboard, _rules
+    from . import _dashboard, _rules, _runbook
 
     cfg = config if isinstance(config, Config) else from_mapping(config)
     n = cfg.name
@@ -67,6 +67,7 @@ def render(config: Config | Mapping[str, Any] | None = None) -> dict[str, str]:
         f"alerts/{n}.prometheusrule.yaml": _yaml(_rules.prometheus_rule(cfg)),
         f"alerts/{n}.mimir.yaml": _yaml(_rules.mimir_file(cfg)),
         f"alerts/{n}.grafana.yaml": _yaml(_rules.grafana_file(cfg)),
+        "alerts/RUNBOOK.md": _runbook.runbook(cfg),
     }
 
 

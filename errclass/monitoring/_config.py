@@ -25,7 +25,15 @@ _NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _PREFIX = re.compile(r"[A-Z][A-Za-z0-9]*")
 _UID = re.compile(r"[A-Za-z0-9_-]{8,40}")
 _SEVERITY = re.compile(r"[a-z][a-z0-9_]*")
-_RUNBOOK_FIELDS = {"alert", "alert_lower", "name"}
+_RUNBOOK_FIELDS = {"alert", "alert_lower", "rule", "rule_lower", "name"}
+# Keys that were replaced: loading one says what to use instead.
+_REPLACED: dict[tuple[str | int, ...], str] = {
+    ("alerts", "min_rate"): "was replaced by alerts.min_events: a minimum count of failed "
+    "outcomes in the alert's long window (a rate over the window blocked every page at the "
+    "seed's volume)",
+    ("legacy_reasons",): "was replaced by legacy_from and legacy_split: label values, as "
+    "`errclass migrate --from/--split` take them",
+}
 
 Path_ = tuple[str | int, ...]
 
@@ -70,16 +78,37 @@ class RatioAlert:
 class AbsentAlert:
     severity: str = "warning"
     for_: str = field(default="15m", metadata={"key": "for"})
+    # A job (aggregation) seen within this long but not now is reported by name.
+    lookback: str = "1h"
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """The consumer side: errclass.fanout's ``errclass_fetch_outcomes_total{fanout, reason,
+    cancelled}``; ``cancelled="true"`` marks fetches our own side cut (a cascade)."""
+
+    enabled: bool = True
+    metric: str = "errclass_fetch_outcomes_total"
+    selector: str = ""
+    fanout_label: str = "fanout"
+    cancelled_label: str = "cancelled"
+    aggregation_labels: tuple[str, ...] = ("job", "fanout")
+    # The alert: more than this share of a fan-out's fetches cancelled by itself.
+    cancelled: RatioAlert = RatioAlert(threshold=0.1, window="15m", severity="warning", for_="15m")
 
 
 @dataclass(frozen=True)
 class Alerts:
     prefix: str = "Errclass"
-    # Counted outcomes per second below which burn and ratio alerts stay silent:
-    # one failure at 3 requests a minute must not page.
-    min_rate: float = 0.1
+    # The low-traffic guard, in events: an alert needs at least this many outcomes of its
+    # reasons (failed ones for the burn rates) in its long window, so one failure at 3
+    # requests a minute never pages, while a total outage at 82 counted outcomes an hour
+    # pages within a minute of the workbook's 52 s.
+    min_events: int = 2
+    # {rule_lower}: the alert name without the prefix, so the anchor exists in errclass's
+    # own runbook whatever the prefix; every render also writes alerts/RUNBOOK.md.
     runbook_url: str = (
-        "https://github.com/errclass/errclass/blob/main/alerts/RUNBOOK.md#{alert_lower}"
+        "https://github.com/errclass/errclass/blob/main/alerts/RUNBOOK.md#{rule_lower}"
     )
     labels: dict[str, str] = field(default_factory=dict)
     deadline: RatioAlert = RatioAlert(threshold=0.05, window="5m", severity="warning", for_="10m")
@@ -146,8 +175,11 @@ class Config:
     aggregation_labels: tuple[str, ...] = ("job", "producer")
     error_reasons: tuple[str, ...] = ("write_failed", "deadline_exceeded")
     excluded_reasons: tuple[str, ...] = ("client_gone",)
-    # What the metric counted before the split: every failure was write_failed.
-    legacy_reasons: tuple[str, ...] = ("write_failed", "client_gone", "deadline_exceeded")
+    # The legacy-equivalent series, from label values as `errclass migrate --mode
+    # preserve` builds it: the old value plus the values split off it. An empty
+    # legacy_split means the values of client_gone and deadline_exceeded.
+    legacy_from: str = "write_failed"
+    legacy_split: tuple[str, ...] = ()
     legacy_window: str = "5m"
     slo: SLO = SLO()
     burn_rates: tuple[BurnRate, ...] = field(default_factory=_default_burn_rates)
@@ -157,6 +189,11 @@ class Config:
     mimir_namespace: str = "errclass"
     grafana_alerting: GrafanaAlerting = GrafanaAlerting()
     rule_interval: str = ""
+    # Windows of 1d and longer are recorded in their own group at this interval (as Pyrra
+    # does): a 30d rate need not be recomputed every evaluation. Under 5m, so the
+    # recorded series never go stale.
+    long_window_interval: str = "2m30s"
+    consumer: Consumer = Consumer()
 
     @property
     def budget(self) -> float:
@@ -165,6 +202,16 @@ class Config:
     def values(self, reasons: tuple[str, ...] | list[str]) -> list[str]:
         """The label values of *reasons*, in config order."""
         return [v for r in reasons for v in self.reasons[r]]
+
+    def legacy_values(self) -> list[str]:
+        """The label values the old metric counted as ``legacy_from``."""
+        split = self.legacy_split or self.values(["client_gone", "deadline_exceeded"])
+        return [self.legacy_from, *(v for v in split if v != self.legacy_from)]
+
+    def has(self, reason: str) -> bool:
+        """Whether the metric has a value of its own for *reason* (a deadline may be
+        folded into client_gone)."""
+        return bool(self.reasons[reason])
 
 
 # -- loading ----------------------------------------------------------------------------
@@ -247,6 +294,9 @@ def _build(cls: type[Any], data: Any, path: Path_, locate: Locate) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {_key(f): f for f in dataclasses.fields(cls)}
     for key in data:
+        here: Path_ = (*path, str(key))
+        if here in _REPLACED:
+            _fail(here, _REPLACED[here], locate)
         if key not in fields:
             known = ", ".join(sorted(fields))
             _fail((*path, str(key)), f"unknown key (known keys: {known})", locate)
@@ -385,6 +435,9 @@ def _validate(cfg: Config, locate: Locate) -> None:
     check.duration(cfg.grafana_alerting.interval, ("grafana_alerting", "interval"))
     if cfg.rule_interval:
         check.duration(cfg.rule_interval, ("rule_interval",))
+    slow = check.duration(cfg.long_window_interval, ("long_window_interval",))
+    check(slow < 300, ("long_window_interval",), "must be under 5m, or its series go stale")
+    _check_consumer(cfg, check)
 
 
 def _check_names(cfg: Config, check: _Checker) -> None:
@@ -440,7 +493,8 @@ def _check_alerts(cfg: Config, check: _Checker) -> None:
     check(
         bool(_PREFIX.fullmatch(a.prefix)), ("alerts", "prefix"), "must be CamelCase, e.g. Errclass"
     )
-    check(a.min_rate >= 0, ("alerts", "min_rate"), "must be >= 0")
+    check(a.min_events >= 1, ("alerts", "min_events"), "must be at least 1")
+    check.duration(a.absent.lookback, ("alerts", "absent", "lookback"))
     for key in ("deadline", "client_gone"):
         r: RatioAlert = getattr(a, key)
         check(0 < r.threshold < 1, ("alerts", key, "threshold"), "must be a ratio between 0 and 1")
@@ -470,37 +524,79 @@ def _check_reasons(cfg: Config, check: _Checker) -> None:
     seen: dict[str, str] = {}
     for r, values in cfg.reasons.items():
         check(r in REASONS, ("reasons", r), f"unknown reason; use one of {', '.join(REASONS)}")
-        check(bool(values), ("reasons", r), "needs at least one label value")
+        check(
+            bool(values) or r == "deadline_exceeded",
+            ("reasons", r),
+            "needs at least one label value (only deadline_exceeded may be [], when the "
+            "metric folds deadlines into client_gone)",
+        )
         for i, v in enumerate(values):
             check(bool(v), ("reasons", r, i), "must not be empty")
             check(v not in seen, ("reasons", r, i), f"{v!r} is already a value of {seen.get(v)!r}")
             seen[v] = r
-    for key in ("error_reasons", "excluded_reasons", "legacy_reasons"):
+    for key in ("error_reasons", "excluded_reasons"):
         for i, r in enumerate(getattr(cfg, key)):
             check(r in REASONS, (key, i), f"{r!r} is not a reason ({', '.join(REASONS)})")
             check(r != "ok", (key, i), "ok is never an error")
-    check(bool(cfg.error_reasons), ("error_reasons",), "needs at least one reason")
-    check(bool(cfg.legacy_reasons), ("legacy_reasons",), "needs at least one reason")
+    check(
+        bool(cfg.values(cfg.error_reasons)),
+        ("error_reasons",),
+        "needs at least one reason with a label value",
+    )
+    check(bool(cfg.legacy_from), ("legacy_from",), "must not be empty")
+    for i, v in enumerate(cfg.legacy_split):
+        check(bool(v), ("legacy_split", i), "must not be empty")
+        check(v != cfg.legacy_from, ("legacy_split", i), "must differ from legacy_from")
+    known = set(cfg.values(list(cfg.reasons)))
+    for path, v in [(("legacy_from",), cfg.legacy_from)] + [
+        (("legacy_split", i), v) for i, v in enumerate(cfg.legacy_split)
+    ]:
+        check(v in known, path, f"{v!r} is not a label value of any reason")
     both = set(cfg.error_reasons) & set(cfg.excluded_reasons)
     check(not both, ("excluded_reasons",), f"{sorted(both)} cannot be both an error and excluded")
 
 
 def _check_selector(cfg: Config, check: _Checker) -> None:
-    if not cfg.selector:
+    _check_matchers(cfg.metric, cfg.selector, cfg.reason_label, ("selector",), check)
+
+
+def _check_matchers(
+    metric: str, selector: str, reason_label: str, path: Path_, check: _Checker
+) -> None:
+    if not selector:
         return
     import promql_parser
 
     try:
-        expr: Any = promql_parser.parse(f"{cfg.metric}{{{cfg.selector}}}")
+        expr: Any = promql_parser.parse(f"{metric}{{{selector}}}")
         names = [m.name for m in expr.matchers.matchers]
     except (ValueError, AttributeError) as e:
-        check(False, ("selector",), f"{cfg.selector!r} is not a PromQL matcher list: {e}")
+        check(False, path, f"{selector!r} is not a PromQL matcher list: {e}")
         return
+    check(reason_label not in names, path, f"must not match on the reason label {reason_label!r}")
+
+
+def _check_consumer(cfg: Config, check: _Checker) -> None:
+    c = cfg.consumer
     check(
-        cfg.reason_label not in names,
-        ("selector",),
-        f"must not match on the reason label {cfg.reason_label!r}",
+        bool(_METRIC.fullmatch(c.metric)),
+        ("consumer", "metric"),
+        f"{c.metric!r} is not a metric name",
     )
+    for key in ("fanout_label", "cancelled_label"):
+        check.label(getattr(c, key), ("consumer", key))
+    check(
+        bool(c.aggregation_labels), ("consumer", "aggregation_labels"), "needs at least one label"
+    )
+    for i, name in enumerate(c.aggregation_labels):
+        check.label(name, ("consumer", "aggregation_labels", i))
+    _check_matchers(c.metric, c.selector, "reason", ("consumer", "selector"), check)
+    r = c.cancelled
+    path: Path_ = ("consumer", "cancelled")
+    check(0 < r.threshold < 1, (*path, "threshold"), "must be a ratio between 0 and 1")
+    check.duration(r.window, (*path, "window"))
+    check.duration(r.for_, (*path, "for"), zero=True)
+    check.severity(r.severity, (*path, "severity"))
 
 
 # -- file parsing with positions ------------------------------------------------------------

@@ -7,9 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._config import Config
-from ._queries import Queries, by, num, string
+from ._queries import Consumer, Queries, by, num, string
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+SCHEMA_VERSION = 39
+# The Grafana release that writes each schemaVersion (its DashboardMigrator's latest):
+# what `__requires` says, so an import into an older Grafana is not promised to work.
+GRAFANA_FOR_SCHEMA = {39: "10.4.0"}
 RATE = "$__rate_interval"
 
 
@@ -58,7 +62,7 @@ class _Panels:
         steps = [{"color": c, "value": v} for c, v in (thresholds or [("green", None)])]
         defaults["thresholds"] = {"mode": "absolute", "steps": steps}
         if kind == "stat":
-            defaults["min"] = None
+            del defaults["min"]  # auto
             options: dict[str, Any] = {
                 "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
                 "colorMode": "background",
@@ -138,17 +142,29 @@ def panels(cfg: Config) -> list[dict[str, Any]]:
 
 def _specs(p: _Panels, cfg: Config) -> list[Spec]:
     """The dashboard's panels, in reading order."""
+    specs = _outcome_specs(p, cfg) + _slo_specs(p, cfg)
+    return specs + (_consumer_specs(p, cfg) if cfg.consumer.enabled else [])
+
+
+def _line(p: _Panels, matcher: str) -> str:
+    # `or 0 * all`: a value whose series do not exist (a counter never incremented)
+    # reads 0, not "No data".
+    return f"(sum ({p.rate(matcher)}) or 0 * sum ({p.rate()}))"
+
+
+def _outcome_specs(p: _Panels, cfg: Config) -> list[Spec]:
     q = p.q
     r = cfg.reason_label
     agg = list(cfg.aggregation_labels)
     excluded = ", ".join(cfg.excluded_reasons) or "nothing"
-    errors = " + ".join(cfg.error_reasons)
+    errors = " + ".join(x for x in cfg.error_reasons if cfg.has(x))
 
     def ratio_of(numerator: str) -> str:
-        return f"sum by ({by(agg)}) ({numerator}) / sum by ({by(agg)}) ({p.counted()})"
+        # `or 0 * counted`: no error series at all reads 0, not "No data".
+        counted = f"sum by ({by(agg)}) ({p.counted()})"
+        return f"(sum by ({by(agg)}) ({numerator}) or 0 * {counted}) / {counted}"
 
-    budget = num(cfg.budget)
-    return [
+    specs = [
         Spec(
             "Outcomes by reason",
             f"How streams ended, per second, stacked by {r}. client_gone is a client walking "
@@ -164,8 +180,8 @@ def _specs(p: _Panels, cfg: Config) -> list[Spec]:
             "not a server fault.",
             "ops",
             [
-                (f"sum ({p.rate(p.reasons(['client_gone']))})", "client_gone"),
-                (f"sum ({p.rate(p.reasons(['write_failed']))})", "write_failed"),
+                (_line(p, p.reasons(["client_gone"])), "client_gone"),
+                (_line(p, p.reasons(["write_failed"])), "write_failed"),
             ],
         ),
         Spec(
@@ -177,25 +193,29 @@ def _specs(p: _Panels, cfg: Config) -> list[Spec]:
             [(ratio_of(p.rate(p.reasons(cfg.error_reasons))), p.legend(agg))],
             thresholds=[("green", None), ("red", cfg.budget)],
         ),
-        Spec(
-            "Deadline ratio",
-            f"deadline_exceeded / all outcomes except {excluded}: streams that ran out of time.",
-            "percentunit",
-            [(ratio_of(p.rate(p.reasons(["deadline_exceeded"]))), p.legend(agg))],
-            thresholds=[("green", None), ("orange", cfg.alerts.deadline.threshold)],
-        ),
+    ]
+    if cfg.has("deadline_exceeded"):
+        specs.append(
+            Spec(
+                "Deadline ratio",
+                f"deadline_exceeded / all outcomes except {excluded}: streams that ran out "
+                "of time.",
+                "percentunit",
+                [(ratio_of(p.rate(p.reasons(["deadline_exceeded"]))), p.legend(agg))],
+                thresholds=[("green", None), ("orange", cfg.alerts.deadline.threshold)],
+            )
+        )
+    legacy = cfg.legacy_values()
+    specs += [
         Spec(
             "Legacy-equivalent write_failed",
-            f"What the metric showed before the split ({' + '.join(cfg.legacy_reasons)} all "
-            "counted as write_failed), beside today's write_failed, for continuity across the "
+            f"What the metric showed before the split ({' + '.join(legacy)} all counted as "
+            f"{cfg.legacy_from}), beside today's write_failed, for continuity across the "
             f"change. Recorded as {q.rec_legacy_rate()}.",
             "ops",
             [
-                (
-                    f"sum ({p.rate(p.reasons(cfg.legacy_reasons))})",
-                    "legacy write_failed (old metric)",
-                ),
-                (f"sum ({p.rate(p.reasons(['write_failed']))})", "write_failed (now)"),
+                (_line(p, q.value_matcher(legacy)), "legacy write_failed (old metric)"),
+                (_line(p, p.reasons(["write_failed"])), "write_failed (now)"),
             ],
         ),
         Spec(
@@ -204,14 +224,24 @@ def _specs(p: _Panels, cfg: Config) -> list[Spec]:
             "ops",
             [(f"sum by (instance, {r}) ({p.rate()})", f"{{{{instance}}}} {{{{{r}}}}}")],
         ),
+    ]
+    return specs
+
+
+def _slo_specs(p: _Panels, cfg: Config) -> list[Spec]:
+    """Burn rate and budget from the recorded SLO meta series: no hard-coded budget."""
+    q = p.q
+    agg = list(cfg.aggregation_labels)
+    return [
         Spec(
             "SLO burn rate",
-            f"Error ratio over each alert window divided by the error budget ({budget}); 1 "
-            "spends the budget exactly over the SLO period. Alerts fire when a long and a short "
-            "window both exceed their factor. Needs the recording rules from alerts/.",
+            f"Error ratio over each alert window divided by the error budget (the recorded "
+            f"{q.rec_budget()}, {num(cfg.budget)} here); 1 spends the budget exactly over the "
+            "SLO period. Alerts fire when a long and a short window both exceed their factor. "
+            "Needs the recording rules from alerts/.",
             "none",
             [
-                (f"{p.recorded(q.rec_error_ratio(w))} / {budget}", f"{p.legend(agg)} {w}")
+                (q.per_budget(p.recorded(q.rec_error_ratio(w))), f"{p.legend(agg)} {w}")
                 for w in dict.fromkeys(b.long for b in cfg.burn_rates)
             ],
             w=16,
@@ -219,19 +249,53 @@ def _specs(p: _Panels, cfg: Config) -> list[Spec]:
         ),
         Spec(
             "Error budget remaining",
-            f"1 - error ratio over {cfg.slo.period} / error budget ({budget}); below 0 the "
-            f"{num(cfg.slo.objective * 100)}% objective is missed. Needs the recording rules "
-            "from alerts/.",
+            f"The recorded {q.rec_budget_remaining()}: 1 - error ratio over "
+            f"{cfg.slo.period} / error budget; below 0 the {num(cfg.slo.objective * 100)}% "
+            "objective is missed. Needs the recording rules from alerts/.",
             "percentunit",
-            [
-                (
-                    f"1 - {p.recorded(q.rec_error_ratio(cfg.slo.period))} / {budget}",
-                    p.legend(agg),
-                )
-            ],
+            [(p.recorded(q.rec_budget_remaining()), p.legend(agg))],
             kind="stat",
             w=8,
             thresholds=[("red", None), ("orange", 0), ("green", 0.25)],
+        ),
+    ]
+
+
+def _consumer_specs(p: _Panels, cfg: Config) -> list[Spec]:
+    """The consumer side beside the producers' client_gone: where a cascade starts."""
+    c = cfg.consumer
+    qc = Consumer(cfg)
+    f, cancelled = c.fanout_label, qc.cancelled_matcher()
+    filters = [m for m in p.filters() if m.split("=~")[0] in ("job", "instance")]
+
+    def rate(*matchers: str) -> str:
+        return f"rate({qc.selector(*filters, *matchers)}[{RATE}])"
+
+    def per_fanout(*matchers: str) -> str:
+        return f"(sum by ({f}) ({rate(*matchers)}) or 0 * sum by ({f}) ({rate()}))"
+
+    failed = ['reason!="ok"', f'{c.cancelled_label}="false"']
+    return [
+        Spec(
+            "Fan-out: failed and self-cancelled fetches",
+            f"Per fan-out ({c.metric}): fetches that failed (the upstream dropped us, an error "
+            f"status, a timeout) and fetches our own side cancelled ({c.cancelled_label}="
+            '"true"), beside the producers\' client_gone. Self-cancelled fetches tracking '
+            "client_gone is a cascade that starts on the consumer side.",
+            "ops",
+            [
+                (per_fanout(*failed), f"{{{{{f}}}}} failed"),
+                (per_fanout(cancelled), f"{{{{{f}}}}} cancelled by us"),
+                (_line(p, p.reasons(["client_gone"])), "producers' client_gone"),
+            ],
+        ),
+        Spec(
+            "Fan-out: share cancelled by us",
+            f"Per fan-out: the share of fetches cancelled by the consumer itself (alert "
+            f"threshold {num(c.cancelled.threshold * 100)}%).",
+            "percentunit",
+            [(f"{per_fanout(cancelled)} / sum by ({f}) ({rate()})", f"{{{{{f}}}}}")],
+            thresholds=[("green", None), ("orange", c.cancelled.threshold)],
         ),
     ]
 
@@ -287,7 +351,7 @@ def dashboard(cfg: Config) -> dict[str, Any]:
         "tags": list(cfg.dashboard.tags),
         "editable": True,
         "graphTooltip": 1,
-        "schemaVersion": 39,
+        "schemaVersion": SCHEMA_VERSION,
         "version": 1,
         "timezone": "",
         "refresh": cfg.dashboard.refresh,
@@ -333,7 +397,12 @@ def shared(cfg: Config) -> dict[str, Any]:
         ],
         "__elements": {},
         "__requires": [
-            {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.0.0"},
+            {
+                "type": "grafana",
+                "id": "grafana",
+                "name": "Grafana",
+                "version": GRAFANA_FOR_SCHEMA[SCHEMA_VERSION],
+            },
             {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
             *({"type": "panel", "id": k, "name": k.capitalize(), "version": ""} for k in kinds),
         ],
