@@ -3,8 +3,8 @@
 Time is compressed by ``SCALE``: one second of the demo stands for one minute.
 Prometheus scrapes and evaluates every second, and the rules are errclass's
 default render with every range, ``for:`` and group interval divided by
-``SCALE`` (5m -> 5s, 1h -> 60s, ``for: 2m`` -> 2s) and the low-traffic guard
-``alerts.min_rate`` (a rate per second) multiplied by it.
+``SCALE`` (5m -> 5s, 1h -> 60s, ``for: 2m`` -> 2s). The low-traffic guard
+``alerts.min_events`` is a count of failures in a window, so it needs no scaling.
 """
 
 from __future__ import annotations
@@ -58,9 +58,6 @@ def shipped_rules() -> tuple[str, dict[str, Any]]:
     from errclass import monitoring
 
     data = monitoring.to_data(monitoring.Config())
-    alerts = data.get("alerts", {})
-    if "min_rate" in alerts:  # a rate: events per real second -> per demo second
-        alerts["min_rate"] = alerts["min_rate"] * SCALE
     cfg = monitoring.from_mapping(data)
     path = f"alerts/{cfg.name}.rules.yaml"
     files = monitoring.render(cfg)

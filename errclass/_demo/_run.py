@@ -142,8 +142,8 @@ class Demo:
         )
         c.print(f"Time runs {SCALE}x faster: 1 s here stands for 1 min. Prometheus scrapes and "
                 f"evaluates every 1 s; the rules are errclass's shipped render with every window, "
-                f"for: and interval divided by {SCALE} (5m -> 5s, 1h -> 60s, for: 2m -> 2s) and "
-                f"the min_rate guard multiplied by {SCALE}.")  # fmt: skip
+                f"for: and interval divided by {SCALE} (5m -> 5s, 1h -> 60s, for: 2m -> 2s); the "
+                f"guard counts failures in a window, so it stays as shipped.")  # fmt: skip
         peer = self._start_peer()
         validator_target = self._start_validator_metrics()
         prom = self._start_prometheus({"asset": peer, "block_validator": validator_target})
