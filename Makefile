@@ -6,6 +6,8 @@ STAMP := $(VENV)/.errclass-installed
 # Two pytest-xdist workers: the suite mostly waits on real servers, so two cores
 # run it in about half the time. Each worker is its own process (own registry,
 # own servers on free ports). `make pytest PYTEST_ARGS=` runs it in one process.
+# Tests marked `exclusive` (a load test that needs the CPU to itself) run after,
+# alone.
 PYTEST_ARGS ?= -n 2
 
 .PHONY: demo test lint typecheck pytest coverage bench render tools clean
@@ -48,7 +50,8 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 pytest: $(STAMP) tools
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS) -m 'not exclusive'
+	$(PY) -m pytest -m exclusive
 
 test: lint typecheck pytest
 
@@ -57,8 +60,10 @@ test: lint typecheck pytest
 # report is printed even when a test fails, and the target then still fails.
 coverage: $(STAMP) tools
 	rm -f .coverage .coverage.*
-	COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m coverage run -m pytest $(PYTEST_ARGS); \
-	  status=$$?; $(PY) -m coverage combine -q && $(PY) -m coverage report; exit $$status
+	export COVERAGE_FILE=$(CURDIR)/.coverage; \
+	  $(PY) -m coverage run -m pytest $(PYTEST_ARGS) -m 'not exclusive'; status=$$?; \
+	  $(PY) -m coverage run -m pytest -m exclusive || status=1; \
+	  $(PY) -m coverage combine -q && $(PY) -m coverage report; exit $$status
 
 bench: $(STAMP)
 	$(PY) bench/run.py
