@@ -1,0 +1,27 @@
+"""Flask behind the WSGI ErrclassMiddleware, for the framework matrix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response
+
+from errclass.integrations.wsgi import ErrclassMiddleware
+from tests.servers.fw_common import ROUTES, body, with_metrics_wsgi
+
+flask_app = Flask(__name__)
+
+
+def add(route: str) -> None:
+    def view() -> Any:
+        return Response(body(route), mimetype="application/octet-stream")
+
+    view.__name__ = view.__qualname__ = route
+    flask_app.add_url_rule(f"/{route}", view_func=view)
+
+
+for _route in ROUTES:
+    add(_route)
+
+flask_app.wsgi_app = ErrclassMiddleware(flask_app.wsgi_app, logger=None)  # type: ignore[method-assign]
+app = with_metrics_wsgi(flask_app)
