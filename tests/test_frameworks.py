@@ -85,9 +85,10 @@ def server_argv(target: str, interface: str, server: str, port: int) -> list[str
     if server == "hypercorn":
         return python_argv("-m", "hypercorn", target, "--bind", f"127.0.0.1:{port}")
     if server == "granian":
+        threads = "64" if interface == "wsgi" else "1"  # WSGI: a thread per stream
         return python_argv(
             "-m", "granian", "--interface", interface, "--host", "127.0.0.1",
-            "--port", str(port), "--workers", "1", "--blocking-threads", "64" if interface == "wsgi" else "1",
+            "--port", str(port), "--workers", "1", "--blocking-threads", threads,
             "--log-level", "warning", "--no-ws", target,
         )  # fmt: skip
     if server == "gunicorn":
@@ -226,7 +227,16 @@ def plan() -> list[tuple[str, Callable[[int, str], None]]]:
 
 UNMATCHED = "errclass.unmatched"  # the one producer label of every path no route matched
 # Routes of the item tests below, which share the cells' servers.
-ITEM_ROUTES = ("fast", "sync_fin", "sync_fast", "sync_headers", "tracked", "deadline_send")
+ITEM_ROUTES = (
+    "fast",
+    "mid",
+    "slow",
+    "sync_slow",
+    "sync_mid",
+    "sync_fast",
+    "tracked",
+    "deadline_send",
+)
 EXPECTED = {
     "complete": {"ok": 2},
     "fin": {"client_gone": 2},
@@ -284,7 +294,10 @@ def test_cell(pool: Pool, framework: str, server: str) -> None:
             except OSError:
                 pass  # a client that left may see its own reset; the server's verdict decides
     got = verdicts(cell, len(clients))
-    want = {route: {**counts, "started": float(sum(counts.values()))} for route, counts in EXPECTED.items()}
+    want = {
+        route: {**counts, "started": float(sum(counts.values()))}
+        for route, counts in EXPECTED.items()
+    }
     want["*all*"] = {"outcomes": float(len(clients))}
     assert got == want, f"{framework} on {server}: {recorded(cell)}\n{cell.log.read_text()[-2000:]}"
 
@@ -304,7 +317,9 @@ def recorded(cell: Cell) -> dict[str, dict[str, float]]:
 
 def counts(cell: Cell, producer: str) -> dict[str, float]:
     samples = scrape(cell.metrics)
-    got = {r: sample(samples, "errclass_outcomes_total", producer=producer, reason=r) for r in REASONS}
+    got = {
+        r: sample(samples, "errclass_outcomes_total", producer=producer, reason=r) for r in REASONS
+    }
     return {r: v for r, v in got.items() if v}
 
 
@@ -325,7 +340,11 @@ def wait_counts(
         for reasons in recorded(cell).values():
             for r, v in reasons.items():
                 summed[r] = summed.get(r, 0.0) + v
-        return {r: v - (before or {}).get(r, 0.0) for r, v in summed.items() if v - (before or {}).get(r, 0.0)}
+        return {
+            r: v - (before or {}).get(r, 0.0)
+            for r, v in summed.items()
+            if v - (before or {}).get(r, 0.0)
+        }
 
     deadline = time.monotonic() + timeout
     while sum(now().values()) < total and time.monotonic() < deadline:
@@ -367,10 +386,10 @@ def test_item2_django_sync_streaming_under_asgi(pool: Pool, server: str) -> None
     cell = pool.get("django-asgi", server)
     # Counted over every producer label: the reasons are checked here, the labels above.
     before = wait_counts(cell, "*", 0, timeout=0)
-    clients_in_parallel(lambda: leave_at_headers(cell.port, "sync_headers"), 2)
+    clients_in_parallel(lambda: leave_at_headers(cell.port, "sync_slow"), 2)
     headers = wait_counts(cell, "*", 2, before=before)
     before = wait_counts(cell, "*", 0, timeout=0)
-    clients_in_parallel(lambda: leave(fin_close, 200_000)(cell.port, "sync_fast"), 2)
+    clients_in_parallel(lambda: leave(fin_close, 3000)(cell.port, "sync_mid"), 2)
     clients_in_parallel(lambda: leave(rst_close, 200_000)(cell.port, "sync_fast"), 2)
     fast = wait_counts(cell, "*", 4, before=before)
     assert (headers, fast) == ({"client_gone": 2}, {"client_gone": 4}), cell.server

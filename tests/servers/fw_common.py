@@ -31,18 +31,20 @@ import errclass
 
 STARTED = prometheus_client.Counter("fw_started", "Producers the framework app began.", ["route"])
 DEADLINE = 0.3
-ROUTES = ("complete", "fin", "rst", "headers", "devfull", "deadline", "load", "fast")
+ROUTES = ("complete", "fin", "rst", "headers", "devfull", "deadline", "load", "fast", "mid", "slow")
 # route -> (chunks, size, delay)
 SHAPES: dict[str, tuple[int, int, float]] = {
     "complete": (5, 100, 0.005),
-    "fin": (1000, 1000, 0.02),
-    "rst": (1000, 1000, 0.02),
-    "headers": (1000, 1000, 0.02),
+    "fin": (150, 1000, 0.02),  # 3 s: long enough to leave in the middle
+    "rst": (150, 1000, 0.02),
+    "headers": (150, 1000, 0.02),
     "load": (40, 100, 0.01),
     "fast": (256, 65536, 0.0),
     "deadline": (100_000, 100, 0.02),
     "devfull": (100, 100, 0.005),
     "tracked": (1000, 1000, 0.02),
+    "mid": (2000, 1000, 0.0),  # 2 MB at once: about what loopback buffers hold
+    "slow": (100, 1000, 0.02),  # 2 s
 }
 
 
