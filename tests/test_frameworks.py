@@ -433,3 +433,46 @@ def test_item5_fast_body_client_leaves(pool: Pool, server: str) -> None:
     cell = pool.get("starlette", server)
     clients_in_parallel(lambda: leave(fin_close, 200_000)(cell.port, "fast"), 10)
     assert wait_counts(cell, label("starlette", "fast"), 10) == {"client_gone": 10}
+
+
+# -- the framework layers in-process: lazy, and clear about bad set-ups ---------------
+
+
+def test_framework_layers_import_no_framework() -> None:
+    """``import errclass`` and every framework layer import no framework until used."""
+    import subprocess
+    import sys
+
+    layers = ["asgi", "wsgi", "django", "flask", "quart", "falcon", "litestar"]
+    code = (
+        "import sys, errclass\n"
+        + "".join(f"import errclass.integrations.{m}\n" for m in layers)
+        + "bad = {'django','flask','quart','falcon','litestar','fastapi','starlette',"
+        "'granian','werkzeug','asgiref'} & set(sys.modules)\n"
+        "print(sorted(bad))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_flask_extension_init_app_once() -> None:
+    from flask import Flask
+
+    from errclass.integrations.flask import Errclass
+
+    app = Flask("t")
+    ext = Errclass()
+    ext.init_app(app)
+    assert app.extensions["errclass"] is ext
+    with pytest.raises(RuntimeError, match="already set up"):
+        Errclass(app)
+
+
+def test_litestar_plugin_refuses_bad_options_at_once() -> None:
+    from errclass.integrations.litestar import ErrclassPlugin
+
+    with pytest.raises(TypeError, match="record= must be True or False"):
+        ErrclassPlugin(record="yes")
