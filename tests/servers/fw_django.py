@@ -15,7 +15,7 @@ settings.configure(
     SECRET_KEY="errclass-test",
     ALLOWED_HOSTS=["*"],
     ROOT_URLCONF=__name__,
-    MIDDLEWARE=[],
+    MIDDLEWARE=["errclass.integrations.django.ErrclassMiddleware"],
     INSTALLED_APPS=[],
     LOGGING_CONFIG=None,
 )

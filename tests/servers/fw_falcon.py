@@ -7,6 +7,7 @@ from typing import Any
 import falcon.asgi
 
 from errclass.integrations.asgi import ErrclassMiddleware
+from errclass.integrations.falcon import RouteNames
 from tests.servers.fw_common import ROUTES, abody, with_metrics_asgi
 
 
@@ -21,7 +22,7 @@ class Streams:
         resp.stream = abody(self.route)
 
 
-falcon_app = falcon.asgi.App()
+falcon_app = falcon.asgi.App(middleware=[RouteNames()])
 for _route in ROUTES:
     falcon_app.add_route(f"/{_route}", Streams(_route))
 

@@ -1,4 +1,4 @@
-"""Flask behind the WSGI ErrclassMiddleware, for the framework matrix."""
+"""Flask with the errclass extension, for the framework matrix."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask, Response
 
-from errclass.integrations.wsgi import ErrclassMiddleware
+from errclass.integrations.flask import Errclass
 from tests.servers.fw_common import ROUTES, body, with_metrics_wsgi
 
 flask_app = Flask(__name__)
@@ -23,5 +23,5 @@ def add(route: str) -> None:
 for _route in ROUTES:
     add(_route)
 
-flask_app.wsgi_app = ErrclassMiddleware(flask_app.wsgi_app, logger=None)  # type: ignore[method-assign]
+Errclass(flask_app, logger=None)
 app = with_metrics_wsgi(flask_app)

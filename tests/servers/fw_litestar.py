@@ -1,4 +1,4 @@
-"""Litestar behind ErrclassMiddleware, for the framework matrix."""
+"""Litestar with the errclass plugin, for the framework matrix."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Litestar, get
 from litestar.response import Stream
 
-from errclass.integrations.asgi import ErrclassMiddleware
+from errclass.integrations.litestar import ErrclassPlugin
 from tests.servers.fw_common import ROUTES, abody, with_metrics_asgi
 
 
@@ -19,5 +19,9 @@ def handler(route: str) -> Any:
     return get(f"/{route}", name=route)(stream)
 
 
-litestar_app = Litestar(route_handlers=[handler(r) for r in ROUTES], logging_config=None)
-app = with_metrics_asgi(ErrclassMiddleware(litestar_app, logger=None))
+litestar_app = Litestar(
+    route_handlers=[handler(r) for r in ROUTES],
+    logging_config=None,
+    plugins=[ErrclassPlugin(logger=None)],
+)
+app = with_metrics_asgi(litestar_app)

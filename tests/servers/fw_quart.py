@@ -1,4 +1,4 @@
-"""Quart behind ErrclassMiddleware, for the framework matrix."""
+"""Quart with the errclass extension, for the framework matrix."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from quart import Quart
 
-from errclass.integrations.asgi import ErrclassMiddleware
+from errclass.integrations.quart import Errclass
 from tests.servers.fw_common import ROUTES, abody, with_metrics_asgi
 
 quart_app = Quart(__name__)
@@ -23,5 +23,5 @@ def add(route: str) -> None:
 for _route in ROUTES:
     add(_route)
 
-quart_app.asgi_app = ErrclassMiddleware(quart_app.asgi_app, logger=None)  # type: ignore[method-assign]
+Errclass(quart_app, logger=None)
 app = with_metrics_asgi(quart_app)
