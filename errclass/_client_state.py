@@ -9,9 +9,11 @@ it here for the request it serves; every producer recording in that context
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 from ._outcome import Outcome, Reason
 
@@ -31,15 +33,19 @@ class Transport:
     ``gone`` turns True when the server reports that the client left before the
     response completed; *probe*, if given, is asked as well (e.g. "is the
     connection's transport gone?"). ``closers`` are producers of this request to
-    close when it ends, rather than leave to the garbage collector.
+    close when it ends, rather than leave to the garbage collector; ``pending``
+    the tracked producers started during it that have not recorded yet.
+    ``deadline`` turns True when an ``errclass.deadline()`` expired during it.
     """
 
-    __slots__ = ("closers", "gone", "probe")
+    __slots__ = ("closers", "deadline", "gone", "pending", "probe")
 
     def __init__(self, probe: Callable[[], bool] | None = None) -> None:
         self.gone = False
+        self.deadline = False
         self.probe = probe
         self.closers: list[object] = []
+        self.pending: list[Pending] = []
 
     def client_gone(self) -> bool:
         if self.gone:
@@ -50,6 +56,37 @@ class Transport:
             return bool(self.probe())
         except Exception:  # a broken probe must not break recording
             return False
+
+
+class Pending:
+    """A tracked producer's run inside a request: it records once, either itself
+    (it finished) or when the request ends while it is still suspended (a
+    framework that never closes the generator it stopped iterating)."""
+
+    __slots__ = ("_done", "_lock", "ctx", "t0", "tracker")
+
+    def __init__(self, tracker: Any, t0: float, ctx: Any) -> None:
+        self.tracker, self.t0, self.ctx = tracker, t0, ctx
+        self._done = False
+        self._lock = threading.Lock()  # a sync producer may finish in a worker thread
+
+    def claim(self) -> bool:
+        """True exactly once: for whoever records this run."""
+        with self._lock:
+            if self._done:
+                return False
+            self._done = True
+            return True
+
+
+def pending(tracker: Any, t0: float, ctx: Any) -> Pending | None:
+    """Register a producer run with the request served in this context, if any."""
+    transport = _ACTIVE.get()
+    if transport is None:
+        return None
+    run = Pending(tracker, t0, ctx)
+    transport.pending.append(run)
+    return run
 
 
 _ACTIVE: ContextVar[Transport | None] = ContextVar("errclass_transport", default=None)

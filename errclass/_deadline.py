@@ -9,6 +9,8 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Protocol
 
+from . import _client_state
+
 
 class Expirable(Protocol):
     def expired(self) -> bool: ...
@@ -93,5 +95,13 @@ class deadline:
             # task): take this deadline out of that context's tuple instead.
             timeout = self._timeout
             _ACTIVE.set(tuple(d for d in _ACTIVE.get() if d is not timeout))
-        await self._timeout.__aexit__(typ, exc, tb)
+        try:
+            await self._timeout.__aexit__(typ, exc, tb)
+        finally:
+            if self._timeout.expired():
+                # Tell the request errclass serves: a framework may swallow the
+                # TimeoutError (Quart) or never close the producer it stopped.
+                transport = _client_state.active()
+                if transport is not None:
+                    transport.deadline = True
         return None

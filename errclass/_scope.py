@@ -180,14 +180,17 @@ def _wrap_gen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
         t0 = perf_counter() if tr.timed else 0.0
         ctx = _trace.capture() if tr.traced else None
         inner = fn(*args, **kwargs)
+        run = _client_state.pending(tr, t0, ctx)  # recorded at request end if still parked
         try:
             result = yield from inner
         except BaseException as e:
-            tr.fail(e, t0, ctx)
+            if run is None or run.claim():
+                tr.fail(e, t0, ctx)
             raise
         finally:
             _close(inner)  # a plain iterator is not closed by yield from on throw()
-        tr.ok(t0, ctx)
+        if run is None or run.claim():
+            tr.ok(t0, ctx)
         return result
 
     return gen
@@ -202,6 +205,7 @@ def _wrap_agen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
         t0 = perf_counter() if tr.timed else 0.0
         ctx = _trace.capture() if tr.traced else None
         inner = fn(*args, **kwargs)
+        run = _client_state.pending(tr, t0, ctx)
         athrow = getattr(inner, "athrow", None)
         asend = getattr(inner, "asend", None)
         try:
@@ -225,11 +229,13 @@ def _wrap_agen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
             except StopAsyncIteration:
                 pass
         except BaseException as e:
-            tr.fail(e, t0, ctx)
+            if run is None or run.claim():
+                tr.fail(e, t0, ctx)
             raise
         finally:
             await _aclose(inner)  # idempotent; never yields
-        tr.ok(t0, ctx)
+        if run is None or run.claim():
+            tr.ok(t0, ctx)
 
     return agen
 

@@ -48,6 +48,7 @@ from .._outcome import Outcome, Reason
 from .._policy import Policy
 from .._record import Tracker
 from ._endpoints import Endpoints, shutdown_outcome
+from ._routes import ROUTE_KEY, route
 
 __all__ = ["ErrclassMiddleware", "ResponseIncomplete", "adopt"]
 
@@ -71,6 +72,7 @@ class ResponseIncomplete(Exception):
 
 _OVERFLOW = "errclass.asgi.other"  # the producer of endpoints past MAX_ENDPOINTS
 _INCOMPLETE = Outcome(Reason.WRITE_FAILED, "errclass.ResponseIncomplete", "response_incomplete")
+_DEADLINE_CUT = Outcome(Reason.DEADLINE_EXCEEDED, "TimeoutError", "response_deadline")
 
 
 class ErrclassMiddleware:
@@ -114,51 +116,94 @@ class ErrclassMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope.setdefault(ROUTE_KEY, None)  # the framework layers name the route here
         exchange = _Exchange(receive, send)
         t0, ctx = perf_counter(), _trace.capture()
+        raised: BaseException | None = None
         try:
             with _client_state.serving(exchange.transport):
                 await self.app(scope, exchange.receive, exchange.send)
         except BaseException as exc:
-            self._record(scope, exchange, exc, t0, ctx)
+            raised = exc
             raise
-        else:
-            self._record(scope, exchange, None, t0, ctx)
         finally:
+            verdict = self._verdict(exchange, raised)
+            if self._endpoints is not None:
+                tracker = self._tracker(scope)
+                _apply(
+                    tracker, verdict, t0 if tracker.timed else 0.0, ctx if tracker.traced else None
+                )
+            _settle(exchange.transport, verdict)
             await exchange.finish()
 
-    def _record(
-        self, scope: Scope, ex: _Exchange, exc: BaseException | None, t0: float, ctx: Any
-    ) -> None:
-        if self._endpoints is None:
-            return
-        tracker = self._tracker(scope)
-        t0 = t0 if tracker.timed else 0.0
-        ctx = ctx if tracker.traced else None
+    def _tracker(self, scope: Scope) -> Tracker:
+        assert self._endpoints is not None
+        return self._endpoints.tracker(route(scope, self.app))
+
+    def _verdict(self, ex: _Exchange, exc: BaseException | None) -> _Verdict:
+        """What ended the request: an outcome decided here and what to hand the
+        sinks, or ``(None, exc)`` to classify *exc* (``(None, None)``: ``ok``)."""
+        exc = _unwrap(exc)
         if ex.transport.gone:
             # The server said the client left before the response completed: whatever
             # the app did afterwards (returned, was cancelled, failed to write) is that.
             if exc is None or _cancellation(exc):
-                tracker.client_left(t0, ctx, exc)
-            else:
-                tracker.fail(exc, t0, ctx)
-        elif exc is None and not ex.complete:
+                return _client_state.TRANSPORT_GONE, exc or _client_state.ClientDisconnected()
+            return None, exc
+        if exc is None and not ex.complete:
             # The app returned without finishing its response: the server cuts the
             # stream (uvicorn: "ASGI callable returned without completing response").
-            tracker.record(_INCOMPLETE, ResponseIncomplete(), t0, ctx)
-        elif exc is None:
-            tracker.ok(t0, ctx)
-        elif _cancellation(exc):
+            # After an expired errclass.deadline() that is the deadline (Quart
+            # swallows the TimeoutError of a response body).
+            cut = _DEADLINE_CUT if ex.transport.deadline else _INCOMPLETE
+            return cut, ResponseIncomplete()
+        if exc is not None and _cancellation(exc):
             # No http.disconnect came, yet the request was cancelled: by the server
             # (graceful-shutdown timeout), not by a client leaving.
-            tracker.record(self._shutdown, exc, t0, ctx)
-        else:
-            tracker.fail(exc, t0, ctx)
+            return self._shutdown, exc
+        return None, exc
 
-    def _tracker(self, scope: Scope) -> Tracker:
-        assert self._endpoints is not None
-        endpoint = scope.get("endpoint")  # Starlette and FastAPI put it there
-        return self._endpoints.tracker(self.app if endpoint is None else endpoint)
+
+# (decided outcome or None, the exception for the sinks or to classify)
+_Verdict = tuple[Outcome | None, BaseException | None]
+
+
+def _apply(tracker: Tracker, verdict: _Verdict, t0: float, ctx: Any) -> None:
+    outcome, exc = verdict
+    if outcome is _client_state.TRANSPORT_GONE:
+        tracker.client_left(t0, ctx, exc)
+    elif outcome is not None:
+        assert exc is not None
+        tracker.record(outcome, exc, t0, ctx)
+    elif exc is not None:
+        tracker.fail(exc, t0, ctx)
+    else:
+        tracker.ok(t0, ctx)
+
+
+def _settle(transport: _client_state.Transport, verdict: _Verdict) -> None:
+    """Record the tracked producers of this request that are still suspended
+    (Starlette never closes a sync body iterator it stopped; an app cut off by a
+    deadline leaves its producer at ``yield``): what ended the request ended them.
+    A request that ended well left them unfinished: the policy's ``generator_exit``."""
+    runs, transport.pending = transport.pending, []
+    if verdict == (None, None):
+        verdict = (None, GeneratorExit())
+    for run in runs:
+        if run.claim():
+            _apply(run.tracker, verdict, run.t0, run.ctx)
+
+
+def _unwrap(exc: BaseException | None) -> BaseException | None:
+    """The producer's own error behind a framework's wrapper (Litestar raises
+    ``LitestarException(...) from exc`` once the response has started)."""
+    if (
+        exc is not None
+        and exc.__cause__ is not None
+        and type(exc).__module__.startswith("litestar.")
+    ):
+        return exc.__cause__
+    return exc
 
 
 class _Exchange:
@@ -176,6 +221,7 @@ class _Exchange:
         "_closing",
         "_direct",
         "_held",
+        "_left",
         "_listener",
         "_receive",
         "_send",
@@ -188,6 +234,7 @@ class _Exchange:
     def __init__(self, receive: Receive, send: Send) -> None:
         self._receive, self._send = receive, send
         self._closing = _transport_closing(receive)
+        self._left = _cycle_disconnected(receive)
         self.transport = _client_state.Transport(probe=self._probe)
         self.complete = False
         self._trailers = False
@@ -225,6 +272,12 @@ class _Exchange:
         elif _final(kind, message, self._trailers):
             await self._settle()
             self.complete = True
+            await self._send(message)
+            # The last send may have waited on flow control until the client left
+            # (uvicorn then returns quietly): not a response the client received.
+            if self._left is not None and self._left():
+                self.transport.gone = True
+            return
         await self._send(message)
 
     async def _settle(self) -> None:
@@ -333,6 +386,14 @@ def _transport_closing(receive: Receive) -> Callable[[], bool] | None:
     transport = getattr(getattr(receive, "__self__", None), "transport", None)
     closing = getattr(transport, "is_closing", None)
     return closing if callable(closing) else None
+
+
+def _cycle_disconnected(receive: Receive) -> Callable[[], bool] | None:
+    """uvicorn's request cycle says ``disconnected`` once the connection was lost."""
+    cycle: Any = getattr(receive, "__self__", None)
+    if not isinstance(getattr(cycle, "disconnected", None), bool):
+        return None
+    return lambda: bool(cycle.disconnected)
 
 
 def _cancellation(exc: BaseException) -> bool:

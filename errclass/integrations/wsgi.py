@@ -28,11 +28,12 @@ from time import perf_counter
 from typing import Any
 
 from .. import _trace
-from .._names import qualified_name
-from .._options import DEFAULT_LOGGER, tracker
+from .._options import DEFAULT_LOGGER
 from .._outcome import Outcome, Reason
 from .._policy import Policy
 from .._record import Tracker
+from ._endpoints import Endpoints
+from ._routes import ROUTE_KEY, route
 
 __all__ = ["ErrclassMiddleware"]
 
@@ -42,6 +43,7 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 # gunicorn's worker timeout, seen by the request it interrupted (Tracker.record
 # folds it into client_gone under fold_deadlines=True).
+_OVERFLOW = "errclass.wsgi.other"  # the producer of routes past MAX_ENDPOINTS
 WORKER_TIMEOUT = Outcome(Reason.DEADLINE_EXCEEDED, "SystemExit", "gunicorn_worker_timeout")
 
 
@@ -51,11 +53,12 @@ class ErrclassMiddleware:
         app = ErrclassMiddleware(app, name="downloads")
 
     *sinks*, *policy* and *logger* are those of ``errclass.track()``; *name* is
-    the producer label (default: the app's ``module.qualname``). The app's
-    return value is wrapped in an iterable that forwards ``close()``.
+    the producer label (default: the route a framework layer names, Flask's or
+    Django's, else the app's ``module.qualname``). The app's return value is
+    wrapped in an iterable that forwards ``close()``.
     """
 
-    __slots__ = ("_app", "_tracker")
+    __slots__ = ("_app", "_endpoints", "_traced")
 
     def __init__(
         self,
@@ -68,19 +71,23 @@ class ErrclassMiddleware:
         if not callable(app):
             raise TypeError(f"ErrclassMiddleware wraps a WSGI callable, got {app!r}")
         self._app = app
-        self._tracker = tracker(name or qualified_name(app), *sinks, policy=policy, logger=logger)
+        self._endpoints = Endpoints(
+            *sinks, name=name, policy=policy, logger=logger, overflow=_OVERFLOW
+        )
+        self._traced = self._endpoints.tracker(app).traced  # the same sinks for every route
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        tracker = self._tracker
-        # Tracker.start(), inlined as in errclass's own wrappers: this runs per request.
-        t0 = perf_counter() if tracker.timed else 0.0
-        ctx = _trace.capture() if tracker.traced else None
+        # The route is known once the app has routed the request (during the call).
+        environ.setdefault(ROUTE_KEY, None)
+        t0 = perf_counter()
+        ctx = _trace.capture() if self._traced else None
         under_gunicorn = "gunicorn.socket" in environ
         try:
             result = self._app(environ, start_response)
         except BaseException as e:
-            _record(tracker, e, t0, ctx, under_gunicorn)
+            _record(self._endpoints.tracker(route(environ, self._app)), e, t0, ctx, under_gunicorn)
             raise
+        tracker = self._endpoints.tracker(route(environ, self._app))
         return _Body(result, tracker, t0, ctx, under_gunicorn)
 
 
