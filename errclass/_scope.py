@@ -181,12 +181,38 @@ def _wrap_gen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
         ctx = _trace.capture() if tr.traced else None
         inner = fn(*args, **kwargs)
         try:
-            result = yield from inner
+            # PEP 380's expansion of ``yield from inner``, but a GeneratorExit
+            # *subclass* thrown in goes to inner.throw() as that very object, as it
+            # would without errclass; only GeneratorExit itself (close()) closes inner.
+            try:
+                item = next(inner)
+            except StopIteration as stop:
+                result = stop.value
+            else:
+                while True:
+                    try:
+                        sent = yield item
+                    except BaseException as thrown:
+                        throw = getattr(inner, "throw", None)
+                        if type(thrown) is GeneratorExit or throw is None:
+                            _close(inner)  # before recording: close() may raise instead
+                            raise
+                        try:
+                            item = throw(thrown)
+                        except StopIteration as stop:
+                            result = stop.value
+                            break
+                    else:
+                        try:
+                            item = next(inner) if sent is None else inner.send(sent)
+                        except StopIteration as stop:
+                            result = stop.value
+                            break
         except BaseException as e:
             tr.fail(e, t0, ctx)
             raise
         finally:
-            _close(inner)  # a plain iterator is not closed by yield from on throw()
+            _close(inner)  # idempotent; a plain iterator has no throw() to end it
         tr.ok(t0, ctx)
         return result
 
@@ -210,10 +236,12 @@ def _wrap_agen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
                 while True:
                     try:
                         sent = yield item
-                    except GeneratorExit:
-                        await _aclose(inner)
-                        raise
                     except BaseException as thrown:
+                        # As in _wrap_gen: only GeneratorExit itself (aclose()) closes
+                        # inner; a subclass goes to athrow() as that very object.
+                        if type(thrown) is GeneratorExit:
+                            await _aclose(inner)
+                            raise
                         if athrow is None:
                             raise
                         item = await athrow(thrown)
