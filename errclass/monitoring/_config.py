@@ -597,6 +597,8 @@ def _toml_keys(dotted: str) -> list[str]:
 def _parse_toml(text: str, source: str) -> tuple[Any, dict[Path_, tuple[int, int]]]:
     import tomllib
 
+    if problem := _limits.toml_problem(text):
+        raise ConfigError("config", problem, source)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

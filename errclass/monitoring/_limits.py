@@ -18,6 +18,9 @@ MAX_NODES = 20_000  # values in the whole config, aliases expanded
 MAX_STRING = 1_000  # characters in any one key or value (a metric name, a title, a URL)
 MAX_DURATION_S = 10 * 365 * 86400  # 10y: Prometheus durations are int64 ms; no SLO is longer
 MAX_DURATION_CHARS = 32
+# tomllib takes time quadratic in the parts of one dotted key (100,000 parts: minutes):
+# a config has a few dots (floats, URLs), so their count bounds that time (< 1 s).
+MAX_TOML_DOTS = 4_096
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _PROBE = "errclass_probe__"
@@ -176,6 +179,17 @@ def matcher_list_problem(metric: str, selector: str, parse: Callable[[str], Any]
         return f"{selector!r} uses the reserved label {_PROBE}"
     if getattr(expr, "offset", None) or getattr(expr, "at", None):
         return f"{selector!r} is not a PromQL matcher list (offset or @ after it)"
+    return None
+
+
+def toml_problem(text: str) -> str | None:
+    """Why *text* is refused before tomllib reads it (None: it is not)."""
+    dots = text.count(".")
+    if dots > MAX_TOML_DOTS:
+        return (
+            f"has {dots:,} '.' characters; at most {MAX_TOML_DOTS:,} "
+            "(dotted keys this deep are not a render config)"
+        )
     return None
 
 
