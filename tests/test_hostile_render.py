@@ -147,12 +147,14 @@ def test_a_hostile_flag_is_refused(flag: str, value: str, says: str, tmp_path: P
     assert_refused(r, out, says)
 
 
+BAD_TITLE = ("--dashboard-title", "caf\udce9")
+
+
 def test_a_flag_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     # argv bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape).
     out = tmp_path / "out"
     r = subprocess.run(
-        [sys.executable, "-m", "errclass", "render", "--out", str(out)]
-        + ["--dashboard-title", "caf\udce9"],
+        [sys.executable, "-m", "errclass", "render", "--out", str(out), *BAD_TITLE],
         capture_output=True,
         timeout=TIMEOUT,
         check=False,

@@ -55,7 +55,7 @@ def check_data(data: Any, base: Path_ = ()) -> None:
     while stack:
         value, path, depth = stack.pop()
         if value is _LEAVE:
-            on_path.discard(path[0])  # type: ignore[arg-type]
+            on_path.discard(path[0])
             continue
         seen += 1
         if seen > MAX_NODES:
