@@ -187,7 +187,7 @@ def test_reason_values_with_regex_metacharacters_match_only_themselves(tmp_path:
     matcher = Queries(cfg).reason_matcher(["write_failed"])
     decoys = ["a", "b", "cxx", "x", "yy", "backslash", "^$x", "+", ""]
     series = [
-        {"series": f'm{{{"reason"}={json.dumps(v)}}}', "values": "1"}
+        {"series": f"m{{{'reason'}={json.dumps(v)}}}", "values": "1"}
         for v in [*METACHARACTERS, *decoys]
         if v
     ]
