@@ -276,7 +276,11 @@ def test_every_accepted_config_renders_files_promtool_and_the_lint_accept(
     try:
         cfg = monitoring.from_mapping(data)
     except ConfigError as e:
-        assert e.field and e.message  # refused, naming the field
+        refused: ConfigError | None = e
+    else:
+        refused = None
+    if refused is not None:
+        assert refused.field and refused.message  # refused, naming the field
         return
     files = monitoring.render(cfg)
     with tempfile.TemporaryDirectory() as tmp:
