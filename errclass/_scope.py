@@ -9,7 +9,7 @@ import inspect
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Generator, Iterable
 from time import perf_counter
-from types import TracebackType
+from types import GeneratorType, TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _client_state, _trace
@@ -184,6 +184,9 @@ def _wrap_gen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
             # PEP 380's expansion of ``yield from inner``, but a GeneratorExit
             # *subclass* thrown in goes to inner.throw() as that very object, as it
             # would without errclass; only GeneratorExit itself (close()) closes inner.
+            # A generator's send(None) is next(): one call per item (PEP 380 calls
+            # next() for None, which other iterators with a send() may tell apart).
+            send = inner.send if type(inner) is GeneratorType else None
             try:
                 item = next(inner)
             except StopIteration as stop:
@@ -204,7 +207,10 @@ def _wrap_gen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
                             break
                     else:
                         try:
-                            item = next(inner) if sent is None else inner.send(sent)
+                            if send is not None:
+                                item = send(sent)
+                            else:
+                                item = next(inner) if sent is None else inner.send(sent)
                         except StopIteration as stop:
                             result = stop.value
                             break
