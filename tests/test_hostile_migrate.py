@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import ROOT, require_tool
 
 CORPUS = ROOT / "tests" / "fixtures" / "hostile" / "migrate"
 TIMEOUT = 10  # seconds; each is decided in well under one
@@ -187,10 +187,7 @@ def test_a_directory_without_read_permission_is_an_error_naming_it(tmp_path: Pat
     # CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH, so the bits apply to it as to anyone.
     prefix: tuple[str, ...] = ()
     if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root and setpriv (util-linux) is missing to drop DAC caps")
-        prefix = (setpriv, *NO_DAC, "--")
+        prefix = (require_tool("setpriv"), *NO_DAC, "--")  # util-linux
     (tmp_path / "d.json").write_text(DASHBOARD % EXPR)
     locked = tmp_path / "locked"
     locked.mkdir()
