@@ -10,7 +10,7 @@ from . import _client_state, _trace
 from ._outcome import OK, R_DEADLINE, R_GONE, R_OK, Event, Outcome, Role
 from ._policy import DEFAULT_POLICY, Policy
 from ._sinks._failures import contain
-from ._sinks._protocol import Sink
+from ._sinks._protocol import Recorder, Sink
 
 # Lists that errclass.testing.capture_outcomes() appends to while active.
 captures: list[list[Event]] = []
@@ -35,7 +35,9 @@ class Tracker:
         self.producer = producer
         self.role = role
         self.policy = policy or DEFAULT_POLICY
-        self._recorders = tuple(s.bind(producer, role) for s in sinks)
+        # Bound once, every attribute read once: a sink whose bind() or recorder
+        # raises is contained and counted here, never raised into the producer.
+        self._recorders = tuple(b for s in sinks if (b := _bind(s, producer, role)) is not None)
         self._ok_recorders = tuple(r for r in self._recorders if r.records_ok)
         self.timed = any(r.wants_time for r in self._recorders)
         self.traced = any(r.wants_context for r in self._recorders)
@@ -121,6 +123,41 @@ class Tracker:
         event = Event(self.producer, self.role, outcome, exc, duration)
         for target in list(captures):
             target.append(event)
+
+
+class _Bound:
+    """What errclass uses of one recorder, read once when it is bound (a property that
+    raises, or changes its mind, cannot reach the producer's call)."""
+
+    __slots__ = ("fail", "fast_ok", "kind", "ok", "records_ok", "wants_context", "wants_time")
+
+    def __init__(self, rec: Recorder, kind: str) -> None:
+        self.kind = kind
+        self.ok, self.fail = rec.ok, rec.fail
+        self.records_ok = bool(rec.records_ok)
+        self.wants_time = bool(rec.wants_time)
+        self.wants_context = bool(rec.wants_context)
+        fast = rec.fast_ok
+        self.fast_ok = fast if callable(fast) else None
+
+
+def _label(kind: object, default: str = "other") -> str:
+    return kind if type(kind) is str else default
+
+
+def _bind(sink: Sink, producer: str, role: Role) -> _Bound | None:
+    """*sink* bound to *producer*; None (the failure contained and counted) when its
+    ``bind()`` raises or the recorder's attributes cannot be read: that sink then
+    records nothing for this producer (or this ``with`` block)."""
+    kind = "other"
+    try:
+        kind = _label(getattr(sink, "kind", None))
+        rec = sink.bind(producer, role)
+        kind = _label(getattr(rec, "kind", None), kind)
+        return _Bound(rec, kind)
+    except Exception as e:
+        contain(kind, e)
+        return None
 
 
 def _fast_ok(inc: Callable[[], object], general: Callable[[float, Any], None]) -> Any:

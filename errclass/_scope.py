@@ -9,7 +9,7 @@ import inspect
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Generator, Iterable
 from time import perf_counter
-from types import TracebackType
+from types import GeneratorType, TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _client_state, _trace
@@ -182,13 +182,45 @@ def _wrap_gen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
         inner = fn(*args, **kwargs)
         run = _client_state.pending(tr, t0, ctx)  # recorded at request end if still parked
         try:
-            result = yield from inner
+            # PEP 380's expansion of ``yield from inner``, but a GeneratorExit
+            # *subclass* thrown in goes to inner.throw() as that very object, as it
+            # would without errclass; only GeneratorExit itself (close()) closes inner.
+            # A generator's send(None) is next(): one call per item (PEP 380 calls
+            # next() for None, which other iterators with a send() may tell apart).
+            send = inner.send if type(inner) is GeneratorType else None
+            try:
+                item = next(inner)
+            except StopIteration as stop:
+                result = stop.value
+            else:
+                while True:
+                    try:
+                        sent = yield item
+                    except BaseException as thrown:
+                        throw = getattr(inner, "throw", None)
+                        if type(thrown) is GeneratorExit or throw is None:
+                            _close(inner)  # before recording: close() may raise instead
+                            raise
+                        try:
+                            item = throw(thrown)
+                        except StopIteration as stop:
+                            result = stop.value
+                            break
+                    else:
+                        try:
+                            if send is not None:
+                                item = send(sent)
+                            else:
+                                item = next(inner) if sent is None else inner.send(sent)
+                        except StopIteration as stop:
+                            result = stop.value
+                            break
         except BaseException as e:
             if run is None or run.claim():
                 tr.fail(e, t0, ctx)
             raise
         finally:
-            _close(inner)  # a plain iterator is not closed by yield from on throw()
+            _close(inner)  # idempotent; a plain iterator has no throw() to end it
         if run is None or run.claim():
             tr.ok(t0, ctx)
         return result
@@ -214,10 +246,12 @@ def _wrap_agen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
                 while True:
                     try:
                         sent = yield item
-                    except GeneratorExit:
-                        await _aclose(inner)
-                        raise
                     except BaseException as thrown:
+                        # As in _wrap_gen: only GeneratorExit itself (aclose()) closes
+                        # inner; a subclass goes to athrow() as that very object.
+                        if type(thrown) is GeneratorExit:
+                            await _aclose(inner)
+                            raise
                         if athrow is None:
                             raise
                         item = await athrow(thrown)

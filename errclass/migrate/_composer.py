@@ -20,3 +20,67 @@ def composer() -> Any:
             return ""
 
     return Composer
+
+
+#: Values a walk may visit once aliases are expanded: this many, or twice the nodes the
+#: file spells out, whichever is more (a few anchors reused a few times are fine; an
+#: alias bomb, 10^8 panels from a kilobyte, is refused before any walk starts).
+MAX_EXPANDED = 1_000_000
+
+
+class NodeError(ValueError):
+    """A composed YAML document errclass refuses to walk: ``line``/``column`` where."""
+
+    def __init__(self, message: str, node: Any) -> None:
+        super().__init__(message)
+        self.line, self.column = node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def check_nodes(roots: list[Any]) -> None:
+    """Raise NodeError for a recursive alias (a node that contains itself), for aliases
+    that expand past the limit, and for a mapping with the same key twice (loaders
+    disagree on which one counts, so an edit could go into the one that is dropped).
+    Iterative and linear in the nodes the file spells out."""
+    import yaml
+
+    size: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(r, False) for r in roots]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            active.discard(key)
+            size[key] = 1 + sum(size[id(k)] for k in _children(node, yaml))
+            continue
+        if key in size:
+            continue
+        if key in active:
+            raise NodeError("a recursive alias: a node contains itself", node)
+        if isinstance(node, yaml.MappingNode):
+            _unique_keys(node, yaml)
+        active.add(key)
+        stack.append((node, True))
+        stack.extend((k, False) for k in _children(node, yaml) if id(k) not in size)
+    limit = max(MAX_EXPANDED, 2 * len(size))
+    for r in roots:
+        if size[id(r)] > limit:
+            raise NodeError(f"aliases expand this document to more than {limit:,} values", r)
+
+
+def _children(node: Any, yaml: Any) -> list[Any]:
+    if isinstance(node, yaml.MappingNode):
+        return [x for pair in node.value for x in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _unique_keys(node: Any, yaml: Any) -> None:
+    seen: set[str] = set()
+    for k, _ in node.value:
+        if not isinstance(k, yaml.ScalarNode) or k.value == "<<":  # merge keys may repeat
+            continue
+        if k.value in seen:
+            raise NodeError(f"the key {k.value!r} appears twice in one mapping", k)
+        seen.add(k.value)

@@ -10,7 +10,7 @@ import re
 from collections import deque
 from typing import Any
 
-from errclass.migrate._composer import composer
+from errclass.migrate._composer import NodeError, check_nodes, composer
 from errclass.migrate._sites import Site
 
 # Keys whose string values may hold PromQL (located by span in JSON).
@@ -32,6 +32,26 @@ class DocumentError(ValueError):
     """The file is not valid JSON/YAML; the message names the position."""
 
 
+class DuplicateKey(ValueError):
+    pass
+
+
+_LONG_NUMBER = re.compile(r"\d{4000,}")
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when a key appears twice (json.loads keeps the last one
+    silently; the span scan would find both)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise DuplicateKey(k)
+            seen.add(k)
+    return out
+
+
 class JsonView:
     """A parsed JSON document; spans come from a scan of the raw text."""
 
@@ -41,11 +61,25 @@ class JsonView:
         self.text = text
         body = text[1:] if text.startswith("\ufeff") else text
         try:
-            self.roots = [json.loads(body)]
+            self.roots = [json.loads(body, object_pairs_hook=_unique)]
         except json.JSONDecodeError as e:
             raise DocumentError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
         except RecursionError as e:
             raise DocumentError("invalid JSON: nested too deeply") from e
+        except DuplicateKey as e:
+            raise DocumentError(
+                f"invalid JSON: the key {e.args[0]!r} appears twice in one object (loaders "
+                "disagree on which one counts; keep one)"
+            ) from e
+        except ValueError as e:  # a number Python will not convert (over 4,300 digits)
+            m = _LONG_NUMBER.search(body)
+            if m is None:
+                raise DocumentError(f"invalid JSON: {e}") from e
+            line = body.count("\n", 0, m.start()) + 1
+            raise DocumentError(
+                f"invalid JSON at line {line}: a number of {len(m.group()):,} digits, more "
+                "than Python reads (4,300)"
+            ) from e
         # per key: spans by raw token; once a value is not found that way, by value
         self._raw: dict[str, dict[str, deque[tuple[int, int]]]] = {}
         self._by_value: dict[str, dict[str, deque[tuple[int, int]]]] = {}
@@ -135,6 +169,12 @@ class YamlView:
             raise DocumentError(f"invalid YAML: {e}") from e
         except UnicodeError as e:  # a lone surrogate, from a caller's str
             raise DocumentError(f"not valid text: {e}") from e
+        except RecursionError as e:
+            raise DocumentError("invalid YAML: nested too deeply") from e
+        try:
+            check_nodes(self.roots)  # no recursive alias, alias bomb or duplicate key
+        except NodeError as e:
+            raise DocumentError(f"invalid YAML at line {e.line} column {e.column}: {e}") from e
         self._seen: set[int] = set()
         self._maps: dict[int, dict[str, Any]] = {}  # by id: the nodes live as long as self
         self._bom = 1 if text.startswith("\ufeff") else 0  # YAML's marks do not count it

@@ -7,6 +7,7 @@ import bisect
 import os
 import re
 import shutil
+import stat
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -59,17 +60,21 @@ class FileResult:
         return bisect.bisect_left(self._lines, offset) + 1
 
 
-def discover(paths: Iterable[Path]) -> Iterator[tuple[Path, str | None]]:
+def discover(paths: Iterable[Path]) -> Iterator[tuple[Path, str | OSError | None]]:
     """(file, kind) for each named file and each file under a directory (hidden files
     and directories aside): kind "json" or "yaml" by the extension, "sniff" without
     one, None for a file of another type (listed as ignored)."""
     for p in paths:
         if p.is_dir():
-            for root, dirs, files in os.walk(p):
+            unreadable: list[OSError] = []
+            for root, dirs, files in os.walk(p, onerror=unreadable.append):
+                yield from ((Path(e.filename), e) for e in unreadable)
+                unreadable.clear()
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
                     if not name.startswith("."):
                         yield Path(root, name), _kind(name)
+            yield from ((Path(e.filename), e) for e in unreadable)
         else:
             yield p, _kind(p.name)
 
@@ -83,15 +88,21 @@ def plan_paths(paths: Iterable[Path], sel: Selection) -> list[FileResult]:
     return [plan_file(p, kind, sel) for p, kind in discover(paths)]
 
 
-def plan_file(path: Path, kind: str | None, sel: Selection) -> FileResult:
+def plan_file(path: Path, kind: str | OSError | None, sel: Selection) -> FileResult:
     result = FileResult(path)
+    if isinstance(kind, OSError):  # a directory the walk could not list
+        result.error = f"cannot read this directory: {kind.strerror or kind}"
+        return result
     if kind is None:
         result.notes.append("not a .json, .yaml or .yml file: skipped")
         return result
     try:
-        data = path.read_bytes()
+        data = _read(path)
     except OSError as e:
         result.error = f"cannot read: {e.strerror or e}"
+        return result
+    if isinstance(data, str):
+        result.notes.append(f"not a regular file ({data}): skipped")
         return result
     try:
         text = data.decode("utf-8")
@@ -110,6 +121,30 @@ def plan_file(path: Path, kind: str | None, sel: Selection) -> FileResult:
         result = FileResult(path, text, text)
         result.notes.append("no extension, not a dashboard or rule file: skipped")
     return result
+
+
+def _read(path: Path) -> bytes | str:
+    """The bytes of *path*, or what it is when it is not a regular file (a FIFO, a
+    socket, a device): opened without blocking, never read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            return _WHAT.get(stat.S_IFMT(mode), "not a file")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
+_WHAT = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a directory",
+}
 
 
 def plan_text(text: str, kind: str, sel: Selection, result: FileResult) -> FileResult:
@@ -306,7 +341,7 @@ class WriteError(OSError):
 
 def write_all(results: list[FileResult], backup: bool = False) -> list[Path]:
     """Write every changed file atomically: all of them or none. Returns the paths."""
-    todo = [r for r in results if r.changed]
+    todo = _one_per_file([r for r in results if r.changed])
     for r in todo:
         current = r.path.read_bytes()
         if current != r.text.encode("utf-8"):
@@ -314,7 +349,8 @@ def write_all(results: list[FileResult], backup: bool = False) -> list[Path]:
         if backup and _backup(r.path).exists():
             raise WriteError(f"{_backup(r.path)} already exists: nothing written")
     try:
-        staged = _atomic.stage((r.path, r.new_text.encode("utf-8"), None) for r in todo)
+        # Through a symbolic link to its target, as editors write: the link stays a link.
+        staged = _atomic.stage((_target(r.path), r.new_text.encode("utf-8"), None) for r in todo)
         try:
             if backup:
                 for r in todo:
@@ -325,10 +361,28 @@ def write_all(results: list[FileResult], backup: bool = False) -> list[Path]:
     except OSError as e:
         raise WriteError(f"nothing written: {e}") from e
     try:  # put back what was already replaced if a rename fails
-        _atomic.commit(staged, restore={r.path: r.text.encode("utf-8") for r in todo})
+        _atomic.commit(staged, restore={_target(r.path): r.text.encode("utf-8") for r in todo})
     except _atomic.ReplaceError as e:
         raise WriteError(f"nothing written (restored {e.replaced} file(s)): {e}") from e
     return [r.path for r in todo]
+
+
+def _target(path: Path) -> Path:
+    """The file *path* names, symbolic links followed (the temp file goes beside it)."""
+    return Path(os.path.realpath(path))
+
+
+def _one_per_file(todo: list[FileResult]) -> list[FileResult]:
+    """*todo* with each file once: a link and its target (both found in a folder) are
+    one file, written once when they agree; otherwise nothing is written."""
+    by_target: dict[Path, FileResult] = {}
+    for r in todo:
+        first = by_target.setdefault(_target(r.path), r)
+        if first is not r and first.new_text != r.new_text:
+            raise WriteError(
+                f"{first.path} and {r.path} are the same file with different edits: nothing written"
+            )
+    return list(by_target.values())
 
 
 def _backup(path: Path) -> Path:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
-import string
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from . import _limits
 
 REASONS = ("ok", "client_gone", "deadline_exceeded", "write_failed")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -222,10 +223,7 @@ Locate = Callable[[Path_], str]
 def load(path: str | Path, overrides: Mapping[str, tuple[Any, str]] | None = None) -> Config:
     """Load a TOML or YAML file; *overrides* maps a dotted key to ``(value, flag)``."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError("--config", f"cannot read {p}: {e.strerror or e}") from None
+    text = _read(p)
     suffix = p.suffix.lower()
     if suffix == ".toml":
         data, positions = _parse_toml(text, str(p))
@@ -236,6 +234,47 @@ def load(path: str | Path, overrides: Mapping[str, tuple[Any, str]] | None = Non
     return from_mapping(data, source=str(p), positions=positions, overrides=overrides)
 
 
+def _read(p: Path) -> str:
+    """The text of config file *p*: a regular file, at most MAX_FILE_BYTES, UTF-8."""
+    if p.exists() and not p.is_file():  # a FIFO would block open() itself
+        raise ConfigError("--config", f"{p} is not a regular file")
+    try:
+        with p.open("rb") as f:
+            data = f.read(_limits.MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise ConfigError("--config", f"cannot read {p}: {e.strerror or e}") from None
+    if len(data) > _limits.MAX_FILE_BYTES:
+        raise ConfigError("--config", f"{p} is over {_limits.MAX_FILE_BYTES:,} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError("config", f"not UTF-8 at byte {e.start}", str(p)) from None
+
+
+def _check_limits(
+    data: Mapping[str, Any],
+    overrides: Mapping[str, tuple[Any, str]],
+    source: str,
+    positions: Mapping[Path_, tuple[int, int]],
+) -> None:
+    """Bounds first (size, depth, recursion, string length, text), before anything that
+    copies, recurses or matches regexes over the data."""
+    try:
+        _limits.check_data(data)
+    except _limits.LimitError as e:
+        at = next(
+            (positions[e.path[:n]] for n in range(len(e.path), 0, -1) if e.path[:n] in positions),
+            None,
+        )
+        where = f"{source}:{at[0]}:{at[1]}" if at else source
+        raise ConfigError(_dotted(e.path), e.message, where) from None
+    for dotted, (value, flag) in overrides.items():
+        try:
+            _limits.check_data(value, tuple(dotted.split(".")))
+        except _limits.LimitError as e:
+            raise ConfigError(_dotted(e.path), e.message, flag) from None
+
+
 def from_mapping(
     data: Mapping[str, Any] | None = None,
     *,
@@ -244,6 +283,7 @@ def from_mapping(
     overrides: Mapping[str, tuple[Any, str]] | None = None,
 ) -> Config:
     """Build and validate a Config from plain data (the parsed file)."""
+    _check_limits(data or {}, overrides or {}, source, positions or {})
     data = copy.deepcopy(dict(data or {}))
     flags: dict[Path_, str] = {}
     for dotted, (value, flag) in (overrides or {}).items():
@@ -407,10 +447,14 @@ class _Checker:
 
     def duration(self, value: str, path: Path_, *, zero: bool = False) -> float:
         try:
+            if _limits.check_duration_text(value):
+                raise ValueError(value)
             s = seconds(value)
         except ValueError:
-            _fail(path, f"{value!r} is not a Prometheus duration like 5m, 1h or 30d", self.locate)
+            why = f"{value[:40]!r} is not a Prometheus duration like 5m, 1h or 30d"
+            _fail(path, why, self.locate)
         self(zero or s > 0, path, "must be longer than 0s")
+        self(s <= _limits.MAX_DURATION_S, path, "must be at most 10y")
         return s
 
     def severity(self, value: str, path: Path_) -> None:
@@ -505,17 +549,8 @@ def _check_alerts(cfg: Config, check: _Checker) -> None:
     check.severity(a.absent.severity, ("alerts", "absent", "severity"))
     for k in a.labels:
         check.label(k, ("alerts", "labels", k))
-    try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(a.runbook_url) if f}
-    except ValueError as e:
-        check(False, ("alerts", "runbook_url"), f"bad pattern: {e}")
-        return
-    check(
-        fields <= _RUNBOOK_FIELDS,
-        ("alerts", "runbook_url"),
-        f"unknown placeholder(s) {sorted(fields - _RUNBOOK_FIELDS)}; use {{alert}}, "
-        "{alert_lower} or {name}",
-    )
+    problem = _limits.template_problem(a.runbook_url, _RUNBOOK_FIELDS)
+    check(problem is None, ("alerts", "runbook_url"), problem or "")
 
 
 def _check_reasons(cfg: Config, check: _Checker) -> None:
@@ -573,6 +608,10 @@ def _check_matchers(
     except (ValueError, AttributeError) as e:
         check(False, path, f"{selector!r} is not a PromQL matcher list: {e}")
         return
+    problem = _limits.matcher_list_problem(metric, selector, promql_parser.parse)
+    if problem is not None:
+        check(False, path, problem)
+        return
     check(reason_label not in names, path, f"must not match on the reason label {reason_label!r}")
 
 
@@ -607,11 +646,18 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[Path_, tuple[int, int
 
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        if node is not None:
+            _limits.check_yaml_nodes(node)  # no recursive alias, no alias bomb
+        data = None if node is None else yaml.SafeLoader("").construct_document(node)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         raise ConfigError("config", f"invalid YAML: {getattr(e, 'problem', e)}", where) from None
+    except RecursionError:
+        raise ConfigError("config", "invalid YAML: nested too deeply", source) from None
+    except _limits.LimitError as e:
+        where = f"{source}:{e.mark[0]}:{e.mark[1]}" if e.mark else source
+        raise ConfigError("config", e.message, where) from None
     positions: dict[Path_, tuple[int, int]] = {}
 
     def walk(n: Any, path: Path_) -> None:
@@ -649,12 +695,16 @@ def _toml_keys(dotted: str) -> list[str]:
 def _parse_toml(text: str, source: str) -> tuple[Any, dict[Path_, tuple[int, int]]]:
     import tomllib
 
+    if problem := _limits.toml_problem(text):
+        raise ConfigError("config", problem, source)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
         where = f"{source}:{m.group(1)}:{m.group(2)}" if m else source
         raise ConfigError("config", f"invalid TOML: {e}", where) from None
+    except RecursionError:
+        raise ConfigError("config", "invalid TOML: nested too deeply", source) from None
     # tomllib keeps no positions: find headers and `key =` lines (best effort; an
     # error inside an inline table points at the table's key).
     positions: dict[Path_, tuple[int, int]] = {}
