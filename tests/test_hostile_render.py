@@ -183,7 +183,9 @@ METACHARACTERS = ["a|b", "c.*", "(x", "y]", "{2}", "back\\slash", 'quo"te', "^$"
 
 def test_reason_values_with_regex_metacharacters_match_only_themselves(tmp_path: Path) -> None:
     promtool = require_tool("promtool")
-    cfg = monitoring.from_mapping({"reasons": {"write_failed": METACHARACTERS}})
+    cfg = monitoring.from_mapping(
+        {"reasons": {"write_failed": METACHARACTERS}, "legacy_from": METACHARACTERS[0]}
+    )
     matcher = Queries(cfg).reason_matcher(["write_failed"])
     decoys = ["a", "b", "cxx", "x", "yy", "backslash", "^$x", "+", ""]
     series = [
