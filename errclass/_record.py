@@ -9,6 +9,7 @@ from typing import Any
 from . import _client_state, _trace
 from ._outcome import OK, R_DEADLINE, R_GONE, R_OK, Event, Outcome, Role
 from ._policy import DEFAULT_POLICY, Policy
+from ._rule import PASS_THROUGH
 from ._sinks._failures import contain
 from ._sinks._protocol import Recorder, Sink
 
@@ -68,14 +69,18 @@ class Tracker:
         if self.fast_ok is not None and ctx is None:
             try:
                 self.fast_ok()
-            except Exception as e:
+            except PASS_THROUGH:
+                raise
+            except BaseException as e:  # a sink, or the exception it formats, is hostile
                 contain("prometheus", e)
         else:
             duration = perf_counter() - t0 if self.timed else None
             for r in self._ok_recorders:
                 try:
                     r.ok(duration, ctx)
-                except Exception as e:
+                except PASS_THROUGH:
+                    raise
+                except BaseException as e:
                     contain(r.kind, e)
         if captures:
             self._capture(OK, None, duration, t0)
@@ -109,7 +114,9 @@ class Tracker:
         for r in self._recorders:
             try:
                 r.fail(outcome, exc, duration, ctx)
-            except Exception as e:
+            except PASS_THROUGH:
+                raise
+            except BaseException as e:  # a sink, or the exception it formats, is hostile
                 contain(r.kind, e)
         if captures:
             self._capture(outcome, exc, duration, t0)
@@ -155,7 +162,9 @@ def _bind(sink: Sink, producer: str, role: Role) -> _Bound | None:
         rec = sink.bind(producer, role)
         kind = _label(getattr(rec, "kind", None), kind)
         return _Bound(rec, kind)
-    except Exception as e:
+    except PASS_THROUGH:
+        raise
+    except BaseException as e:
         contain(kind, e)
         return None
 
@@ -169,7 +178,9 @@ def _fast_ok(inc: Callable[[], object], general: Callable[[float, Any], None]) -
         if ctx is None and not captures and active() is None:
             try:
                 inc()
-            except Exception as e:
+            except PASS_THROUGH:
+                raise
+            except BaseException as e:  # a sink, or the exception it formats, is hostile
                 contain("prometheus", e)
         else:
             general(t0, ctx)

@@ -47,6 +47,28 @@ def test_base_exception_from_the_look_is_contained(cls: type[BaseException]) -> 
     assert registry.get_sample_value("look_outcomes_total", {"reason": "write_failed"}) == 1
 
 
+def _boom(event: errclass.Event) -> None:
+    raise Boom
+
+
+@pytest.mark.parametrize("fails", [True, False])
+def test_base_exception_from_a_sink_is_contained(fails: bool) -> None:
+    """A sink (or what it formats) raising a BaseException that is not an interpreter
+    exit is a sink failure: contained and counted, never the program's outcome."""
+    registry = CollectorRegistry()
+    counter = Counter("sink_look_outcomes", "x", ("reason",), registry=registry)
+    exc = RuntimeError("x")
+    wrapped = errclass.track(counter, _boom, logger=None)(_raise if fails else lambda e: e)
+    if fails:
+        with pytest.raises(RuntimeError) as info:
+            wrapped(exc)
+        assert info.value is exc
+    else:
+        assert wrapped(exc) is exc
+    reason = "write_failed" if fails else "ok"
+    assert registry.get_sample_value("sink_look_outcomes_total", {"reason": reason}) == 1
+
+
 @pytest.mark.parametrize("exit_cls", [KeyboardInterrupt, SystemExit])
 def test_interpreter_exits_from_the_look_pass_through(exit_cls: type[BaseException]) -> None:
     class Exits(RuntimeError):

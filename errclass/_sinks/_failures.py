@@ -12,7 +12,7 @@ _reported: set[str] = set()
 _lock = threading.Lock()
 
 
-def contain(kind: str, error: Exception) -> None:
+def contain(kind: str, error: BaseException) -> None:
     """Count a sink failure; log the first one of each sink kind. Never raises."""
     try:
         from ._prometheus import shared_counter
