@@ -11,7 +11,7 @@ route table, so the set is closed; all unmatched paths (404s, scanners) share
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 log = logging.getLogger("errclass")
@@ -41,3 +41,35 @@ def route(request: Mapping[str, Any], app: object) -> object:
     if f"{type(getattr(app, '__self__', app)).__module__}.".startswith(_SCOPE_ROUTERS):
         return UNMATCHED
     return app
+
+
+class AppExtension:
+    """The Flask-style extension both Flask and Quart take: ``Ext(app)`` or
+    ``Ext().init_app(app)`` wraps the app's WSGI/ASGI callable in errclass's
+    middleware and names each request after its ``url_rule`` endpoint."""
+
+    framework = ""  # for messages: "Flask", "Quart"
+    app_attr = ""  # the callable to wrap: "wsgi_app", "asgi_app"
+
+    def __init__(self, app: Any = None, *sinks: object, **options: Any) -> None:
+        self._sinks, self._options = sinks, options
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Any) -> None:
+        if app.extensions.get("errclass") is not None:
+            raise RuntimeError(f"errclass is already set up on this {self.framework} app")
+        middleware = self.middleware()
+        wrapped = middleware(getattr(app, self.app_attr), *self._sinks, **self._options)
+        setattr(app, self.app_attr, wrapped)
+        app.before_request(self.name_route)
+        app.extensions["errclass"] = self
+
+    @staticmethod
+    def middleware() -> Any:
+        """The ErrclassMiddleware class for this framework (imported when used)."""
+        raise NotImplementedError
+
+    #: The framework's before-request hook that puts the endpoint under ROUTE_KEY
+    #: (the function itself: Quart runs a sync hook in a thread, an async one on the loop).
+    name_route: Callable[[], Any]

@@ -15,27 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._routes import ROUTE_KEY, UNMATCHED
+from ._routes import ROUTE_KEY, UNMATCHED, AppExtension
 
 __all__ = ["Errclass"]
-
-
-class Errclass:
-    """Flask extension: wraps ``app.wsgi_app`` and names each request's producer."""
-
-    def __init__(self, app: Any = None, *sinks: object, **options: Any) -> None:
-        self._sinks, self._options = sinks, options
-        if app is not None:
-            self.init_app(app)
-
-    def init_app(self, app: Any) -> None:
-        from .wsgi import ErrclassMiddleware
-
-        if app.extensions.get("errclass") is not None:
-            raise RuntimeError("errclass is already set up on this Flask app")
-        app.wsgi_app = ErrclassMiddleware(app.wsgi_app, *self._sinks, **self._options)
-        app.before_request(_name_route)
-        app.extensions["errclass"] = self
 
 
 def _name_route() -> None:
@@ -43,3 +25,17 @@ def _name_route() -> None:
 
     rule = request.url_rule
     request.environ[ROUTE_KEY] = UNMATCHED if rule is None else rule.endpoint
+
+
+class Errclass(AppExtension):
+    """Flask extension: wraps ``app.wsgi_app`` and names each request's producer."""
+
+    framework, app_attr = "Flask", "wsgi_app"
+
+    @staticmethod
+    def middleware() -> Any:
+        from .wsgi import ErrclassMiddleware
+
+        return ErrclassMiddleware
+
+    name_route = staticmethod(_name_route)
