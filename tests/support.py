@@ -4,12 +4,14 @@ and bounded polling on conditions (tests never wait with a fixed sleep)."""
 from __future__ import annotations
 
 import asyncio
+import http.server
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -370,3 +372,19 @@ def leave_after(close: Callable[[socket.socket], None], read: int) -> Callable[[
 def read_stream(port: int, path: str) -> None:
     """A client that reads the stream at *path* until the server closes it."""
     read_to_end(http_get(port, path, read=1))
+
+
+@contextmanager
+def serve_http(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A threaded stdlib HTTP server on a free loopback port for *handler*; yields its
+    base URL and stops it (and its thread) on exit."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

@@ -18,7 +18,7 @@ import errclass
 from errclass import Event
 from errclass._fanout import FanoutError, fanout, fanout_sync
 from errclass.testing import counter_value
-from tests.support import wait_until
+from tests.support import serve_http, wait_until
 
 
 def quiet(sink: list[Event]) -> dict[str, Any]:
@@ -193,16 +193,8 @@ class _Peer(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def peer() -> Iterator[tuple[str, type[_Peer]]]:
     handler = type("Peer", (_Peer,), {"served": {}, "fetch_started": threading.Event()})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serve_http(handler) as url:
+        yield url, handler
 
 
 async def fetch_and_store(client: Any, h: str, stored: dict[str, bytes]) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import http.server
-import threading
 import urllib.request
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
@@ -15,6 +14,7 @@ import pytest
 
 from errclass import Event
 from errclass._fanout import FanoutError, fanout, fanout_sync
+from tests.support import serve_http
 
 
 def quiet(sink: list[Event]) -> dict[str, Any]:
@@ -67,16 +67,8 @@ class _Body(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Body)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serve_http(_Body) as url:
+        yield url
 
 
 def _get(url: str) -> bytes:
