@@ -25,10 +25,10 @@ class Policy:
     """
 
     __slots__ = (
-        "_cache",
         "_known",
         "_outcomes",
         "_packages",
+        "_plans",
         "_rules",
         "_static",
         "default",
@@ -51,8 +51,10 @@ class Policy:
         self.fold_deadlines = _flag(fold_deadlines, "fold_deadlines")
         self.generator_exit = _reason(generator_exit, "generator_exit")
         self.default = _reason(default, "default")
-        self._cache: dict[tuple[type[BaseException], Role], Outcome | tuple[Rule, ...]] = {}
-        # Per role, classes whose outcome depends on the class alone: the hot path.
+        # Per role, class -> its plan: the Outcome when the class alone decides, else
+        # the rules that may decide, in order (a dispatch table built class by class).
+        self._plans: dict[str, dict[type, Outcome | tuple[Rule, ...]]] = {r: {} for r in ROLES}
+        # Per role, the classes whose plan is an Outcome: the hot path's one lookup.
         self._static: dict[str, dict[type, Outcome]] = {r: {} for r in ROLES}
         self._known: dict[type[BaseException], str] = {}
         self._outcomes: dict[tuple[Reason, type[BaseException], str], Outcome] = {}
@@ -97,46 +99,44 @@ class Policy:
 
     def _classify_one(self, exc: BaseException, role: Role) -> Outcome:
         cls = type(exc)
-        entry = self._cache.get((cls, role))
-        if entry is None:
-            entry = self._candidates(cls, role)
-        if isinstance(entry, Outcome):
-            return entry
-        if issubclass(cls, GeneratorExit):
-            return self._outcome(self.generator_exit, exc, "generator_exit")
-        members: list[BaseException] | None = None  # one walk, shared by chain rules
-        for rule in entry:
-            if rule.chain:
-                if members is None:
-                    members = chain(exc)
-                for member in members:
-                    if rule.matches(member) and (reason := rule.decide(member, role)):
-                        return self._outcome(reason, member, rule.name)
-            elif ((not rule.errnos and rule.when is None) or rule.matches(exc)) and (
-                reason := rule.decide(exc, role)
-            ):
-                return self._outcome(reason, exc, rule.name)
-        return self._outcome(self.default, exc, "default")
+        plan = self._plans[role].get(cls)
+        if plan is None:
+            plan = self._plan(cls, role)
+        if isinstance(plan, Outcome):
+            return plan
+        for rule in plan:
+            if rule.chain:  # the chain is walked (by scan(), mostly) per chain rule
+                if found := rule.find(exc, role):
+                    return self._outcome(found[0], type(found[1]), rule.name)
+            elif rule.matches_instance(exc) and (reason := rule.decide(exc, role)):
+                return self._outcome(reason, cls, rule.name)
+        return self._outcome(self.default, cls, "default")
 
-    def _candidates(self, cls: type[BaseException], role: Role) -> Outcome | tuple[Rule, ...]:
+    def _plan(self, cls: type[BaseException], role: Role) -> Outcome | tuple[Rule, ...]:
+        """The rules that may decide for *cls* (chain rules, and rules *cls* passes the
+        type filter of), or the Outcome when the class alone decides."""
         rules = tuple(
             r
             for r in self._rules
             if (r.role is None or r.role == role) and (r.chain or r.accepts_type(cls))
         )
-        entry: Outcome | tuple[Rule, ...] = rules
-        if not issubclass(cls, GeneratorExit) and rules and rules[0].is_static:
+        plan: Outcome | tuple[Rule, ...] = rules
+        if issubclass(cls, GeneratorExit):
+            plan = self._outcome(self.generator_exit, cls, "generator_exit")
+        elif rules and rules[0].is_static:
             reason = rules[0].reason
             assert isinstance(reason, Reason)
-            entry = Outcome(self._fold(reason), self.error_type(cls), rules[0].name)
-        if len(self._cache) >= CACHE_LIMIT:
-            self._cache.clear()
-            for static in self._static.values():
-                static.clear()
-        self._cache[(cls, role)] = entry
-        if isinstance(entry, Outcome):
-            self._static[role][cls] = entry
-        return entry
+            plan = Outcome(self._fold(reason), self.error_type(cls), rules[0].name)
+        plans, static = self._plans[role], self._static[role]
+        # Bounded; a race between threads here only loses entries (each dict operation
+        # is atomic under the GIL), so the hot path takes no lock.
+        if len(plans) >= CACHE_LIMIT:
+            plans.clear()
+            static.clear()
+        plans[cls] = plan
+        if isinstance(plan, Outcome):
+            static[cls] = plan
+        return plan
 
     def _classify_group(self, group: BaseExceptionGroup[BaseException], role: Role) -> Outcome:
         worst: Outcome | None = None
@@ -155,13 +155,13 @@ class Policy:
             return R_GONE
         return reason
 
-    def _outcome(self, reason: Reason, exc: BaseException, rule: str) -> Outcome:
+    def _outcome(self, reason: Reason, cls: type[BaseException], rule: str) -> Outcome:
         # Shared, like the cached type path: no allocation per classification.
-        key = (reason, type(exc), rule)
+        key = (reason, cls, rule)
         outcome = self._outcomes.get(key)
         if outcome is None:
             folded = self._fold(reason)
-            error_type = None if folded is R_OK else self.error_type(type(exc))
+            error_type = None if folded is R_OK else self.error_type(cls)
             outcome = Outcome(folded, error_type, rule)
             if len(self._outcomes) >= CACHE_LIMIT:
                 self._outcomes.clear()

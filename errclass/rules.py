@@ -18,7 +18,7 @@ import sys
 
 from . import _deadline
 from ._outcome import Reason, Role
-from ._rule import Rule, walk
+from ._rule import Rule
 
 __all__ = [
     "CANCELLED",
@@ -101,10 +101,20 @@ PEER_TIMED_OUT = Rule(
 TIMEOUT = Rule(Reason.DEADLINE_EXCEEDED, types=TimeoutError, names=_TIMEOUT_NAMES, name="timeout")
 
 
+# A timeout anywhere in the chain that is not the kernel giving up on the peer.
+_TIMEOUT_IN_CHAIN = Rule(
+    Reason.DEADLINE_EXCEEDED,
+    types=TimeoutError,
+    names=_TIMEOUT_NAMES,
+    when=lambda e: not PEER_TIMED_OUT.matches(e),
+    chain=True,
+    name="timeout",
+)
+
+
 def _upstream(exc: BaseException, role: Role) -> Reason:
-    for member in walk(exc):
-        if TIMEOUT.matches(member) and not PEER_TIMED_OUT.matches(member):
-            return Reason.DEADLINE_EXCEEDED
+    if _TIMEOUT_IN_CHAIN.find(exc, role):
+        return Reason.DEADLINE_EXCEEDED
     return Reason.WRITE_FAILED if role == "producer" else Reason.CLIENT_GONE
 
 
