@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Iterable
 
 from ._names import public_name
 from ._outcome import OK, R_DEADLINE, R_FAILED, R_GONE, R_OK, ROLES, SEVERITY, Outcome, Reason, Role
-from ._rule import CACHE_LIMIT, PASS_THROUGH, Rule, chain, leaves
+from ._rule import CACHE_LIMIT, EXACT, PASS_THROUGH, Exact, Rule, WalkTable, chain, leaves, scan
 from .rules import DEFAULT
 
 LEAF_LIMIT = 10_000  # exception-group leaves looked at; past it, assume the worst
+
+# A class's plan: for each rule that may decide, in order, (rule, its WalkTable)
+# for a chain rule, else (rule, its Outcome for each Reason); then the Outcome
+# when none does.
+_Plan = tuple[tuple[tuple[Rule, WalkTable[Outcome] | dict[Reason, Outcome]], ...], Outcome]
 
 
 class Policy:
@@ -31,6 +37,7 @@ class Policy:
         "_plans",
         "_rules",
         "_static",
+        "_tables",
         "default",
         "fold_deadlines",
         "generator_exit",
@@ -53,11 +60,15 @@ class Policy:
         self.default = _reason(default, "default")
         # Per role, class -> its plan: the Outcome when the class alone decides, else
         # the rules that may decide, in order (a dispatch table built class by class).
-        self._plans: dict[str, dict[type, Outcome | tuple[Rule, ...]]] = {r: {} for r in ROLES}
+        self._plans: dict[str, dict[type, Outcome | _Plan]] = {r: {} for r in ROLES}
         # Per role, the classes whose plan is an Outcome: the hot path's one lookup.
         self._static: dict[str, dict[type, Outcome]] = {r: {} for r in ROLES}
-        self._known: dict[type[BaseException], str] = {}
-        self._outcomes: dict[tuple[Reason, type[BaseException], str], Outcome] = {}
+        # Per chain rule, member class -> what its walk does there (see scan()).
+        self._tables = {
+            r: WalkTable(functools.partial(self._in_chain, r)) for r in self._rules if r.chain
+        }
+        self._known: dict[type, str] = {}
+        self._outcomes: dict[tuple[Reason, type, str], Outcome] = {}
         self._packages = frozenset(p for r in self._rules for p in r.packages)
 
     @property
@@ -104,32 +115,55 @@ class Policy:
             plan = self._plan(cls, role)
         if isinstance(plan, Outcome):
             return plan
-        for rule in plan:
-            if rule.chain:  # the chain is walked (by scan(), mostly) per chain rule
-                if found := rule.find(exc, role):
-                    return self._outcome(found[0], type(found[1]), rule.name)
-            elif rule.matches_instance(exc) and (reason := rule.decide(exc, role)):
-                return self._outcome(reason, cls, rule.name)
-        return self._outcome(self.default, cls, "default")
+        steps, last = plan
+        for rule, table in steps:
+            if not isinstance(table, WalkTable):  # a rule on the instance; table: its outcomes
+                if (rule._plain or rule.matches_instance(exc)) and (
+                    reason := rule.decide(exc, role)
+                ):
+                    return table[reason]
+                continue
+            try:  # a chain rule: scan() a plain chain, else walk it in full
+                found = scan(exc, table)
+            except PASS_THROUGH:
+                raise
+            except BaseException:  # a hostile link: the full walk contains it
+                found = EXACT
+            if found is EXACT:
+                found = self._walk(exc, rule, role)
+            if found is not None:
+                return found
+        return last
 
-    def _plan(self, cls: type[BaseException], role: Role) -> Outcome | tuple[Rule, ...]:
-        """The rules that may decide for *cls* (chain rules, and rules *cls* passes the
-        type filter of), or the Outcome when the class alone decides."""
-        rules = tuple(
-            r
-            for r in self._rules
-            if (r.role is None or r.role == role) and (r.chain or r.accepts_type(cls))
-        )
-        plan: Outcome | tuple[Rule, ...] = rules
-        if issubclass(cls, GeneratorExit):
-            plan = self._outcome(self.generator_exit, cls, "generator_exit")
-        elif rules and rules[0].is_static:
-            reason = rules[0].reason
-            assert isinstance(reason, Reason)
-            plan = Outcome(self._fold(reason), self.error_type(cls), rules[0].name)
+    def _walk(self, exc: BaseException, rule: Rule, role: Role) -> Outcome | None:
+        """A chain rule's plain reading: the first member it matches and decides."""
+        for member in chain(exc):
+            if rule.matches(member) and (reason := rule.decide(member, role)):
+                return self._outcome(reason, type(member), rule.name)
+        return None
+
+    def _plan(self, cls: type[BaseException], role: Role) -> Outcome | _Plan:
+        """What classifying a *cls* of *role* takes: the rules that may decide, in
+        order, up to the first that decides by class alone (its Outcome, or the
+        default's, ends the plan); just that Outcome when no rule comes before it."""
+        steps: list[tuple[Rule, WalkTable[Outcome] | dict[Reason, Outcome]]] = []
+        last = self._outcome(self.default, cls, "default")
+        for rule in self._rules:
+            if rule.role not in (None, role) or not (rule.chain or rule.accepts_type(cls)):
+                continue
+            if rule.chain:
+                steps.append((rule, self._tables[rule]))
+            elif rule._by_type is None:  # the class alone is known: so is each outcome
+                steps.append((rule, {r: self._outcome(r, cls, rule.name) for r in Reason}))
+            else:
+                last = self._outcome(rule._by_type, cls, rule.name)
+                break
+        if issubclass(cls, GeneratorExit):  # GeneratorExit wins over every rule
+            steps, last = [], self._outcome(self.generator_exit, cls, "generator_exit")
+        plan = (tuple(steps), last) if steps else last
         plans, static = self._plans[role], self._static[role]
-        # Bounded; a race between threads here only loses entries (each dict operation
-        # is atomic under the GIL), so the hot path takes no lock.
+        # Bounded. A race between threads only loses entries (each dict operation is
+        # atomic under the GIL), so classification takes no lock.
         if len(plans) >= CACHE_LIMIT:
             plans.clear()
             static.clear()
@@ -137,6 +171,14 @@ class Policy:
         if isinstance(plan, Outcome):
             static[cls] = plan
         return plan
+
+    def _in_chain(self, rule: Rule, cls: type) -> Outcome | Exact | None:
+        """What *rule*'s chain walk does at a member of class *cls* (a WalkTable value)."""
+        if not rule.accepts_type(cls):
+            return None
+        if rule._by_type is None:  # errnos=, when= or a reason function: the full walk
+            return EXACT
+        return self._outcome(rule._by_type, cls, rule.name)
 
     def _classify_group(self, group: BaseExceptionGroup[BaseException], role: Role) -> Outcome:
         worst: Outcome | None = None
@@ -155,7 +197,7 @@ class Policy:
             return R_GONE
         return reason
 
-    def _outcome(self, reason: Reason, cls: type[BaseException], rule: str) -> Outcome:
+    def _outcome(self, reason: Reason, cls: type, rule: str) -> Outcome:
         # Shared, like the cached type path: no allocation per classification.
         key = (reason, cls, rule)
         outcome = self._outcomes.get(key)
@@ -168,7 +210,7 @@ class Policy:
             self._outcomes[key] = outcome
         return outcome
 
-    def error_type(self, cls: type[BaseException]) -> str:
+    def error_type(self, cls: type) -> str:
         """A bounded ``error.type`` value for *cls*: its qualified name when it is a
         class of the standard library or of a package a rule refers to, importable
         under that name (so not made at run time); else ``"_OTHER"``."""

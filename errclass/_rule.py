@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from ._outcome import ROLES, Reason, Role
 
@@ -48,10 +49,10 @@ class Rule:
     _errnos: tuple[int, ...] = field(default=(), init=False, repr=False)
     # The reason when the class alone decides (no errnos=, when= or reason function).
     _by_type: Reason | None = field(default=None, init=False, repr=False)
+    # Whether matches_instance() is always true (no errnos=, no when=).
+    _plain: bool = field(default=False, init=False, repr=False)
     # class -> accepts_type(class): type-determined, so memoized (bounded).
     _accepts: dict[type, bool] = field(default_factory=dict, init=False, repr=False)
-    # class -> SKIP / FOUND / NOT_PLAIN for scan(): the chain walk's one lookup per link.
-    _codes: dict[type, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
@@ -68,7 +69,8 @@ class Rule:
             raise ValueError("a Rule needs at least one of types=, names=, errnos= or when=")
         setattr_(self, "_keys", frozenset(_name_key(n) for n in names))
         setattr_(self, "_errnos", errnos)
-        if isinstance(self.reason, Reason) and not errnos and self.when is None:
+        setattr_(self, "_plain", not errnos and self.when is None)
+        if isinstance(self.reason, Reason) and self._plain:
             setattr_(self, "_by_type", self.reason)
         if not self.name:
             setattr_(self, "name", _default_name(types, names, errnos))
@@ -148,88 +150,68 @@ class Rule:
         except BaseException:  # hostile exception, broken function, or not a reason
             return None
 
-    def find(self, exc: BaseException, role: Role) -> tuple[Reason, BaseException] | None:
-        """For a ``chain=True`` rule: the first member of ``walk(exc)`` that this rule
-        matches and decides, with its reason; the same answer as checking every member
-        in turn, but a plain chain is walked by ``scan()`` without building it."""
-        try:
-            member = scan(exc, self._codes, self._code)
-        except PASS_THROUGH:
-            raise
-        except BaseException:  # not a plain chain, or a hostile link: the full walk
-            return self._find_in(chain(exc), role)
-        if member is None:
-            return None
-        if self._by_type is not None:
-            return self._by_type, member
-        if self.matches_instance(member) and (reason := self.decide(member, role)):
-            return reason, member
-        # Looked at once already: go on after it (scan()'s order is walk()'s order).
-        members = chain(exc)
-        after = next((i + 1 for i, m in enumerate(members) if m is member), 0)
-        return self._find_in(members[after:], role)
 
-    def _find_in(
-        self, members: list[BaseException], role: Role
-    ) -> tuple[Reason, BaseException] | None:
-        for member in members:
-            if self.matches(member) and (reason := self.decide(member, role)):
-                return reason, member
-        return None
-
-    def _code(self, cls: type) -> int:
-        code = NOT_PLAIN if issubclass(cls, BaseExceptionGroup) else int(self.accepts_type(cls))
-        if len(self._codes) >= CACHE_LIMIT:
-            self._codes.clear()
-        self._codes[cls] = code
-        return code
+class Exact(enum.Enum):
+    EXACT = "exact"
 
 
-SKIP, FOUND, NOT_PLAIN = 0, 1, 2  # scan() codes
+#: What ``scan()`` answers when only the full walk (``chain()``) can tell.
+EXACT: Final = Exact.EXACT
+
+V = TypeVar("V")
 
 
-class NotPlain(Exception):
-    """scan() met what only the full walk handles: a group, a member whose cause and
-    context differ, or a chain longer than the limit (or a cycle)."""
+class WalkTable(dict[type, V | Exact | None]):
+    """class -> what ``scan()`` does at a chain member of that class: ``None`` goes
+    on to the next member, anything else ends the scan with that value.
+
+    Filled on first sight of a class by *value_of* (a group is always ``EXACT``);
+    bounded by ``CACHE_LIMIT``. Keys are classes, never instances. A race between
+    threads can only compute a value twice or lose one to a ``clear()``: each dict
+    operation is atomic under the GIL, so readers take no lock.
+    """
+
+    __slots__ = ("_value_of",)
+
+    def __init__(self, value_of: Callable[[type], V | Exact | None]) -> None:
+        super().__init__()
+        self._value_of = value_of
+
+    def __missing__(self, cls: type) -> V | Exact | None:
+        value = EXACT if issubclass(cls, BaseExceptionGroup) else self._value_of(cls)
+        if len(self) >= CACHE_LIMIT:
+            self.clear()
+        self[cls] = value
+        return value
 
 
-def scan(
-    exc: BaseException,
-    codes: dict[type, int],
-    code_of: Callable[[type], int],
-    limit: int = CHAIN_LIMIT,
-) -> BaseException | None:
-    """The first member of a plain chain whose class has code ``FOUND``, or ``None``.
+def scan(exc: BaseException, table: WalkTable[V], limit: int = CHAIN_LIMIT) -> V | Exact | None:
+    """The value of the first member of *exc*'s chain whose class has one in
+    *table*, or ``None`` when the chain ends first; ``EXACT`` when it is not plain.
 
-    A plain chain is one where every member has at most one link (its ``__cause__``
-    and ``__context__`` are the same, or one is ``None``) and no member is a group:
+    A plain chain is one where no member is a group and every member has at most
+    one link (``__cause__`` and ``__context__`` are the same, or one is ``None``):
     there, ``walk()``'s breadth-first order is just the chain, so this follows it
-    with one dict lookup per link, two attribute reads and no allocation. It needs
-    no seen-set: a cycle never reaches ``None`` and ends in ``NotPlain`` at *limit*,
-    and a member found before that precedes any repeat (members seen twice were
-    skipped the first time), so it is the one ``walk()`` would find. Raises
-    ``NotPlain`` (or what a hostile link raises) when the full walk must decide.
+    with one lookup and two attribute reads per member and no allocation. It needs
+    no seen-set: a cycle never reaches ``None`` and ends in ``EXACT`` at *limit*,
+    and a member found before that precedes any repeat (a repeated member was
+    passed over the first time), so it is the one ``walk()`` would find first.
+    A hostile link's error propagates (the caller falls back to the full walk).
     """
     e = exc
     for _ in range(limit):
-        cls = type(e)  # never e.__class__, which an exception may lie about
-        try:
-            code = codes[cls]
-        except KeyError:
-            code = code_of(cls)
-        if code:
-            if code == FOUND:
-                return e
-            raise NotPlain
+        value = table[type(e)]  # type(), never e.__class__, which can lie
+        if value is not None:
+            return value
         cause, nxt = e.__cause__, e.__context__
         if cause is not None and cause is not nxt:
             if nxt is not None:
-                raise NotPlain
+                return EXACT  # two links: breadth first, the full walk's order
             nxt = cause
         if nxt is None:
             return None
         e = nxt
-    raise NotPlain
+    return EXACT
 
 
 def walk(exc: BaseException, limit: int = CHAIN_LIMIT) -> Iterator[BaseException]:

@@ -18,7 +18,7 @@ import sys
 
 from . import _deadline
 from ._outcome import Reason, Role
-from ._rule import Rule
+from ._rule import EXACT, PASS_THROUGH, Exact, Rule, WalkTable, scan, walk
 
 __all__ = [
     "CANCELLED",
@@ -101,20 +101,34 @@ PEER_TIMED_OUT = Rule(
 TIMEOUT = Rule(Reason.DEADLINE_EXCEEDED, types=TimeoutError, names=_TIMEOUT_NAMES, name="timeout")
 
 
-# A timeout anywhere in the chain that is not the kernel giving up on the peer.
-_TIMEOUT_IN_CHAIN = Rule(
-    Reason.DEADLINE_EXCEEDED,
-    types=TimeoutError,
-    names=_TIMEOUT_NAMES,
-    when=lambda e: not PEER_TIMED_OUT.matches(e),
-    chain=True,
-    name="timeout",
-)
+def _timeout_in_chain(cls: type) -> Reason | Exact | None:
+    if not TIMEOUT.accepts_type(cls):
+        return None
+    # A TimeoutError's errno tells a deadline from the kernel giving up on the peer.
+    return EXACT if PEER_TIMED_OUT.accepts_type(cls) else Reason.DEADLINE_EXCEEDED
+
+
+_TIMEOUTS: WalkTable[Reason] = WalkTable(_timeout_in_chain)
 
 
 def _upstream(exc: BaseException, role: Role) -> Reason:
-    if _TIMEOUT_IN_CHAIN.find(exc, role):
-        return Reason.DEADLINE_EXCEEDED
+    try:
+        found = scan(exc, _TIMEOUTS)
+    except PASS_THROUGH:
+        raise
+    except BaseException:  # a hostile link: the full walk contains it
+        found = EXACT
+    if found is EXACT:
+        found = next(
+            (
+                Reason.DEADLINE_EXCEEDED
+                for member in walk(exc)
+                if TIMEOUT.matches(member) and not PEER_TIMED_OUT.matches(member)
+            ),
+            None,
+        )
+    if found is not None:
+        return found
     return Reason.WRITE_FAILED if role == "producer" else Reason.CLIENT_GONE
 
 

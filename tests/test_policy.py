@@ -205,7 +205,12 @@ def test_cached_type_path_returns_the_same_outcome_object() -> None:
     cancelled = classify(asyncio.CancelledError(), policy=p)  # a rule function
     assert classify(asyncio.CancelledError(), policy=p) is cancelled
     # roles are cached apart
-    assert classify(BrokenPipeError(), role="consumer", policy=p) is not first
+    by_role = Policy(before=[Rule(DE, types=BrokenPipeError, role="consumer")])
+    assert classify(BrokenPipeError(), policy=by_role) == first
+    consumer = classify(BrokenPipeError(), role="consumer", policy=by_role)
+    assert consumer.reason is DE
+    assert classify(BrokenPipeError(), role="consumer", policy=by_role) is consumer
+    assert classify(BrokenPipeError(), policy=by_role).reason is CG
     # rules that look at the instance are re-evaluated every time
     assert classify(OSError(errno.ENOTCONN, "x"), policy=p).reason is CG
     assert classify(OSError(errno.ENOSPC, "x"), policy=p).reason is WF
