@@ -36,8 +36,8 @@ class Policy:
         "_packages",
         "_plans",
         "_rules",
-        "_static",
         "_tables",
+        "_unclassifiable",
         "default",
         "fold_deadlines",
         "generator_exit",
@@ -58,11 +58,10 @@ class Policy:
         self.fold_deadlines = _flag(fold_deadlines, "fold_deadlines")
         self.generator_exit = _reason(generator_exit, "generator_exit")
         self.default = _reason(default, "default")
-        # Per role, class -> its plan: the Outcome when the class alone decides, else
-        # the rules that may decide, in order (a dispatch table built class by class).
+        # Per role, class -> its plan: the Outcome when the class alone decides (the
+        # hot path: one lookup), else the steps to follow (see _plan()).
         self._plans: dict[str, dict[type, Outcome | _Plan]] = {r: {} for r in ROLES}
-        # Per role, the classes whose plan is an Outcome: the hot path's one lookup.
-        self._static: dict[str, dict[type, Outcome]] = {r: {} for r in ROLES}
+        self._unclassifiable = Outcome(self.default, "_OTHER", "unclassifiable")
         # Per chain rule, member class -> what its walk does there (see scan()).
         self._tables = {
             r: WalkTable(functools.partial(self._in_chain, r)) for r in self._rules if r.chain
@@ -85,13 +84,23 @@ class Policy:
         """Classify *exc* (``None`` is ``ok``). Never raises for any exception; a
         wrong argument (not an exception, unknown role) is a ``TypeError``/``ValueError``."""
         try:
-            hit = self._static[role].get(type(exc))
+            plan = self._plans[role].get(type(exc))
         except PASS_THROUGH:
             raise
         except BaseException:  # an unknown role, or a class whose metaclass cannot hash
-            hit = None
-        if hit is not None:
-            return hit
+            plan = None
+        if isinstance(plan, Outcome):  # the hot path: the class alone decides
+            return plan
+        if plan is None:  # not seen yet (or a group): check the arguments first
+            return self._first_sight(exc, role)
+        try:  # a plan exists only for an exception class (not a group) and a role
+            return self._run(exc, role, plan)  # type: ignore[arg-type]
+        except PASS_THROUGH:
+            raise
+        except BaseException:  # hostile exceptions must not break the caller
+            return self._unclassifiable
+
+    def _first_sight(self, exc: BaseException | None, role: Role) -> Outcome:
         if exc is None:
             return OK
         if role not in ROLES:
@@ -106,15 +115,16 @@ class Policy:
         except PASS_THROUGH:
             raise
         except BaseException:  # hostile exceptions must not break the caller
-            return Outcome(self.default, "_OTHER", "unclassifiable")
+            return self._unclassifiable
 
     def _classify_one(self, exc: BaseException, role: Role) -> Outcome:
-        cls = type(exc)
-        plan = self._plans[role].get(cls)
+        plan = self._plans[role].get(type(exc))
         if plan is None:
-            plan = self._plan(cls, role)
-        if isinstance(plan, Outcome):
-            return plan
+            plan = self._plan(type(exc), role)
+        return plan if isinstance(plan, Outcome) else self._run(exc, role, plan)
+
+    def _run(self, exc: BaseException, role: Role, plan: _Plan) -> Outcome:
+        """Follow *plan* (the plan of *exc*'s class): the first step that decides wins."""
         steps, last = plan
         for rule, table in steps:
             if not isinstance(table, WalkTable):  # a rule on the instance; table: its outcomes
@@ -161,15 +171,12 @@ class Policy:
         if issubclass(cls, GeneratorExit):  # GeneratorExit wins over every rule
             steps, last = [], self._outcome(self.generator_exit, cls, "generator_exit")
         plan = (tuple(steps), last) if steps else last
-        plans, static = self._plans[role], self._static[role]
+        plans = self._plans[role]
         # Bounded. A race between threads only loses entries (each dict operation is
         # atomic under the GIL), so classification takes no lock.
         if len(plans) >= CACHE_LIMIT:
             plans.clear()
-            static.clear()
         plans[cls] = plan
-        if isinstance(plan, Outcome):
-            static[cls] = plan
         return plan
 
     def _in_chain(self, rule: Rule, cls: type) -> Outcome | Exact | None:

@@ -51,6 +51,8 @@ class Rule:
     _by_type: Reason | None = field(default=None, init=False, repr=False)
     # Whether matches_instance() is always true (no errnos=, no when=).
     _plain: bool = field(default=False, init=False, repr=False)
+    # The reason function, if any (isinstance(x, Reason) goes through EnumType: slow).
+    _fn: ReasonFn | None = field(default=None, init=False, repr=False)
     # class -> accepts_type(class): type-determined, so memoized (bounded).
     _accepts: dict[type, bool] = field(default_factory=dict, init=False, repr=False)
 
@@ -70,7 +72,9 @@ class Rule:
         setattr_(self, "_keys", frozenset(_name_key(n) for n in names))
         setattr_(self, "_errnos", errnos)
         setattr_(self, "_plain", not errnos and self.when is None)
-        if isinstance(self.reason, Reason) and self._plain:
+        if not isinstance(self.reason, Reason):
+            setattr_(self, "_fn", self.reason)
+        elif self._plain:
             setattr_(self, "_by_type", self.reason)
         if not self.name:
             setattr_(self, "name", _default_name(types, names, errnos))
@@ -139,10 +143,11 @@ class Rule:
 
     def decide(self, exc: BaseException, role: Role) -> Reason | None:
         """The reason for *exc*, or ``None`` (also when a reason function raises)."""
-        if isinstance(self.reason, Reason):
-            return self.reason
+        fn = self._fn
+        if fn is None:
+            return self.reason  # type: ignore[return-value]  # a Reason (see _fn)
         try:
-            reason = self.reason(exc, role)
+            reason = fn(exc, role)
             # Reason(x) costs an enum lookup (~0.3 µs): skip it for a Reason itself.
             return reason if type(reason) is Reason or reason is None else Reason(reason)
         except PASS_THROUGH:
