@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from ._outcome import ROLES, Reason, Role
 
@@ -166,27 +166,29 @@ EXACT: Final = Exact.EXACT
 V = TypeVar("V")
 
 
-class WalkTable(dict[type, V | Exact | None]):
+class WalkTable(Generic[V]):
     """class -> what ``scan()`` does at a chain member of that class: ``None`` goes
     on to the next member, anything else ends the scan with that value.
 
-    Filled on first sight of a class by *value_of* (a group is always ``EXACT``);
-    bounded by ``CACHE_LIMIT``. Keys are classes, never instances. A race between
-    threads can only compute a value twice or lose one to a ``clear()``: each dict
-    operation is atomic under the GIL, so readers take no lock.
+    ``values`` is filled on first sight of a class by *value_of* (a group is always
+    ``EXACT``) and bounded by ``CACHE_LIMIT``; its keys are classes, never
+    instances. A plain dict, not a subclass with ``__missing__``: CPython's
+    specialized ``d[key]`` is for exact dicts only. A race between threads can only
+    compute a value twice or lose some to a ``clear()``: each dict operation is
+    atomic under the GIL, so readers take no lock.
     """
 
-    __slots__ = ("_value_of",)
+    __slots__ = ("_value_of", "values")
 
     def __init__(self, value_of: Callable[[type], V | Exact | None]) -> None:
-        super().__init__()
+        self.values: dict[type, V | Exact | None] = {}
         self._value_of = value_of
 
-    def __missing__(self, cls: type) -> V | Exact | None:
+    def fill(self, cls: type) -> V | Exact | None:
         value = EXACT if issubclass(cls, BaseExceptionGroup) else self._value_of(cls)
-        if len(self) >= CACHE_LIMIT:
-            self.clear()
-        self[cls] = value
+        if len(self.values) >= CACHE_LIMIT:
+            self.values.clear()
+        self.values[cls] = value
         return value
 
 
@@ -203,9 +205,14 @@ def scan(exc: BaseException, table: WalkTable[V], limit: int = CHAIN_LIMIT) -> V
     passed over the first time), so it is the one ``walk()`` would find first.
     A hostile link's error propagates (the caller falls back to the full walk).
     """
+    values = table.values
     e = exc
     for _ in range(limit):
-        value = table[type(e)]  # type(), never e.__class__, which can lie
+        cls = type(e)  # never e.__class__, which can lie
+        try:
+            value = values[cls]
+        except KeyError:
+            value = table.fill(cls)
         if value is not None:
             return value
         cause, nxt = e.__cause__, e.__context__
