@@ -200,10 +200,11 @@ def scan(exc: BaseException, table: WalkTable[V], limit: int = CHAIN_LIMIT) -> V
     one link (``__cause__`` and ``__context__`` are the same, or one is ``None``):
     there, ``walk()``'s breadth-first order is just the chain, so this follows it
     with one lookup and two attribute reads per member and no allocation. It needs
-    no seen-set: a cycle never reaches ``None`` and ends in ``EXACT`` at *limit*,
-    and a member found before that precedes any repeat (a repeated member was
-    passed over the first time), so it is the one ``walk()`` would find first.
-    A hostile link's error propagates (the caller falls back to the full walk).
+    no seen-set: a member found precedes any repeat (a repeated member was passed
+    over the first time), so it is the one ``walk()`` would find first; and after
+    *limit* steps, a cycle or not, every member ``walk()`` would yield (at most
+    *limit*) has been looked at. A hostile link's error propagates (the caller
+    falls back to the full walk).
     """
     values = table.values
     e = exc
@@ -223,7 +224,7 @@ def scan(exc: BaseException, table: WalkTable[V], limit: int = CHAIN_LIMIT) -> V
         if nxt is None:
             return None
         e = nxt
-    return EXACT
+    return None
 
 
 def walk(exc: BaseException, limit: int = CHAIN_LIMIT) -> Iterator[BaseException]:
