@@ -21,7 +21,8 @@ import errclass
 
 N_CALLS = 100_000
 N_ITEMS = 200_000
-N_CHAINS = 20_000
+N_CHAINS = 200  # per round: ~0.2 ms, mostly within one scheduler slice of a shared core
+CHAIN_ROUNDS = 101
 REPEAT = 7
 
 
@@ -203,7 +204,8 @@ def _per_call(classify: Callable[[BaseException], object], excs: list[BaseExcept
 
 def classification() -> list[tuple[str, float, float | None, str]]:
     """A cached class vs two chains of fresh instances (made outside the timing), by
-    turns in each of REPEAT rounds (a slow spell of the machine hits all three)."""
+    turns in each of CHAIN_ROUNDS short rounds (a slow spell hits all three alike),
+    median of the rounds."""
     policy = errclass.Policy()
     pipe = BrokenPipeError()
     makers: dict[str, Callable[[], BaseException]] = {
@@ -212,7 +214,7 @@ def classification() -> list[tuple[str, float, float | None, str]]:
         "httpx": _httpx_chain,
     }
     runs: dict[str, list[float]] = {name: [] for name in makers}
-    for _ in range(REPEAT):
+    for _ in range(CHAIN_ROUNDS):
         for name, make in makers.items():
             runs[name].append(_per_call(policy.classify, [make() for _ in range(N_CHAINS)]))
     cached, mixed, chained = (statistics.median(runs[name]) for name in makers)

@@ -192,38 +192,41 @@ class WalkTable(Generic[V]):
         return value
 
 
-def scan(exc: BaseException, table: WalkTable[V], limit: int = CHAIN_LIMIT) -> V | Exact | None:
+_STEPS = range(CHAIN_LIMIT)  # made once: range(n) per call costs ~0.3k instructions
+
+
+def scan(exc: BaseException, table: WalkTable[V]) -> V | Exact | None:
     """The value of the first member of *exc*'s chain whose class has one in
     *table*, or ``None`` when the chain ends first; ``EXACT`` when it is not plain.
 
     A plain chain is one where no member is a group and every member has at most
     one link (``__cause__`` and ``__context__`` are the same, or one is ``None``):
     there, ``walk()``'s breadth-first order is just the chain, so this follows it
-    with one lookup and two attribute reads per member and no allocation. It needs
-    no seen-set: a member found precedes any repeat (a repeated member was passed
-    over the first time), so it is the one ``walk()`` would find first; and after
-    *limit* steps, a cycle or not, every member ``walk()`` would yield (at most
-    *limit*) has been looked at. A hostile link's error propagates (the caller
-    falls back to the full walk).
+    with one lookup and two attribute reads per member, allocating nothing per
+    member. It needs no seen-set: a member found precedes any repeat (a repeated
+    member was passed over the first time), so it is the one ``walk()`` would find
+    first; and after ``CHAIN_LIMIT`` steps, a cycle or not, every member ``walk()``
+    would yield (at most ``CHAIN_LIMIT``) has been looked at. A hostile link's
+    error propagates (the caller falls back to the full walk).
     """
+    # Written for the fewest bytecodes per member (each costs ~30 CPU instructions).
     values = table.values
     e = exc
-    for _ in range(limit):
-        cls = type(e)  # never e.__class__, which can lie
+    for _ in _STEPS:
         try:
-            value = values[cls]
+            value = values[type(e)]  # type(), never e.__class__, which can lie
         except KeyError:
-            value = table.fill(cls)
+            value = table.fill(type(e))
         if value is not None:
             return value
-        cause, nxt = e.__cause__, e.__context__
-        if cause is not None and cause is not nxt:
-            if nxt is not None:
+        cause = e.__cause__
+        e = e.__context__  # type: ignore[assignment]  # None: checked below
+        if cause is not None and cause is not e:
+            if e is not None:
                 return EXACT  # two links: breadth first, the full walk's order
-            nxt = cause
-        if nxt is None:
+            e = cause
+        if e is None:
             return None
-        e = nxt
     return None
 
 
