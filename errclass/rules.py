@@ -17,7 +17,7 @@ import ssl
 import sys
 
 from . import _deadline
-from ._outcome import Reason, Role
+from ._outcome import R_DEADLINE, R_FAILED, R_GONE, Reason, Role
 from ._rule import EXACT, PASS_THROUGH, Exact, Rule, WalkTable, scan, walk
 
 __all__ = [
@@ -42,7 +42,7 @@ __all__ = [
 
 
 def _cancelled(exc: BaseException, role: Role) -> Reason:
-    return Reason.DEADLINE_EXCEEDED if _deadline.any_expired() else Reason.CLIENT_GONE
+    return R_DEADLINE if _deadline.any_expired() else R_GONE
 
 
 # 1. Cancellation: the client left, unless a deadline we know of expired.
@@ -105,7 +105,7 @@ def _timeout_in_chain(cls: type) -> Reason | Exact | None:
     if not TIMEOUT.accepts_type(cls):
         return None
     # A TimeoutError's errno tells a deadline from the kernel giving up on the peer.
-    return EXACT if PEER_TIMED_OUT.accepts_type(cls) else Reason.DEADLINE_EXCEEDED
+    return EXACT if PEER_TIMED_OUT.accepts_type(cls) else R_DEADLINE
 
 
 _TIMEOUTS: WalkTable[Reason] = WalkTable(_timeout_in_chain)
@@ -121,7 +121,7 @@ def _upstream(exc: BaseException, role: Role) -> Reason:
     if found is EXACT:
         found = next(
             (
-                Reason.DEADLINE_EXCEEDED
+                R_DEADLINE
                 for member in walk(exc)
                 if TIMEOUT.matches(member) and not PEER_TIMED_OUT.matches(member)
             ),
@@ -129,7 +129,7 @@ def _upstream(exc: BaseException, role: Role) -> Reason:
         )
     if found is not None:
         return found
-    return Reason.WRITE_FAILED if role == "producer" else Reason.CLIENT_GONE
+    return R_FAILED if role == "producer" else R_GONE  # the Reason.X lookup is slow
 
 
 # 7 (first part). aiohttp's server write to a departed client raises this
