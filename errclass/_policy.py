@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Iterable
+from typing import TypeVar
 
 from ._names import public_name
 from ._outcome import OK, R_DEADLINE, R_FAILED, R_GONE, R_OK, ROLES, SEVERITY, Outcome, Reason, Role
@@ -36,6 +37,7 @@ class Policy:
         "_packages",
         "_plans",
         "_rules",
+        "_static",
         "_tables",
         "_unclassifiable",
         "default",
@@ -58,9 +60,10 @@ class Policy:
         self.fold_deadlines = _flag(fold_deadlines, "fold_deadlines")
         self.generator_exit = _reason(generator_exit, "generator_exit")
         self.default = _reason(default, "default")
-        # Per role, class -> its plan: the Outcome when the class alone decides (the
-        # hot path: one lookup), else the steps to follow (see _plan()).
-        self._plans: dict[str, dict[type, Outcome | _Plan]] = {r: {} for r in ROLES}
+        # Per role, class -> its plan (see _plan()): the Outcome when the class alone
+        # decides (the hot path: one lookup), else the steps to follow.
+        self._static: dict[str, dict[type, Outcome]] = {r: {} for r in ROLES}
+        self._plans: dict[str, dict[type, _Plan]] = {r: {} for r in ROLES}
         self._unclassifiable = Outcome(self.default, "_OTHER", "unclassifiable")
         # Per chain rule, member class -> what its walk does there (see scan()).
         self._tables = {
@@ -84,13 +87,14 @@ class Policy:
         """Classify *exc* (``None`` is ``ok``). Never raises for any exception; a
         wrong argument (not an exception, unknown role) is a ``TypeError``/``ValueError``."""
         try:
+            hit = self._static[role].get(type(exc))
+            if hit is not None:  # the hot path: the class alone decides
+                return hit
             plan = self._plans[role].get(type(exc))
         except PASS_THROUGH:
             raise
         except BaseException:  # an unknown role, or a class whose metaclass cannot hash
             plan = None
-        if isinstance(plan, Outcome):  # the hot path: the class alone decides
-            return plan
         if plan is None:  # not seen yet (or a group): check the arguments first
             return self._first_sight(exc, role)
         try:  # a plan exists only for an exception class (not a group) and a role
@@ -118,9 +122,8 @@ class Policy:
             return self._unclassifiable
 
     def _classify_one(self, exc: BaseException, role: Role) -> Outcome:
-        plan = self._plans[role].get(type(exc))
-        if plan is None:
-            plan = self._plan(type(exc), role)
+        cls = type(exc)
+        plan = self._static[role].get(cls) or self._plans[role].get(cls) or self._plan(cls, role)
         return plan if isinstance(plan, Outcome) else self._run(exc, role, plan)
 
     def _run(self, exc: BaseException, role: Role, plan: _Plan) -> Outcome:
@@ -170,14 +173,12 @@ class Policy:
                 break
         if issubclass(cls, GeneratorExit):  # GeneratorExit wins over every rule
             steps, last = [], self._outcome(self.generator_exit, cls, "generator_exit")
-        plan = (tuple(steps), last) if steps else last
-        plans = self._plans[role]
         # Bounded. A race between threads only loses entries (each dict operation is
         # atomic under the GIL), so classification takes no lock.
-        if len(plans) >= CACHE_LIMIT:
-            plans.clear()
-        plans[cls] = plan
-        return plan
+        if not steps:
+            _remember(self._static[role], cls, last)
+            return last
+        return _remember(self._plans[role], cls, (tuple(steps), last))
 
     def _in_chain(self, rule: Rule, cls: type) -> Outcome | Exact | None:
         """What *rule*'s chain walk does at a member of class *cls* (a WalkTable value)."""
@@ -228,6 +229,16 @@ class Policy:
                 self._known.clear()
             self._known[cls] = known
         return known
+
+
+T = TypeVar("T")
+
+
+def _remember(cache: dict[type, T], cls: type, value: T) -> T:
+    if len(cache) >= CACHE_LIMIT:
+        cache.clear()
+    cache[cls] = value
+    return value
 
 
 def _bounded_name(cls: type, packages: frozenset[str]) -> str:

@@ -349,7 +349,8 @@ def test_tables_hold_classes_not_exceptions_and_stay_bounded() -> None:
     for table in policy._tables.values():
         assert len(table.values) <= CACHE_LIMIT
         assert all(isinstance(k, type) for k in table.values)
-    assert all(len(plans) <= CACHE_LIMIT for plans in policy._plans.values())
+    for caches in (policy._plans, policy._static):
+        assert all(len(cache) <= CACHE_LIMIT for cache in caches.values())
 
 
 @pytest.mark.parametrize("depth", [62, 63, 64, 65])

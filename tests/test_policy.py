@@ -221,7 +221,7 @@ def test_caches_stay_bounded() -> None:
     for i in range(5000):
         cls = type(f"Dynamic{i}", (ValueError,), {})
         assert classify(cls(), policy=p) == Outcome(WF, "_OTHER", "default")
-    assert all(len(plans) <= 2048 for plans in p._plans.values())
+    assert all(len(c) <= 2048 for caches in (p._plans, p._static) for c in caches.values())
     assert len(p._known) <= 2048
     assert len(p._outcomes) <= 2048
 
