@@ -42,7 +42,9 @@ class Site:
     threshold_elsewhere: bool = False  # Grafana-managed: the threshold is its own query
     ratio: bool = False  # one side of a ratio kept in two places (Sloth)
     template: bool = False  # a Grafana templating query: may wrap PromQL in a function
-    document: bool = False  # the value is a whole JSON document (a dashboard in a ConfigMap)
+    # "json" or "yaml": the value is a whole document of that kind (a ConfigMap's data),
+    # set by the walker that found it
+    document: str = field(default="", init=False)
     sub: tuple[int, int] | None = field(init=False)  # the PromQL part; None: no PromQL
 
     def __post_init__(self) -> None:
