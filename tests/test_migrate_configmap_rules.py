@@ -307,3 +307,15 @@ def test_migrate_write_then_check_end_to_end(tmp_path: Path) -> None:
     )
     assert promtool.returncode == 0, promtool.stdout + promtool.stderr
     assert promtool.stdout.count("SUCCESS") == len(files) >= 9
+
+
+def test_grafana_sidecar_alerting_files_in_a_configmap_are_read(tmp_path: Path) -> None:
+    """Grafana's sidecar loads alerting provisioning files from ConfigMaps too."""
+    rules = (Path(__file__).parent / "fixtures" / "migrate" / "grafana-alerting.yaml").read_text()
+    path = tmp_path / "cm.yaml"
+    path.write_text(_configmap("  streams-alerts.yaml: |\n" + _indent(rules, 4)))
+    [r] = plan_paths([path], PRESERVE)
+    alone = plan_text(rules, "yaml", PRESERVE, FileResult(Path("alone")))
+    assert r.formats == alone.formats == ["Grafana alerting provisioning"]
+    assert alone.changed
+    assert yaml.safe_load(r.new_text)["data"]["streams-alerts.yaml"] == alone.new_text
