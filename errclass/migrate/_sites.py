@@ -171,10 +171,10 @@ def _align(text: str, start: int, end: int, value: str) -> list[int]:
     table: list[int] = []
     r = start
     for c in value:
-        if c == " " and r < end and text[r] in "\r\n":  # a line break folded into a space
-            j = r  # an edit here goes before the break, not into the next line's indent
-        else:
-            j = text.find(c, r, end)
+        # A line break folded into a space: an edit there goes before the break, not into
+        # the next line's indentation.
+        folded = c == " " and r < end and text[r] in "\r\n"
+        j = r if folded else text.find(c, r, end)
         if j < 0:
             raise EncodeError("cannot align the scalar's value with its source text")
         table.append(j)
