@@ -89,14 +89,15 @@ def _encode_outer(style: str, s: str) -> str:
     "inner_style", ["plain", "double-quoted", "single-quoted", "literal", "folded"]
 )
 @pytest.mark.parametrize("outer", list(OUTER))
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["LF", "CRLF"])
 def test_a_configmap_rule_file_is_edited_in_every_scalar_style(
-    outer: str, inner_style: str, tmp_path: Path
+    newline: str, outer: str, inner_style: str, tmp_path: Path
 ) -> None:
-    text = _configmap(OUTER[outer](_rules(inner_style)))
+    text = _configmap(OUTER[outer](_rules(inner_style))).replace("\n", newline)
     inner = yaml.safe_load(text)["data"]["r.yaml"]
     assert yaml.safe_load(inner)["groups"][0]["rules"][0]["expr"].split() == EXPR.split()
     path = tmp_path / "cm.yaml"
-    path.write_text(text)
+    path.write_bytes(text.encode())
     [r] = plan_paths([path], SPLIT)
     assert not r.error
     assert r.formats == ["Prometheus rules"]
@@ -110,6 +111,7 @@ def test_a_configmap_rule_file_is_edited_in_every_scalar_style(
     assert {op for op, *_ in ops} == {"equal", "insert"}
     added = sum(len(_encode_outer(outer, new)) for _, _, new in alone.edits)
     assert len(r.new_text) - len(text) == added
+    assert r.new_text.count("\n") == r.new_text.count(newline)  # line breaks kept
     # reported at the line of its expr in the outer file
     [(site, _)] = r.sites
     assert (
@@ -118,7 +120,7 @@ def test_a_configmap_rule_file_is_edited_in_every_scalar_style(
     )
     assert "expr" in r.text.splitlines()[r.line(site.start) - 1]
     # and a second run changes nothing
-    path.write_text(r.new_text)
+    path.write_bytes(r.new_text.encode())
     [again] = plan_paths([path], SPLIT)
     assert not again.changed
 
