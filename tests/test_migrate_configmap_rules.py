@@ -219,9 +219,15 @@ def test_real_shapes_are_migrated_like_their_rule_files_alone(
         assert "expr" in lines[r.line(site.start) - 1], (site.location, r.line(site.start))
 
 
-def test_prometheus_rules_in_a_list_are_read() -> None:
-    """kubectl get prometheusrules -o yaml: a List of PrometheusRule resources."""
-    [r] = plan_paths([REAL / "kubectl-list-rules.yaml"], PRESERVE)
+@pytest.mark.parametrize("kind", ["List", "ConfigMapList"])
+def test_prometheus_rules_in_a_list_are_read(kind: str, tmp_path: Path) -> None:
+    """kubectl get prometheusrules -o yaml: a List of PrometheusRule resources (a
+    ConfigMapList is read item by item the same way)."""
+    text = (REAL / "kubectl-list-rules.yaml").read_text()
+    path = tmp_path / "list.yaml"
+    path.write_text(text.replace("\nkind: List\n", f"\nkind: {kind}\n"))
+    assert path.read_text().count(f"\nkind: {kind}\n") == 1
+    [r] = plan_paths([path], PRESERVE)
     assert r.formats.count("PrometheusRule") == 1
     assert r.formats.count("Prometheus rules") == 2
     locations = [s.location for s, _ in r.sites]
