@@ -246,6 +246,7 @@ def test_what_is_not_a_rule_file_is_listed_or_left_alone(tmp_path: Path) -> None
             "  plain.yaml: groups\n"
             "  bad.yaml: |\n    groups: [\n"
             "  seq.rules: |\n    - a\n"
+            "  recording_rules.yml: |\n    {}\n"  # the chart's default: an empty file
         )
     )
     [r] = plan_paths([path], SPLIT)
@@ -254,8 +255,9 @@ def test_what_is_not_a_rule_file_is_listed_or_left_alone(tmp_path: Path) -> None
     for key in ("prometheus.yml", "plain.yaml", "seq.rules"):
         assert f'data "{key}": not a dashboard or rule file: skipped' in notes
     assert 'data "bad.yaml": not valid YAML: skipped' in notes
+    assert 'data "recording_rules.yml": empty: skipped' in notes
     assert "allow-snippet-annotations" not in notes and 'data "rules"' not in notes
-    assert len(r.notes) == 4
+    assert len(r.notes) == 5
 
 
 def test_a_legacy_key_without_an_extension_is_read_when_it_holds_groups(tmp_path: Path) -> None:

@@ -108,11 +108,19 @@ def _configmap(view: View, m: dict[str, Any], prefix: str, out: Extracted) -> st
     where = f'{prefix}ConfigMap "{_name(view, m)}"'
     found = False
     for key, value in data.items():
-        kind = _data_kind(key, view.string(value))
-        if kind:
-            found = True
+        text = view.string(value)
+        kind = _data_kind(key, text)
+        if not kind:
+            continue
+        found = True
+        if text is not None and text.strip() in _EMPTY:  # the prometheus chart's default
+            out.notes.append(f'{where} data "{key}": empty: skipped')
+        else:
             _embedded(view, data, key, f'{where} data "{key}"', out, kind=kind)
     return "" if found else None
+
+
+_EMPTY = ("", "{}", "[]")
 
 
 # ConfigMap data keys read as documents, by how the key ends.
