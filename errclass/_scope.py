@@ -43,10 +43,11 @@ class track:
     means the default counter. The ``errclass`` logger is added unless
     ``logger=None`` (or another ``LoggingSink`` is given). The producer name is
     ``name`` or ``module.qualname`` of the decorated function (for a context
-    manager, of the function that called ``track()``).
+    manager, of the function that called ``track()``). A context manager binds
+    its sinks at its first entry; later ``with`` blocks reuse them.
     """
 
-    __slots__ = ("_entered", "_name", "_policy", "_role", "_sinks", "_site")
+    __slots__ = ("_bound", "_entered", "_name", "_policy", "_role", "_sinks", "_site")
 
     def __init__(
         self,
@@ -63,6 +64,7 @@ class track:
         # Without a name, a context manager is named for the function that made it.
         self._site = caller_name(1) if name is None else name
         self._entered: tuple[Tracker, float, Any] | None = None
+        self._bound: Tracker | None = None  # the context manager's, bound at first entry
 
     def _tracker(self, name: str) -> Tracker:
         return Tracker(name, self._role, self._policy, self._sinks)
@@ -104,7 +106,10 @@ class track:
             raise RuntimeError(
                 "this errclass.track() is already entered; create one per with block"
             )
-        tracker = self._tracker(self._site)
+        # Sinks are bound once per track object, as for a decorated function.
+        tracker = self._bound
+        if tracker is None:
+            tracker = self._bound = self._tracker(self._site)
         t0, ctx = tracker.start()
         self._entered = (tracker, t0, ctx)
 

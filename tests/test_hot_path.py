@@ -384,3 +384,64 @@ def test_a_third_party_fast_fail_is_taken_and_counts_each_reason() -> None:
             _raising("coro", tr, make())()
     assert ticks == [reason for _make, reason in FAILURES.values()]
     assert rec.failed == []  # fast_fail did all fail() would have done
+
+
+class _CountingSink:
+    """A real PrometheusSink that counts its binds."""
+
+    kind = "prometheus"
+
+    def __init__(self, counter: Counter) -> None:
+        self.inner, self.binds = errclass.PrometheusSink(counter), 0
+
+    def bind(self, producer: str, role: str) -> Any:
+        self.binds += 1
+        return self.inner.bind(producer, role)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("use", ["with", "async with"])
+def test_a_track_context_manager_binds_its_sinks_once_and_records_every_block(
+    use: str,
+) -> None:
+    registry = CollectorRegistry()
+    counter = Counter("hot", "x", ("reason",), registry=registry)
+    sink = _CountingSink(counter)
+    tracked = errclass.track(sink, name=f"hot.cm.{next(_ids)}", logger=None)
+    plan: list[BaseException | None] = [None, BrokenPipeError(), None, KeyError("k")]
+
+    def block(error: BaseException | None) -> None:
+        if error is not None:
+            raise error
+
+    async def run_async(error: BaseException | None) -> None:
+        async with tracked:
+            block(error)
+
+    def run(error: BaseException | None) -> None:
+        if use == "async with":
+            asyncio.run(run_async(error))
+        else:
+            with tracked:
+                block(error)
+
+    with capture_outcomes() as events:
+        for error in plan:
+            if error is None:
+                run(error)
+            else:
+                with pytest.raises(type(error)) as raised:
+                    run(error)
+                assert raised.value is error  # the block's own exception, not swallowed
+    assert sink.binds == 1
+    assert [(e.reason, e.exception) for e in events] == [
+        (Reason.OK, None),
+        (Reason.CLIENT_GONE, plan[1]),
+        (Reason.OK, None),
+        (Reason.WRITE_FAILED, plan[3]),
+    ]
+    assert _counts(registry) == {
+        "ok": 2,
+        "client_gone": 1,
+        "deadline_exceeded": 0,
+        "write_failed": 1,
+    }
