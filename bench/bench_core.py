@@ -32,15 +32,19 @@ def ns_per_op(fn: Callable[[], object], number: int) -> float:
     return statistics.median(runs) * 1e9
 
 
+SLICES = 10  # interleaved() runs each row in this many short rounds per REPEAT
+
+
 def interleaved(fns: dict[str, Callable[[], object]], n: int) -> dict[str, float]:
-    """ns per operation of each of *fns* (one call runs *n*): the median of REPEAT
-    rounds in which the rows take turns, so a burst of load on this shared
-    machine hits a row and its baseline alike."""
+    """ns per operation of each of *fns* (one call runs *n*), the rows taking turns
+    in SLICES * REPEAT short rounds: the fastest round of each (timeit's advice:
+    slower ones measure the other processes on this shared machine, and a burst
+    of them hits a row and its baseline alike)."""
     runs: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(REPEAT):
+    for _ in range(SLICES * REPEAT):
         for name, fn in fns.items():
             runs[name].append(timeit.timeit(fn, number=1) / n * 1e9)
-    return {name: statistics.median(r) for name, r in runs.items()}
+    return {name: min(r) for name, r in runs.items()}
 
 
 def per_call() -> list[tuple[str, float, float | None, str]]:
@@ -79,7 +83,7 @@ def per_call() -> list[tuple[str, float, float | None, str]]:
 
     def loop(fn: Callable[[], object]) -> Callable[[], None]:
         def run() -> None:
-            for _ in range(N_CALLS):
+            for _ in range(N_CALLS // SLICES):
                 try:
                     fn()
                 except BrokenPipeError:
@@ -96,7 +100,7 @@ def per_call() -> list[tuple[str, float, float | None, str]]:
         "floor_fail": floor_fail,
         "track_fail": tracked_fail,
     }
-    t = interleaved({name: loop(fn) for name, fn in fns.items()}, N_CALLS)
+    t = interleaved({name: loop(fn) for name, fn in fns.items()}, N_CALLS // SLICES)
     return [
         ("bare call of a trivial function", t["bare"], None, ""),
         ("hand-written try/except + child.inc() (floor)", t["floor"], 1.0, ""),
@@ -122,7 +126,7 @@ def per_item() -> list[tuple[str, float, float | None, str]]:
     counter = Counter("bench_items", "x", ("reason",), registry=registry)
 
     def source() -> Generator[int, None, None]:
-        yield from range(N_ITEMS)
+        yield from range(N_ITEMS // SLICES)
 
     def reyield() -> Generator[int, None, None]:
         yield from source()
@@ -130,7 +134,7 @@ def per_item() -> list[tuple[str, float, float | None, str]]:
     wrapped = errclass.track(counter)(source)
 
     async def asource() -> AsyncGenerator[int, None]:
-        for i in range(N_ITEMS):
+        for i in range(N_ITEMS // SLICES):
             yield i
 
     async def areyield() -> AsyncGenerator[int, None]:
@@ -157,7 +161,7 @@ def per_item() -> list[tuple[str, float, float | None, str]]:
         "areyield": adrain(areyield),
         "awrapped": adrain(awrapped),
     }
-    t = interleaved(fns, N_ITEMS)
+    t = interleaved(fns, N_ITEMS // SLICES)
     return [
         ("sync generator, bare (per item)", t["gen"], None, ""),
         ("sync: bare `yield from` re-yield (baseline)", t["reyield"], 1.0, ""),
@@ -247,7 +251,7 @@ def coroutine() -> list[tuple[str, float, float | None, str]]:
 
     def drive(fn: Callable[[], Any]) -> Callable[[], None]:
         def run() -> None:
-            for _ in range(N_CALLS):
+            for _ in range(N_CALLS // SLICES):
                 coro = fn()
                 try:
                     coro.send(None)  # no loop: the same work for all rows
@@ -257,7 +261,7 @@ def coroutine() -> list[tuple[str, float, float | None, str]]:
         return run
 
     fns = {"floor": floor, "track": tracked, "static": tracked_static}
-    t = interleaved({name: drive(fn) for name, fn in fns.items()}, N_CALLS)
+    t = interleaved({name: drive(fn) for name, fn in fns.items()}, N_CALLS // SLICES)
     return [
         ("hand-written floor, CancelledError in a coroutine", t["floor"], 1.0, ""),
         (
