@@ -10,6 +10,7 @@ the general way.
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
 import subprocess
@@ -20,6 +21,8 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 import errclass
@@ -445,3 +448,86 @@ def test_a_track_context_manager_binds_its_sinks_once_and_records_every_block(
         "deadline_exceeded": 0,
         "write_failed": 1,
     }
+
+
+# -- the fast path against the general one, on random failures ------------------------
+
+
+class _Hostile(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("hostile __str__")
+
+
+def _failure(kind: str, code: int) -> BaseException:
+    """A fresh exception: a real class (with an errno, a chain, a group) or a hostile one."""
+    if kind == "oserror":
+        return OSError(code, "x")
+    if kind == "timeout":
+        return TimeoutError(code, "x") if code else TimeoutError()
+    if kind == "chained":
+        top = RuntimeError("wrapped")
+        top.__context__ = ConnectionResetError(code, "reset")
+        return top
+    if kind == "group":
+        return ExceptionGroup("g", [BrokenPipeError(), KeyError(code)])
+    return {
+        "pipe": BrokenPipeError,
+        "cancelled": asyncio.CancelledError,
+        "key": KeyError,
+        "hostile": _Hostile,
+        "base": KeyboardInterrupt.__base__,  # BaseException itself
+    }[kind]()
+
+
+failures = st.lists(
+    st.tuples(
+        st.sampled_from(
+            (
+                "oserror",
+                "timeout",
+                "chained",
+                "group",
+                "pipe",
+                "cancelled",
+                "key",
+                "hostile",
+                "base",
+            )
+        ),
+        st.sampled_from((0, errno.EPIPE, errno.ECONNRESET, errno.ETIMEDOUT, errno.EBADF)),
+        st.sampled_from(("sync", "coro")),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(plan=failures, level=st.sampled_from((logging.DEBUG, logging.WARNING, logging.ERROR)))
+def test_the_fast_path_records_what_the_general_path_records(
+    plan: list[tuple[str, int, str]], level: int
+) -> None:
+    registry = CollectorRegistry()
+    fast_counter = Counter("fast", "x", ("reason",), registry=registry)
+    general_counter = Counter("general", "x", ("reason",), registry=registry)
+    seen: list[errclass.Event] = []
+    fast_logs: list[logging.LogRecord] = []
+    general_logs: list[logging.LogRecord] = []
+    with _logger(level, fast_logs) as fast_log, _logger(level, general_logs) as general_log:
+        fast = tracker(f"hot.{next(_ids)}", fast_counter, logger=fast_log)
+        # A callable sink as well: three recorders, so this one goes the general way.
+        general = tracker(f"hot.{next(_ids)}", general_counter, seen.append, logger=general_log)
+        assert _is_fast(fast) and not _is_fast(general)
+        for kind, code, how in plan:
+            for tr in (fast, general):
+                exc = _failure(kind, code)
+                with pytest.raises(BaseException) as raised:
+                    _raising(how, tr, exc)()
+                assert raised.value is exc
+    assert _counts(registry, "fast") == _counts(registry, "general")
+    assert sum(_counts(registry, "fast").values()) == len(plan)
+    assert [(r.levelno, r.errclass_reason) for r in fast_logs] == [  # type: ignore[attr-defined]
+        (r.levelno, r.errclass_reason)  # type: ignore[attr-defined]
+        for r in general_logs
+    ]
+    assert len(seen) == len(plan)
