@@ -284,3 +284,57 @@ def test_migrate_write_then_check_end_to_end(tmp_path: Path) -> None:
     promtool = _promtool(files, "--lint-fatal")
     assert promtool.returncode == 0, promtool.stdout + promtool.stderr
     assert promtool.stdout.count("SUCCESS") == len(files) == 6
+
+
+HELMRELEASE = """\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: monitoring
+  namespace: flux-system
+spec:
+  interval: 10m
+  chart:
+    spec:
+      chart: kube-prometheus-stack
+      version: "77.x"
+      sourceRef:
+        kind: HelmRepository
+        name: prometheus-community
+  values:
+"""
+
+
+@pytest.mark.parametrize("sel", [PRESERVE, SPLIT], ids=["preserve", "split"])
+@pytest.mark.parametrize("name", FIXTURES)
+def test_values_inline_in_a_flux_helmrelease_are_edited_as_in_the_values_file(
+    name: str, sel: Selection, tmp_path: Path
+) -> None:
+    values = (REAL / name).read_text()
+    path = tmp_path / "release.yaml"
+    path.write_text(HELMRELEASE + _indent(values, 4))
+    [plain] = plan_paths([REAL / name], sel)
+    [r] = plan_paths([path], sel)
+    assert r.formats == plain.formats and r.changed
+    assert r.new_text == HELMRELEASE + _indent(plain.new_text, 4)
+    assert [s.location for s, _ in r.sites] == [
+        f'HelmRelease "monitoring" {s.location}' for s, _ in plain.sites
+    ]
+    offset = HELMRELEASE.count("\n")
+    assert [r.line(s.start) for s, _ in r.sites] == [
+        plain.line(s.start) + offset for s, _ in plain.sites
+    ]
+
+
+def test_victoria_metrics_k8s_stack_rules_map_is_read(tmp_path: Path) -> None:
+    """victoria-metrics-k8s-stack: additionalVictoriaMetricsMap, the same shape as
+    kube-prometheus-stack's map (each entry becomes a VMRule)."""
+    kps_key, vm_key = "additionalPrometheusRulesMap:", "additionalVictoriaMetricsMap:"
+    values = (REAL / "values-kube-prometheus-stack.yaml").read_text()
+    assert values.count(kps_key) == 1
+    path = tmp_path / "values.yaml"
+    path.write_text(values.replace(kps_key, vm_key))
+    [kps] = plan_paths([REAL / "values-kube-prometheus-stack.yaml"], SPLIT)
+    [r] = plan_paths([path], SPLIT)
+    assert r.formats == ["Helm values"] and r.changed
+    assert r.new_text == kps.new_text.replace(kps_key, vm_key)

@@ -170,11 +170,19 @@ def _embedded(
         out.sites.append(site)
 
 
+def _helm_release(view: View, m: dict[str, Any], prefix: str, out: Extracted) -> str | None:
+    """Flux's HelmRelease: a chart's values inline, in ``spec.values``."""
+    values = view.map((view.map(m.get("spec")) or {}).get("values")) or {}
+    found = _helm_values(view, values, f'{prefix}HelmRelease "{_name(view, m)}" ', out)
+    return "Helm values" if found else None
+
+
 _KUBERNETES = {
     "ConfigMap": _configmap,
     "ConfigMapList": _list,
     "List": _list,
     "GrafanaDashboard": _grafana_dashboard,
+    "HelmRelease": _helm_release,
 }
 
 
