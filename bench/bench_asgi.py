@@ -46,8 +46,8 @@ import _load  # bench/ is on sys.path: this script's directory
 
 CHUNKS = 20
 WORKLOADS = (1024, 16384)  # chunk sizes: a 20 KB and a 320 KB stream
-ROUNDS = int(os.environ.get("ERRCLASS_BENCH_ASGI_ROUNDS", "16"))
-BURST = int(os.environ.get("ERRCLASS_BENCH_ASGI_BURST", "200"))
+ROUNDS = int(os.environ.get("ERRCLASS_BENCH_ASGI_ROUNDS", "30"))
+BURST = int(os.environ.get("ERRCLASS_BENCH_ASGI_BURST", "100"))
 CONCURRENCY = 4
 TARGET = 0.98
 PEERS = ("/plain", "/control", "/errclass", "/otel", "/prometheus")

@@ -150,7 +150,7 @@ class ErrclassMiddleware:
                     _apply(tracker, verdict, t0, ctx)
             if transport.pending:
                 _settle(transport, verdict)
-            if exchange.pending_finish():
+            if exchange._listener is not None or transport.closers:
                 await exchange.finish()
 
     def _tracker(self, scope: Scope) -> Tracker:
@@ -290,35 +290,33 @@ class _Exchange:
         return item
 
     def send(self, message: Message) -> Awaitable[None]:
-        # A body chunk that is not the last goes straight to the server: no frame of
-        # ours on the hot path (a streaming response sends dozens per request).
-        if message["type"] == "http.response.body" and (
-            message.get("more_body", False) or self._trailers
-        ):
-            return self._send(message)
-        return self._send_edge(message)
-
-    async def _send_edge(self, message: Message) -> None:
+        # Every message but the last goes straight to the server: no coroutine of ours
+        # on the hot path (a streaming response sends dozens per request).
         kind = message["type"]
+        if kind == "http.response.body":
+            if message.get("more_body", False) or self._trailers:
+                return self._send(message)
+            return self._send_last(message)
         if kind == "http.response.start":
             self._trailers = bool(message.get("trailers", False))
             if not self._direct:
                 self._listen()
-        elif kind == "http.response.body" or _final(kind, message, self._trailers):
-            # (a body message that got here is the last: send() passed the others on)
-            if not self.transport.gone:
-                if self._closing is not None:
-                    self.transport.gone = self._closing()
-                else:
-                    await self._settle()
-            self.transport.complete = True
-            await self._send(message)
-            # The last send may have waited on flow control until the client left
-            # (uvicorn then returns quietly): not a response the client received.
-            if self._cycle is not None and self._cycle.disconnected:
-                self.transport.gone = True
-            return
+        elif _final(kind, message, self._trailers):
+            return self._send_last(message)
+        return self._send(message)
+
+    async def _send_last(self, message: Message) -> None:
+        if not self.transport.gone:
+            if self._closing is not None:
+                self.transport.gone = self._closing()
+            else:
+                await self._settle()
+        self.transport.complete = True
         await self._send(message)
+        # The last send may have waited on flow control until the client left
+        # (uvicorn then returns quietly): not a response the client received.
+        if self._cycle is not None and self._cycle.disconnected:
+            self.transport.gone = True
 
     async def _settle(self) -> None:
         """Before the last message: has the connection already broken under us?
@@ -369,10 +367,6 @@ class _Exchange:
             if message.get("more_body", False):  # one body chunk ahead, no more
                 self._taken.clear()
                 await self._taken.wait()
-
-    def pending_finish(self) -> bool:
-        """Whether :meth:`finish` has anything to do."""
-        return self._listener is not None or bool(self.transport.closers)
 
     async def finish(self) -> None:
         """Stop listening and close the producers adopted during the request."""
