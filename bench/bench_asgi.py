@@ -10,7 +10,10 @@ endpoint, a ``StreamingResponse`` of 20 chunks, from one application per path:
   logger);
 * ``/otel``: OpenTelemetry's ``OpenTelemetryMiddleware``, given an SDK
   ``TracerProvider`` (batch span processor, an exporter that drops the spans)
-  and an SDK ``MeterProvider`` (an in-memory reader), so that it really records;
+  and an SDK ``MeterProvider`` (an in-memory reader), so that it really records
+  (handed to the middleware, not set globally: errclass, which looks for a
+  global tracer provider for exemplars, runs as in an app without OpenTelemetry;
+  the span processor's thread counts in the server's CPU time);
 * ``/prometheus``: ``Instrumentator().instrument(app)``
   (prometheus-fastapi-instrumentator's default metrics);
 * on hypercorn, ``/errclass-no-settle``: errclass without the few loop turns it
@@ -49,6 +52,7 @@ WORKLOADS = (1024, 16384)  # chunk sizes: a 20 KB and a 320 KB stream
 ROUNDS = int(os.environ.get("ERRCLASS_BENCH_ASGI_ROUNDS", "30"))
 BURST = int(os.environ.get("ERRCLASS_BENCH_ASGI_BURST", "100"))
 CONCURRENCY = 4
+WARM_UP = BURST // 4 // CONCURRENCY * CONCURRENCY  # requests per path before the rounds
 TARGET = 0.98
 PEERS = ("/plain", "/control", "/errclass", "/otel", "/prometheus")
 HYPERCORN = ("/plain", "/control", "/errclass", "/errclass-no-settle")
@@ -359,7 +363,7 @@ def run(server: str, framework: str, chunk: int) -> tuple[list[_load.Round], dic
     proc, port = start(server, framework, chunk)
     try:
         size = str(CHUNKS * chunk)
-        _load.load(__file__, str(port), "1", str(BURST // 4), size, *paths)  # warm up
+        _load.load(__file__, str(port), "1", str(WARM_UP), size, *paths)
         rounds = _load.load(__file__, str(port), str(ROUNDS), str(BURST), size, *paths)
         return rounds, recorded(port)
     finally:
@@ -397,7 +401,7 @@ def check(stats: dict[str, Any], paths: Sequence[str], per_path: int) -> None:
 def _table(server: str, framework: str, chunk: int) -> dict[str, float]:
     rounds, stats = run(server, framework, chunk)
     paths = list(rounds[0])
-    per_path = int(sum(r[paths[0]][0] for r in rounds)) + (BURST // 4 // CONCURRENCY) * CONCURRENCY
+    per_path = int(sum(r[paths[0]][0] for r in rounds)) + WARM_UP
     check(stats, paths, per_path)
     what = f"{server} + {framework.capitalize()}, {CHUNKS} x {chunk // 1024} KB"
     results = {}
