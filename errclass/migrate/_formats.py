@@ -100,16 +100,47 @@ def _list(view: View, m: dict[str, Any], prefix: str, out: Extracted) -> str | N
 
 
 def _configmap(view: View, m: dict[str, Any], prefix: str, out: Extracted) -> str | None:
-    """A ConfigMap's ``*.json`` data values hold dashboards (Grafana's sidecar and
-    kube-prometheus); each is read as a document of its own by the caller."""
+    """A ConfigMap's data values hold dashboards (``*.json``: Grafana's sidecar,
+    kube-prometheus) and Prometheus rule files (``*.yaml``, ``*.yml``, ``*.rules``: the
+    prometheus chart's ``serverFiles``, Thanos and Mimir rulers); each is read as a
+    document of its own by the caller."""
     data = view.map(m.get("data")) or {}
     where = f'{prefix}ConfigMap "{_name(view, m)}"'
     found = False
-    for key in data:
-        if key.lower().endswith(".json"):
-            found = True
-            _embedded(view, data, key, f'{where} data "{key}"', out)
+    for key, value in data.items():
+        text = view.string(value)
+        kind = _data_kind(key, text)
+        if not kind:
+            continue
+        found = True
+        if text is not None and text.strip() in _EMPTY:  # the prometheus chart's default
+            out.notes.append(f'{where} data "{key}": empty: skipped')
+        else:
+            _embedded(view, data, key, f'{where} data "{key}"', out, kind=kind)
     return "" if found else None
+
+
+_EMPTY = ("", "{}", "[]")
+
+
+# ConfigMap data keys read as documents, by how the key ends.
+_DATA_KINDS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".rules": "yaml"}
+# A rule file under a key without an extension (the prometheus chart's legacy ``alerts``
+# and ``rules``): its first key is ``groups``, quoted or not, after comments.
+_RULES_TEXT = re.compile(
+    r"""\A(?:\s*#[^\n]*\n)*\s*(?:---\s*\n\s*)?(?:\{\s*)?["']?groups["']?\s*:"""
+)
+
+
+def _data_kind(key: str, value: str | None) -> str:
+    """How to read the data value under *key*: "json", "yaml", or "" (not a document)."""
+    low = key.lower()
+    for suffix, kind in _DATA_KINDS.items():
+        if low.endswith(suffix):
+            return kind
+    if "." not in key and value is not None and _RULES_TEXT.match(value):
+        return "yaml"
+    return ""
 
 
 def _grafana_dashboard(view: View, m: dict[str, Any], prefix: str, out: Extracted) -> str | None:
@@ -126,11 +157,14 @@ def _grafana_dashboard(view: View, m: dict[str, Any], prefix: str, out: Extracte
     return None
 
 
-def _embedded(view: View, holder: Any, key: str, where: str, out: Extracted) -> None:
-    site = view.site(holder, key, where, document=True)
+def _embedded(
+    view: View, holder: Any, key: str, where: str, out: Extracted, *, kind: str = "json"
+) -> None:
+    site = view.site(holder, key, where)
     if site is None:
         out.notes.append(f"{where}: not a string: skipped")
     else:
+        site.document = kind
         out.sites.append(site)
 
 
