@@ -93,12 +93,7 @@ class Rule:
     @property
     def is_static(self) -> bool:
         """Whether the decision depends on the exception's class alone."""
-        return (
-            isinstance(self.reason, Reason)
-            and not self.errnos
-            and self.when is None
-            and not self.chain
-        )
+        return self._by_type is not None and not self.chain
 
     def accepts_type(self, cls: type[BaseException]) -> bool:
         """Whether *cls* passes ``types=``/``names=`` (memoized per class)."""

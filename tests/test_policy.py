@@ -216,6 +216,24 @@ def test_cached_type_path_returns_the_same_outcome_object() -> None:
     assert classify(OSError(errno.ENOSPC, "x"), policy=p).reason is WF
 
 
+def test_an_ok_rule_gives_no_error_type_on_every_path() -> None:
+    # Outcome's contract: error_type is None for ok, whether the class alone
+    # decides (the cached path) or a chain or instance rule does.
+    fine = Rule(OK, types=KeyError, name="fine")
+    in_chain = Rule(OK, types=KeyError, chain=True, name="fine")
+    by_errno = Rule(OK, types=OSError, errnos=errno.EIO, name="fine")
+    top = ValueError()
+    top.__context__ = KeyError()
+    for policy, exc, rule in [
+        (Policy(rules=[fine]), KeyError(), "fine"),
+        (Policy(rules=[in_chain]), top, "fine"),
+        (Policy(rules=[by_errno]), OSError(errno.EIO, "x"), "fine"),
+        (Policy(rules=[], default="ok"), KeyError(), "default"),
+    ]:
+        for _ in range(2):  # first sight, then cached
+            assert classify(exc, policy=policy) == Outcome(OK, None, rule)
+
+
 def test_caches_stay_bounded() -> None:
     p = Policy()
     for i in range(5000):
