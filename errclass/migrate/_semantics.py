@@ -48,7 +48,9 @@ class Selection:
     mode: str = "preserve"
     names: frozenset[str] = field(init=False, repr=False, compare=False)
     patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
-    _names_in: Callable[[str], re.Match[str] | None] = field(
+    # What mentions() looks for: strings one of which is in any text that can select a
+    # configured metric; None when a pattern has no such string (every text may).
+    _needles: Callable[[str], re.Match[str] | None] | None = field(
         init=False, repr=False, compare=False, hash=False
     )
     # What was decided for each set of reason matchers (dashboards repeat the same few):
@@ -86,8 +88,11 @@ class Selection:
                     raise ValueError(f"--metric {m!r} is neither a name nor a regex: {e}") from e
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "patterns", tuple(patterns))
-        any_name = "|".join(re.escape(n) for n in sorted(names)) or "(?!)"
-        object.__setattr__(self, "_names_in", re.compile(any_name).search)
+        literals = [_required_literal(p.pattern) for p in patterns]
+        needles = None
+        if "" not in literals:  # a regex search finds the first of them fastest
+            needles = re.compile("|".join(map(re.escape, sorted({*given, *literals})))).search
+        object.__setattr__(self, "_needles", needles)
 
     def targets(self, name: str | None) -> bool:
         if name is None:
@@ -97,10 +102,13 @@ class Selection:
         return any(p.fullmatch(name) for p in self.patterns) if self.patterns else False
 
     def mentions(self, text: str) -> bool:
-        """False only if *text* surely has no selector on a configured metric."""
-        if self.patterns or "__name__" in text:
+        """False only if *text* surely has no selector on a configured metric: no
+        ``__name__`` matcher, and none of the needles in it (each name selected contains
+        a name given; each name a pattern matches starts with its required literal)."""
+        needles = self._needles
+        if needles is None or "__name__" in text:
             return True
-        return self._names_in(text) is not None
+        return needles(text) is not None
 
     def may_match(self, name_regex: str) -> bool:
         """Could a ``__name__=~`` regex select a configured metric? (True if unsure.)"""
@@ -111,6 +119,27 @@ class Selection:
         except re.error:
             return True
         return any(rx.fullmatch(n) for n in self.names)
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_:]*")
+
+
+def _required_literal(pattern: str) -> str:
+    """A string every name that *pattern* fully matches starts with, "" if none is
+    known. Only a pattern without ``|`` is read: then its leading name characters (none
+    of which is special in a regex) are literals every match starts with, but for the
+    last one if a quantifier follows it. The literal also ends before any ``1``, ``5``
+    or ``m``: a name read from masked text may run into a masked template variable
+    ("1", "5", "5m"), and only what is before those characters is surely in the raw
+    text as written."""
+    if "|" in pattern:
+        return ""
+    lead = _PLAIN.match(pattern)
+    literal = lead.group() if lead else ""
+    if pattern[len(literal) : len(literal) + 1] in ("*", "+", "?", "{"):
+        literal = literal[:-1]
+    cut = min((i for i, c in enumerate(literal) if c in "15m"), default=len(literal))
+    return literal[:cut]
 
 
 def family(name: str | None) -> str | None:
