@@ -55,6 +55,9 @@ class Selection:
     )
     # What was decided for each set of reason matchers (dashboards repeat the same few):
     # by counts_old, explicit_split and decide, in this module.
+    _target_memo: dict[str, bool] = field(
+        init=False, repr=False, compare=False, hash=False, default_factory=dict
+    )
     _old_memo: dict[Mine, bool] = field(
         init=False, repr=False, compare=False, hash=False, default_factory=dict
     )
@@ -99,7 +102,13 @@ class Selection:
             return False
         if name in self.names:
             return True
-        return any(p.fullmatch(name) for p in self.patterns) if self.patterns else False
+        if not self.patterns:
+            return False
+        memo = self._target_memo  # a corpus has few names, each met many times
+        out = memo.get(name)
+        if out is None:
+            out = _remember(memo, name, any(p.fullmatch(name) for p in self.patterns))
+        return out
 
     def mentions(self, text: str) -> bool:
         """False only if *text* surely has no selector on a configured metric: no
