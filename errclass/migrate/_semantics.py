@@ -112,10 +112,12 @@ class Selection:
 
     def mentions(self, text: str) -> bool:
         """False only if *text* surely has no selector on a configured metric: no
-        ``__name__`` matcher, and none of the needles in it (each name selected contains
-        a name given; each name a pattern matches starts with its required literal)."""
+        ``__name__`` matcher, no backslash (a quoted metric name may be escaped, as in
+        ``{"ce\\x70h_osd_up"}``), and none of the needles in it (each name selected
+        contains a name given; each name a pattern matches starts with its required
+        literal)."""
         needles = self._needles
-        if needles is None or "__name__" in text:
+        if needles is None or "__name__" in text or "\\" in text:
             return True
         return needles(text) is not None
 
