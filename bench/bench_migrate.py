@@ -12,7 +12,9 @@ each edited one once more) is the floor of any verified migration; it is shown t
 The real corpus is planned with a regex ``--metric 'ceph_.*'``, so that every one of its
 expressions is parsed; its baseline parses each once after masking Grafana variables
 (``$job``, ``[$__rate_interval]``), without which they do not parse at all. The cyclic
-garbage collector is paused around planning, as the command does."""
+garbage collector is paused around planning, as the command does. Each round is one run:
+a new selection and memo, so nothing planned in one round is reused in the next (within
+a round, an expression met again is planned once, as in the command)."""
 
 from __future__ import annotations
 
