@@ -112,12 +112,14 @@ class Selection:
 
     def mentions(self, text: str) -> bool:
         """False only if *text* surely has no selector on a configured metric: no
-        ``__name__`` matcher, no backslash (a quoted metric name may be escaped, as in
-        ``{"ce\\x70h_osd_up"}``), and none of the needles in it (each name selected
-        contains a name given; each name a pattern matches starts with its required
-        literal)."""
+        ``__name__`` matcher, no quoted name with an escape in it (a metric name can be
+        quoted in the braces, ``{"ce\\x70h_osd_up"}``), and none of the needles (each
+        name selected contains a name given; each name a pattern matches starts with its
+        required literal)."""
         needles = self._needles
-        if needles is None or "__name__" in text or "\\" in text:
+        if needles is None or "__name__" in text:
+            return True
+        if "\\" in text and _ESCAPED_NAME.search(text):
             return True
         return needles(text) is not None
 
@@ -133,6 +135,9 @@ class Selection:
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9_:]*")
+# A quoted string with an escape, first in braces or after a comma (comments between):
+# where a quoted metric or label name may stand. Found anywhere it could be, and more.
+_ESCAPED_NAME = re.compile(r"""[{,](?:\s|\#[^\n]*)*(?:"[^"\n]*\\|'[^'\n]*\\)""")
 
 
 def _required_literal(pattern: str) -> str:
