@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from time import perf_counter
 from typing import Any
 
 from . import _client_state, _trace
-from ._outcome import OK, R_DEADLINE, R_GONE, R_OK, Event, Outcome, Role
+from ._outcome import OK, R_DEADLINE, R_FAILED, R_GONE, R_OK, Event, Outcome, Reason, Role
 from ._policy import DEFAULT_POLICY, Policy
 from ._rule import PASS_THROUGH
 from ._sinks._failures import contain
@@ -23,6 +24,7 @@ class Tracker:
     __slots__ = (
         "_ok_recorders",
         "_recorders",
+        "fail",
         "fast_ok",
         "ok",
         "policy",
@@ -53,6 +55,12 @@ class Tracker:
         #: it needs; anything else goes to the general ``_ok``.
         self.ok: Callable[[float, Any], None] = (
             self._ok if self.fast_ok is None else _fast_ok(self.fast_ok, self._ok)
+        )
+        #: ``fail(exc, t0, ctx) -> Outcome``: classify and record a failure. For
+        #: the common shapes (a counter, optionally then a level-gated logger) a
+        #: closure that counts with the reason's pre-bound child (see _fast_fail).
+        self.fail: Callable[[BaseException, float, Any], Outcome] = (
+            _fast_fail(self, self._recorders) or self._fail
         )
 
     def start(self) -> tuple[float, Any]:
@@ -85,7 +93,7 @@ class Tracker:
         if captures:
             self._capture(OK, None, duration, t0)
 
-    def fail(self, exc: BaseException, t0: float, ctx: Any) -> Outcome:
+    def _fail(self, exc: BaseException, t0: float, ctx: Any) -> Outcome:
         outcome = self.policy.classify(exc, self.role)  # already folded by the policy
         if outcome.reason is R_OK:
             self.ok(t0, ctx)
@@ -136,7 +144,17 @@ class _Bound:
     """What errclass uses of one recorder, read once when it is bound (a property that
     raises, or changes its mind, cannot reach the producer's call)."""
 
-    __slots__ = ("fail", "fast_ok", "kind", "ok", "records_ok", "wants_context", "wants_time")
+    __slots__ = (
+        "fail",
+        "fail_gate",
+        "fast_fail",
+        "fast_ok",
+        "kind",
+        "ok",
+        "records_ok",
+        "wants_context",
+        "wants_time",
+    )  # fmt: skip
 
     def __init__(self, rec: Recorder, kind: str) -> None:
         self.kind = kind
@@ -146,6 +164,50 @@ class _Bound:
         self.wants_context = bool(rec.wants_context)
         fast = rec.fast_ok
         self.fast_ok = fast if callable(fast) else None
+        # The optional fast failure paths (see Recorder), copied and checked here.
+        self.fast_fail = _per_reason(getattr(rec, "fast_fail", None), callable)
+        gate = getattr(rec, "fail_gate", None)
+        self.fail_gate: tuple[Any, dict[Reason, int]] | None = None
+        if type(gate) is tuple and len(gate) == 2 and _is_logger(gate[0]):
+            levels = _per_reason(gate[1], lambda v: type(v) is int)
+            self.fail_gate = None if levels is None else (gate[0], levels)
+
+
+_FAILURES = (R_GONE, R_DEADLINE, R_FAILED)
+
+
+def _per_reason(given: object, valid: Callable[[Any], bool]) -> dict[Reason, Any] | None:
+    """*given* as a dict over every failure reason, or None when it is not one
+    (a fast path the recorder does not offer, or offers wrongly, is not taken)."""
+    if not isinstance(given, Mapping):
+        return None
+    out = {r: given.get(r) for r in _FAILURES}
+    return out if all(valid(v) for v in out.values()) else None
+
+
+def _is_logger(logger: object) -> bool:
+    return isinstance(logger, logging.Logger | logging.LoggerAdapter)
+
+
+def _level_cache(logger: Any) -> dict[int, bool] | None:
+    """The dict a ``logging.Logger`` answers ``isEnabledFor`` from, or None.
+
+    Logging's ``isEnabledFor(level)`` answers ``logger._cache[level]`` (unless
+    ``disabled``), computed and stored on a miss, and logging clears every
+    managed logger's cache in place whenever a level changes (``setLevel``,
+    ``logging.disable``). So a cached ``False`` is what ``isEnabledFor`` would
+    say now, without the call. A logger that answers in its own way (an
+    adapter, an overridden ``isEnabledFor``) is always asked.
+    """
+    try:
+        if not isinstance(logger, logging.Logger) or "isEnabledFor" in vars(logger):
+            return None
+        if type(logger).isEnabledFor is not logging.Logger.isEnabledFor:
+            return None
+        cache = logger._cache  # type: ignore[attr-defined]
+    except Exception:
+        return None
+    return cache if type(cache) is dict else None
 
 
 def _label(kind: object, default: str = "other") -> str:
@@ -167,6 +229,56 @@ def _bind(sink: Sink, producer: str, role: Role) -> _Bound | None:
     except BaseException as e:
         contain(kind, e)
         return None
+
+
+def _fast_fail(tr: Tracker, recorders: tuple[_Bound, ...]) -> Any:
+    """``Tracker.fail`` when its recorders are one counter with ``fast_fail``,
+    optionally followed by one with a ``fail_gate`` (the logger): a failure is
+    then one classification, a dict lookup and the child's ``inc()``, and the
+    logger is only called when its level is enabled *now*. With a context or a
+    capture running, or an ``ok`` outcome: the general way."""
+    counter, gated = recorders[0] if recorders else None, recorders[1:]
+    if tr.timed or counter is None or counter.fast_fail is None or len(gated) > 1:
+        return None
+    gate = gated[0].fail_gate if gated else (None, {})
+    if gate is None:
+        return None
+    incs, kind, general, ok = counter.fast_fail, counter.kind, tr._fail, tr.ok
+    classify, role = tr.policy.classify, tr.role
+    logger, levels = gate
+    log: Any = gated[0].fail if gated else None
+    log_kind = gated[0].kind if gated else ""
+    cache = _level_cache(logger)
+
+    def fail(exc: BaseException, t0: float, ctx: Any) -> Outcome:
+        if ctx is not None or captures:
+            return general(exc, t0, ctx)
+        outcome = classify(exc, role)
+        reason = outcome.reason
+        if reason is R_OK:
+            ok(t0, ctx)
+            return OK
+        try:
+            incs[reason]()
+        except PASS_THROUGH:
+            raise
+        except BaseException as e:  # a sink, or the exception it formats, is hostile
+            contain(kind, e)
+        if logger is not None:
+            try:
+                level = levels[reason]
+                on = None if cache is None else cache.get(level)
+                # None: no cache, or logging cleared it (a level changed). A hit
+                # only lets the call through: fail() asks the logger itself.
+                if on or (on is None and logger.isEnabledFor(level)):
+                    log(outcome, exc, None, None)
+            except PASS_THROUGH:
+                raise
+            except BaseException as e:
+                contain(log_kind, e)
+        return outcome
+
+    return fail
 
 
 def _fast_ok(inc: Callable[[], object], general: Callable[[float, Any], None]) -> Any:

@@ -12,12 +12,14 @@ from time import perf_counter
 from types import GeneratorType, TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
-from . import _client_state, _trace
+from . import _client_state, _record, _trace
 from ._names import caller_name, qualified_name
 from ._options import DEFAULT_LOGGER, check, resolve_sinks
 from ._outcome import Role
 from ._policy import Policy
 from ._record import Tracker
+from ._rule import PASS_THROUGH
+from ._sinks._failures import contain
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -41,10 +43,11 @@ class track:
     means the default counter. The ``errclass`` logger is added unless
     ``logger=None`` (or another ``LoggingSink`` is given). The producer name is
     ``name`` or ``module.qualname`` of the decorated function (for a context
-    manager, of the function that called ``track()``).
+    manager, of the function that called ``track()``). A context manager binds
+    its sinks at its first entry; later ``with`` blocks reuse them.
     """
 
-    __slots__ = ("_entered", "_name", "_policy", "_role", "_sinks", "_site")
+    __slots__ = ("_bound", "_entered", "_name", "_policy", "_role", "_sinks", "_site")
 
     def __init__(
         self,
@@ -61,6 +64,7 @@ class track:
         # Without a name, a context manager is named for the function that made it.
         self._site = caller_name(1) if name is None else name
         self._entered: tuple[Tracker, float, Any] | None = None
+        self._bound: Tracker | None = None  # the context manager's, bound at first entry
 
     def _tracker(self, name: str) -> Tracker:
         return Tracker(name, self._role, self._policy, self._sinks)
@@ -102,7 +106,10 @@ class track:
             raise RuntimeError(
                 "this errclass.track() is already entered; create one per with block"
             )
-        tracker = self._tracker(self._site)
+        # Sinks are bound once per track object, as for a decorated function.
+        tracker = self._bound
+        if tracker is None:
+            tracker = self._bound = self._tracker(self._site)
         t0, ctx = tracker.start()
         self._entered = (tracker, t0, ctx)
 
@@ -130,12 +137,14 @@ def wrap(fn: Callable[P, R], tracker: Tracker) -> Callable[P, R]:
 
 
 def _wrap_sync(fn: Callable[P, R], tr: Tracker) -> Callable[P, R]:
-    # Runs on every call: closure cells, not attribute loads. ``tr.ok`` is the
-    # closure chosen for this tracker's sinks when it was made (structlog's way);
-    # _trace.capture()'s test is inlined, so success costs no more calls than
-    # with ok()'s fast path inlined here (bench/bench_core.py).
-    timed, traced, ok, fail = tr.timed, tr.traced, tr.ok, tr.fail
+    # Runs on every call: closure cells, not attribute loads. ``tr.ok``/``tr.fail``
+    # are the closures chosen for this tracker's sinks when it was made
+    # (structlog's way). _trace.capture()'s test and the fast ok of one pre-bound
+    # counter child (Tracker.fast_ok, as _record._fast_ok does it) are inlined:
+    # one Python call fewer on success (bench/bench_core.py).
+    timed, traced, ok, fail, inc = tr.timed, tr.traced, tr.ok, tr.fail, tr.fast_ok
     otel, current = _trace.trace, _trace.get_current  # loaded when traced
+    captures, active = _record.captures, _client_state.active
 
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -146,15 +155,24 @@ def _wrap_sync(fn: Callable[P, R], tr: Tracker) -> Callable[P, R]:
         except BaseException as e:
             fail(e, t0, ctx)
             raise
-        ok(t0, ctx)
+        if inc is not None and ctx is None and not captures and active() is None:
+            try:
+                inc()
+            except PASS_THROUGH:
+                raise
+            except BaseException as e:  # a sink, or the exception it formats, is hostile
+                contain("prometheus", e)
+        else:
+            ok(t0, ctx)
         return result
 
     return call
 
 
 def _wrap_coro(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
-    timed, traced, ok, fail = tr.timed, tr.traced, tr.ok, tr.fail  # as in _wrap_sync
+    timed, traced, ok, fail, inc = tr.timed, tr.traced, tr.ok, tr.fail, tr.fast_ok  # as above
     otel, current = _trace.trace, _trace.get_current
+    captures, active = _record.captures, _client_state.active
 
     @functools.wraps(fn)
     async def call(*args: P.args, **kwargs: P.kwargs) -> Any:
@@ -165,7 +183,15 @@ def _wrap_coro(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
         except BaseException as e:
             fail(e, t0, ctx)
             raise
-        ok(t0, ctx)
+        if inc is not None and ctx is None and not captures and active() is None:
+            try:
+                inc()
+            except PASS_THROUGH:
+                raise
+            except BaseException as e:
+                contain("prometheus", e)
+        else:
+            ok(t0, ctx)
         return result
 
     return call
@@ -242,7 +268,8 @@ def _wrap_agen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
         asend = getattr(inner, "asend", None)
         try:
             try:
-                item = await inner.__anext__()
+                step = inner.__anext__  # looked up once: one attribute load fewer per item
+                item = await step()
                 while True:
                     try:
                         sent = yield item
@@ -257,7 +284,7 @@ def _wrap_agen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
                         item = await athrow(thrown)
                     else:
                         if sent is None or asend is None:
-                            item = await inner.__anext__()
+                            item = await step()
                         else:
                             item = await asend(sent)
             except StopAsyncIteration:

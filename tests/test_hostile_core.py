@@ -213,20 +213,22 @@ def test_a_bind_that_raises_never_reaches_the_users_code(kind: str) -> None:
 
 @pytest.mark.parametrize("use", ["with", "async with"])
 def test_a_bind_that_fails_later_breaks_no_later_block(use: str) -> None:
+    # A track object binds its sinks once (its first entry): the later binds
+    # are those of later track objects over the same sink.
     sink = HostileSink("bind-later")
-    tracked = errclass.track(sink, name=f"hostile.later.{next(_ids)}", logger=None)
+    name = f"hostile.later.{next(_ids)}"
 
     async def twice_async() -> list[int]:
         out = []
         for i in range(3):
-            async with tracked:
+            async with errclass.track(sink, name=name, logger=None):
                 out.append(i)
         return out
 
     def twice() -> list[int]:
         out = []
         for i in range(3):
-            with tracked:
+            with errclass.track(sink, name=name, logger=None):
                 out.append(i)
         return out
 

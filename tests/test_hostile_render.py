@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from errclass import monitoring
@@ -271,6 +271,7 @@ configs = st.fixed_dictionaries(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=configs)
+@example(data={"selector": "", "dashboard": {"tags": []}})  # found by hypothesis: no tags
 def test_every_accepted_config_renders_files_promtool_and_the_lint_accept(
     data: dict[str, object],
 ) -> None:

@@ -105,9 +105,14 @@ def lint_dashboard(d: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     if not re.fullmatch(r"[A-Za-z0-9_-]{8,40}", d.get("uid") or ""):
         problems.append(f"uid {d.get('uid')!r} is not a stable 8-40 character uid")
-    for key in ("title", "tags", "schemaVersion", "templating", "panels"):
+    for key in ("title", "schemaVersion", "templating", "panels"):
         if not d.get(key):
             problems.append(f"dashboard has no {key}")
+    # Tags are the user's choice (``dashboard.tags = []`` is valid in Grafana), but
+    # the key must be there and hold strings.
+    tags = d.get("tags")
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        problems.append(f"dashboard tags {tags!r} are not a list of strings")
     problems += _lint_variables(d) + _lint_panels(d) + _lint_targets(d)
     return problems
 

@@ -8,6 +8,12 @@ from typing import Any
 from .._outcome import Outcome, Reason, Role
 
 _WARNING, _DEBUG = logging.WARNING, logging.DEBUG
+# The level fail() logs each reason at (the faults at WARNING): its fail_gate.
+_LEVELS = {
+    Reason.CLIENT_GONE: _DEBUG,
+    Reason.DEADLINE_EXCEEDED: _WARNING,
+    Reason.WRITE_FAILED: _WARNING,
+}
 
 
 class LoggingSink:
@@ -31,7 +37,7 @@ class LoggingSink:
 
 
 class _LogRecorder:
-    __slots__ = ("logger", "ok_level", "producer", "records_ok", "role")
+    __slots__ = ("fail_gate", "logger", "ok_level", "producer", "records_ok", "role")
     wants_time = False  # durations are logged when another sink measures them
     wants_context = False
     kind = "logging"
@@ -40,6 +46,8 @@ class _LogRecorder:
     def __init__(self, logger: logging.Logger, producer: str, role: Role, ok_level: int | None):
         self.logger, self.producer, self.role, self.ok_level = logger, producer, role, ok_level
         self.records_ok = ok_level is not None
+        # fail() logs nothing unless logger.isEnabledFor(its level) is true then.
+        self.fail_gate = (logger, _LEVELS)
 
     def ok(self, duration: float | None, ctx: Any) -> None:
         if self.ok_level is not None and self.logger.isEnabledFor(self.ok_level):

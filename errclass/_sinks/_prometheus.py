@@ -92,7 +92,7 @@ class PrometheusSink:
 
 
 class _PromRecorder:
-    __slots__ = ("_counts", "_exemplars", "_observe", "_ok", "fast_ok", "wants_time")
+    __slots__ = ("_counts", "_exemplars", "_observe", "_ok", "fast_fail", "fast_ok", "wants_time")
     wants_context = True
     records_ok = True
     kind = "prometheus"
@@ -110,8 +110,12 @@ class _PromRecorder:
         self._ok = self._counts[Reason.OK]
         self._exemplars = sink.exemplars
         self.wants_time = sink.histogram is not None
-        # What ok() amounts to without a histogram or a span: Tracker calls it directly.
+        # What ok() and fail() amount to without a histogram or a span: Tracker
+        # calls the reason's pre-bound child directly.
         self.fast_ok = None if self._observe is not None else self._ok.inc
+        self.fast_fail = (
+            None if self._observe is not None else {r: c.inc for r, c in self._counts.items()}
+        )
 
     def ok(self, duration: float | None, ctx: Any) -> None:
         if ctx is None:  # the hot path: no tracing configured

@@ -16,6 +16,14 @@ class Recorder(Protocol):
     arguments that does all ``ok()`` would do when there is no duration and no
     context (e.g. a pre-bound counter child's ``inc``). When it is the only
     recorder with ``records_ok``, errclass calls it instead of ``ok()``.
+
+    Two optional attributes (read with ``getattr``, so a recorder may omit them)
+    do the same for failures, with no duration and no context:
+    ``fast_fail``, a mapping from every failure ``Reason`` to a callable taking
+    no arguments that does all ``fail()`` would do for that reason (a pre-bound
+    child's ``inc``); ``fail_gate``, a pair ``(logger, levels)`` saying that
+    ``fail()`` does nothing for a reason unless
+    ``logger.isEnabledFor(levels[reason])``, so errclass may skip the call.
     """
 
     wants_time: bool

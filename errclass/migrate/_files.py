@@ -233,11 +233,11 @@ def _document(
     *,
     memo: Memo,
 ) -> ExprResult | None:
-    """Plan the JSON document in *site*'s string; its queries are reported in the file,
-    at their place in the string. Returns the document's edit as one result."""
-    doc = plan_text(site.value, "json", sel, FileResult(result.path), memo)
+    """Plan the JSON or YAML document in *site*'s string; its queries are reported in the
+    file, at their place in the string. Returns the document's edit as one result."""
+    doc = plan_text(site.value, site.document, sel, FileResult(result.path), memo)
     if doc.error or not doc.formats:
-        why = "not valid JSON" if doc.error else "not a dashboard or rule file"
+        why = f"not valid {site.document.upper()}" if doc.error else "not a dashboard or rule file"
         result.notes.append(f"{site.location}: {why}: skipped")
         return None
     result.formats += doc.formats

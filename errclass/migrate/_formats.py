@@ -81,6 +81,8 @@ def _document(view: View, root: Any, prefix: str, out: Extracted) -> str | None:
             return "Mimir namespace"
         _rule_groups(view, m.get("groups"), prefix, out)
         return "Prometheus rules"
+    if _helm_values(view, m, prefix, out):
+        return "Helm values"
     return None
 
 
@@ -100,16 +102,47 @@ def _list(view: View, m: dict[str, Any], prefix: str, out: Extracted) -> str | N
 
 
 def _configmap(view: View, m: dict[str, Any], prefix: str, out: Extracted) -> str | None:
-    """A ConfigMap's ``*.json`` data values hold dashboards (Grafana's sidecar and
-    kube-prometheus); each is read as a document of its own by the caller."""
+    """A ConfigMap's data values hold dashboards (``*.json``: Grafana's sidecar,
+    kube-prometheus) and Prometheus rule files (``*.yaml``, ``*.yml``, ``*.rules``: the
+    prometheus chart's ``serverFiles``, Thanos and Mimir rulers); each is read as a
+    document of its own by the caller."""
     data = view.map(m.get("data")) or {}
     where = f'{prefix}ConfigMap "{_name(view, m)}"'
     found = False
-    for key in data:
-        if key.lower().endswith(".json"):
-            found = True
-            _embedded(view, data, key, f'{where} data "{key}"', out)
+    for key, value in data.items():
+        text = view.string(value)
+        kind = _data_kind(key, text)
+        if not kind:
+            continue
+        found = True
+        if text is not None and text.strip() in _EMPTY:  # the prometheus chart's default
+            out.notes.append(f'{where} data "{key}": empty: skipped')
+        else:
+            _embedded(view, data, key, f'{where} data "{key}"', out, kind=kind)
     return "" if found else None
+
+
+_EMPTY = ("", "{}", "[]")
+
+
+# ConfigMap data keys read as documents, by how the key ends.
+_DATA_KINDS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".rules": "yaml"}
+# A rule file under a key without an extension (the prometheus chart's legacy ``alerts``
+# and ``rules``): its first key is ``groups``, quoted or not, after comments.
+_RULES_TEXT = re.compile(
+    r"""\A(?:\s*#[^\n]*\n)*\s*(?:---\s*\n\s*)?(?:\{\s*)?["']?groups["']?\s*:"""
+)
+
+
+def _data_kind(key: str, value: str | None) -> str:
+    """How to read the data value under *key*: "json", "yaml", or "" (not a document)."""
+    low = key.lower()
+    for suffix, kind in _DATA_KINDS.items():
+        if low.endswith(suffix):
+            return kind
+    if "." not in key and value is not None and _RULES_TEXT.match(value):
+        return "yaml"
+    return ""
 
 
 def _grafana_dashboard(view: View, m: dict[str, Any], prefix: str, out: Extracted) -> str | None:
@@ -126,12 +159,22 @@ def _grafana_dashboard(view: View, m: dict[str, Any], prefix: str, out: Extracte
     return None
 
 
-def _embedded(view: View, holder: Any, key: str, where: str, out: Extracted) -> None:
-    site = view.site(holder, key, where, document=True)
+def _embedded(
+    view: View, holder: Any, key: str, where: str, out: Extracted, *, kind: str = "json"
+) -> None:
+    site = view.site(holder, key, where)
     if site is None:
         out.notes.append(f"{where}: not a string: skipped")
     else:
+        site.document = kind
         out.sites.append(site)
+
+
+def _helm_release(view: View, m: dict[str, Any], prefix: str, out: Extracted) -> str | None:
+    """Flux's HelmRelease: a chart's values inline, in ``spec.values``."""
+    values = view.map((view.map(m.get("spec")) or {}).get("values")) or {}
+    found = _helm_values(view, values, f'{prefix}HelmRelease "{_name(view, m)}" ', out)
+    return "Helm values" if found else None
 
 
 _KUBERNETES = {
@@ -139,6 +182,7 @@ _KUBERNETES = {
     "ConfigMapList": _list,
     "List": _list,
     "GrafanaDashboard": _grafana_dashboard,
+    "HelmRelease": _helm_release,
 }
 
 
@@ -267,6 +311,52 @@ def _rule_groups(view: View, groups: Any, prefix: str, out: Extracted) -> None:
             what = f'alert "{alert}"' if alert else f'record "{view.string(r.get("record"))}"'
             where = f'{prefix}group "{gname}" {what}'
             _add(out, view.site(r, "expr", where, alert=alert is not None))
+
+
+# --- Helm values: the rules a chart renders into a ConfigMap or a PrometheusRule -----
+
+# Keys whose value maps a name to a rule file written as YAML (``{groups: [...]}``): the
+# prometheus chart's ``serverFiles`` (``alerting_rules.yml``, ``recording_rules.yml``,
+# the legacy ``alerts`` / ``rules``), kube-prometheus-stack's and
+# victoria-metrics-k8s-stack's maps of rule resources.
+_VALUES_MAPS = ("serverFiles", "additionalPrometheusRulesMap", "additionalVictoriaMetricsMap")
+
+
+def _helm_values(view: View, m: dict[str, Any], prefix: str, out: Extracted) -> bool:
+    """Read the rules in a chart's values, at the top or under a subchart's key (an
+    umbrella chart's values); False when there are none (a values file without rules,
+    or with only the charts' empty defaults, is not one of ours)."""
+    found = _chart_values(view, m, prefix, out)
+    for key, sub in m.items():
+        sm = view.map(sub)
+        if sm is not None and key not in _VALUES_MAPS:
+            found |= _chart_values(view, sm, f"{prefix}{key}.", out)
+    return found
+
+
+def _chart_values(view: View, m: dict[str, Any], prefix: str, out: Extracted) -> bool:
+    found = False
+    for key in _VALUES_MAPS:
+        for name, rules in view.items(m.get(key)):
+            groups = (view.map(rules) or {}).get("groups")
+            if view.seq(groups):
+                _rule_groups(view, groups, f'{prefix}{key} "{name}" ', out)
+                found = True
+    # kube-prometheus-stack's older list form: [{name: ..., groups: [...]}]
+    for n, item in enumerate(view.seq(m.get("additionalPrometheusRules")), 1):
+        r = view.map(item) or {}
+        if view.seq(r.get("groups")):
+            name = view.string(r.get("name")) or str(n)
+            where = f'{prefix}additionalPrometheusRules "{name}" '
+            _rule_groups(view, r.get("groups"), where, out)
+            found = True
+    # the prometheus chart's ruleFiles: rule files as strings, inserted as they are
+    files = view.map(m.get("ruleFiles")) or {}
+    for name, text in files.items():
+        if _RULES_TEXT.match(view.string(text) or ""):
+            _embedded(view, files, name, f'{prefix}ruleFiles "{name}"', out, kind="yaml")
+            found = True
+    return found
 
 
 def _is_grafana_managed(view: View, groups: list[Any]) -> bool:

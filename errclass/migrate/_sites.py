@@ -42,7 +42,9 @@ class Site:
     threshold_elsewhere: bool = False  # Grafana-managed: the threshold is its own query
     ratio: bool = False  # one side of a ratio kept in two places (Sloth)
     template: bool = False  # a Grafana templating query: may wrap PromQL in a function
-    document: bool = False  # the value is a whole JSON document (a dashboard in a ConfigMap)
+    # "json" or "yaml": the value is a whole document of that kind (a ConfigMap's data),
+    # set by the walker that found it
+    document: str = field(default="", init=False)
     sub: tuple[int, int] | None = field(init=False)  # the PromQL part; None: no PromQL
 
     def __post_init__(self) -> None:
@@ -169,7 +171,10 @@ def _align(text: str, start: int, end: int, value: str) -> list[int]:
     table: list[int] = []
     r = start
     for c in value:
-        j = text.find(c, r, end)
+        # A line break folded into a space: an edit there goes before the break, not into
+        # the next line's indentation.
+        folded = c == " " and r < end and text[r] in "\r\n"
+        j = r if folded else text.find(c, r, end)
         if j < 0:
             raise EncodeError("cannot align the scalar's value with its source text")
         table.append(j)
@@ -189,7 +194,8 @@ _YAML_CODES = {"x": 2, "u": 4, "U": 8}
 def _flow(text: str, start: int, end: int, quote: str, value: str) -> list[int]:
     """Offsets of a quoted scalar over several lines, decoded the way YAML reads it: each
     value character's place in the text (a space folded from a line break: the break),
-    and the closing quote for the end. Only "\\n" line breaks (CRLF files fall back)."""
+    and the closing quote for the end. A line break is "\\n", "\\r\\n" or "\\r", as
+    YAML reads each as one "\\n"."""
     table: list[int] = []
     out: list[str] = []
     i, stop = start + 1, end - 1
@@ -201,7 +207,7 @@ def _flow(text: str, start: int, end: int, quote: str, value: str) -> list[int]:
             i += 2
         elif c == "\\" and quote == '"':
             i = _escape(text, i, table, out)
-        elif c in " \t\n":
+        elif c in " \t\r\n":
             i = _fold(text, i, stop, table, out)
         else:
             table.append(i)
@@ -213,10 +219,21 @@ def _flow(text: str, start: int, end: int, quote: str, value: str) -> list[int]:
     return table
 
 
+def _break(text: str, j: int) -> int:
+    """The length of the line break at *j* ("\\r\\n": 2; "\\n" or "\\r": 1), or 0."""
+    c = text[j : j + 1]
+    if c == "\n":
+        return 1
+    if c == "\r":
+        return 2 if text.startswith("\n", j + 1) else 1
+    return 0
+
+
 def _escape(text: str, i: int, table: list[int], out: list[str]) -> int:
     e = text[i + 1]
-    if e == "\n":  # an escaped line break: the lines join, the next one's indent dropped
-        j = i + 2
+    n = _break(text, i + 1)
+    if n:  # an escaped line break: the lines join, the next one's indent dropped
+        j = i + 1 + n
         while text[j] in " \t":
             j += 1
         return j
@@ -233,22 +250,30 @@ def _escape(text: str, i: int, table: list[int], out: list[str]) -> int:
 
 def _fold(text: str, i: int, stop: int, table: list[int], out: list[str]) -> int:
     """White space, and line folding: a line break (trailing white space dropped) reads
-    as one space, or as the empty lines that follow it; leading white space dropped."""
+    as one space, or as the empty lines that follow it; leading white space dropped.
+    A value character read from a line break is placed at its first byte (the "\\r" of
+    a "\\r\\n"), so that an edit there goes before the whole break."""
     j = i
     while j < stop and text[j] in " \t":
         j += 1
-    if j >= stop or text[j] != "\n":  # spaces within a line
+    n = _break(text, j) if j < stop else 0
+    if not n:  # spaces within a line
         table.extend(range(i, j))
         out.append(text[i:j])
         return j
     brk = j
     breaks = 0
-    j += 1
-    while j < stop and text[j] in " \t\n":
-        if text[j] == "\n":
-            table.append(j)
-            breaks += 1
-        j += 1
+    j += n
+    while j < stop:
+        if text[j] in " \t":
+            j += 1
+            continue
+        n = _break(text, j)
+        if not n:
+            break
+        table.append(j)
+        breaks += 1
+        j += n
     if breaks:
         out.append("\n" * breaks)
     else:
