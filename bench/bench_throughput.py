@@ -22,21 +22,21 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import _load  # bench/ is on sys.path: this script's directory, or gunicorn's PYTHONPATH
+
 CHUNKS = 20
 WORKLOADS = (1024, 16384)  # chunk sizes: a 20 KB and a 320 KB stream
 CHUNK = b"x" * int(os.environ.get("ERRCLASS_BENCH_CHUNK", "1024"))
-ROUNDS, BURST, CONCURRENCY = 40, 300, 4
+ROUNDS = int(os.environ.get("ERRCLASS_BENCH_WSGI_ROUNDS", "40"))
+BURST, CONCURRENCY = 300, 4
 PATHS = ("/plain", "/tracked", "/control")
 TARGET = 0.97
 
@@ -99,64 +99,20 @@ def _get(port: int, path: str) -> bytes:
     return got
 
 
-def _cpu_of(port: int, path: str) -> int:
+def _cpu_of(port: int, path: str) -> float:
     body = _get(port, "/cpu").partition(b"\r\n\r\n")[2]
     size, _, rest = body.partition(b"\r\n")
-    return int(json.loads(rest[: int(size, 16)]).get(path, [0, 0])[1])
+    return int(json.loads(rest[: int(size, 16)]).get(path, [0, 0])[1]) / 1e9
 
 
-def burst(port: int, path: str) -> list[float]:
+def measure(port: int, path: str) -> list[float]:
     """``[requests, wall seconds, worker CPU seconds]`` of one burst of GETs."""
-    per_thread = BURST // CONCURRENCY
-
-    def run() -> None:
-        for _ in range(per_thread):
-            _get(port, path)
-
-    threads = [threading.Thread(target=run) for _ in range(CONCURRENCY)]
-    cpu0, t0 = _cpu_of(port, path), time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    return [per_thread * CONCURRENCY, wall, (_cpu_of(port, path) - cpu0) / 1e9]
-
-
-def schedule(port: int, rounds: int) -> list[dict[str, list[float]]]:
-    out = []
-    for i in range(rounds):
-        order = PATHS[i % 3 :] + PATHS[: i % 3]  # rotate the order each round
-        out.append({path: burst(port, path) for path in order})
-    return out
+    return _load.burst(
+        lambda: lambda: _get(port, path), lambda: _cpu_of(port, path), BURST, CONCURRENCY
+    )
 
 
 # -- the run ------------------------------------------------------------------------
-
-
-def _measure(port: int, rounds: int) -> list[dict[str, list[float]]]:
-    argv = [sys.executable, __file__, "--load", str(port), str(rounds)]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=True)
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"gunicorn did not listen on {port} within {timeout}s")
 
 
 def _in_process_cost(n: int = 20_000) -> float:
@@ -178,24 +134,10 @@ def _in_process_cost(n: int = 20_000) -> float:
     return min(per_call(wrapped) for _ in range(3)) - min(per_call(plain) for _ in range(3))
 
 
-def _ratios(rounds: list[dict[str, list[float]]], path: str) -> tuple[float, float, float, float]:
-    """Median req/s, median req per CPU-s, and their median per-round ratios to /plain."""
-    rps = [r[path][0] / r[path][1] for r in rounds]
-    cap = [r[path][0] / r[path][2] for r in rounds]
-    base_rps = [r["/plain"][0] / r["/plain"][1] for r in rounds]
-    base_cap = [r["/plain"][0] / r["/plain"][2] for r in rounds]
-    return (
-        statistics.median(rps),
-        statistics.median(a / b for a, b in zip(rps, base_rps, strict=True)),
-        statistics.median(cap),
-        statistics.median(a / b for a, b in zip(cap, base_cap, strict=True)),
-    )
-
-
 def run(chunk: int) -> list[dict[str, list[float]]]:
     """One server streaming *chunk*-byte chunks; the rounds the load generator measured."""
     here = Path(__file__).resolve().parent
-    port = _free_port()
+    port = _load.free_port()
     argv = [
         sys.executable, "-m", "gunicorn", "-k", "sync", "-w", "1", "--timeout", "60",
         "--log-level", "warning", "--chdir", str(here), "-b", f"127.0.0.1:{port}",
@@ -210,13 +152,11 @@ def run(chunk: int) -> list[dict[str, list[float]]]:
     }
     proc = subprocess.Popen(argv, env=env, start_new_session=True)
     try:
-        _wait(port, proc)
-        _measure(port, 1)  # warm up every path
-        return _measure(port, ROUNDS)
+        _load.wait_listening(port, proc)
+        _load.load(__file__, str(port), "1")  # warm up every path
+        return _load.load(__file__, str(port), str(ROUNDS))
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(30)
+        _load.stop(proc)
 
 
 def main() -> None:
@@ -236,7 +176,7 @@ def main() -> None:
         size = f"{CHUNKS} x {chunk // 1024} KB"
         results = {}
         for path in ("/plain", "/control", "/tracked"):
-            rps, rps_ratio, cap, cap_ratio = results[path] = _ratios(rounds, path)
+            rps, rps_ratio, cap, cap_ratio = results[path] = _load.ratios(rounds, path, "/plain")
             print(
                 f"| {size} | {names[path]} | {rps:,.0f} | {rps_ratio:.3f} | {cap:,.0f} | "
                 f"{cap_ratio:.3f} |"
@@ -252,6 +192,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--load"]:
-        print(json.dumps(schedule(int(sys.argv[2]), int(sys.argv[3]))))
+        port = int(sys.argv[2])
+        rounds = _load.schedule(PATHS, int(sys.argv[3]), lambda path: measure(port, path))
+        print(json.dumps(rounds))
     else:
         main()

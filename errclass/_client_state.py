@@ -36,13 +36,16 @@ class Transport:
     close when it ends, rather than leave to the garbage collector; ``pending``
     the tracked producers started during it that have not recorded yet.
     ``deadline`` turns True when an ``errclass.deadline()`` expired during it.
+    ``complete`` turns True when the response completed: from then on, the
+    probe no longer speaks for this request.
     """
 
-    __slots__ = ("closers", "deadline", "gone", "pending", "probe")
+    __slots__ = ("closers", "complete", "deadline", "gone", "pending", "probe")
 
     def __init__(self, probe: Callable[[], bool] | None = None) -> None:
         self.gone = False
         self.deadline = False
+        self.complete = False
         self.probe = probe
         self.closers: list[object] = []
         self.pending: list[Pending] = []
@@ -50,7 +53,7 @@ class Transport:
     def client_gone(self) -> bool:
         if self.gone:
             return True
-        if self.probe is None:
+        if self.probe is None or self.complete:
             return False
         try:
             return bool(self.probe())
@@ -103,6 +106,12 @@ def adopt(producer: object) -> None:
     transport = active()
     if transport is not None:
         transport.closers.append(producer)
+
+
+#: Publish a transport in this context (returns the token), and take it back: the
+#: C calls of ``serving()``, for the middleware's per-request path.
+publish = _ACTIVE.set
+unpublish = _ACTIVE.reset
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from types import FunctionType
 
 from .._names import qualified_name
 from .._options import DEFAULT_LOGGER, check, resolve_sinks
@@ -33,7 +34,7 @@ class Endpoints:
     ones share the producer *overflow*.
     """
 
-    __slots__ = ("_lock", "_name", "_overflow", "_policy", "_sinks", "_trackers")
+    __slots__ = ("_by_endpoint", "_lock", "_name", "_overflow", "_policy", "_sinks", "_trackers")
 
     def __init__(
         self,
@@ -47,10 +48,24 @@ class Endpoints:
         self._sinks = resolve_sinks(sinks, logger)
         self._name, self._policy, self._overflow = name, policy, overflow
         self._trackers: dict[str, Tracker] = {}
+        # The tracker of each endpoint seen so far, keyed by the name or the function
+        # itself (both hash and compare as themselves): one dict lookup per request.
+        self._by_endpoint: dict[object, Tracker] = {}
         self._lock = threading.Lock()
 
     def tracker(self, endpoint: object) -> Tracker:
         """The tracker for *endpoint*: a name, or an object named ``module.qualname``."""
+        cacheable = type(endpoint) is str or type(endpoint) is FunctionType
+        if cacheable:
+            tracker = self._by_endpoint.get(endpoint)
+            if tracker is not None:
+                return tracker
+        tracker = self._named(endpoint)
+        if cacheable and len(self._by_endpoint) < MAX_ENDPOINTS:
+            self._by_endpoint[endpoint] = tracker
+        return tracker
+
+    def _named(self, endpoint: object) -> Tracker:
         name = self._name or (endpoint if isinstance(endpoint, str) else qualified_name(endpoint))
         tracker = self._trackers.get(name)
         if tracker is None:

@@ -89,6 +89,11 @@ class ErrclassMiddleware:
     a request the server itself cancelled.
     """
 
+    #: Loop turns given to a server without a transport to ask (hypercorn) before
+    #: the last message, to let its ``http.disconnect`` arrive (bench/bench_asgi.py
+    #: sets 0 in a subclass to measure what they cost).
+    _settle_steps = _SETTLE_STEPS
+
     def __init__(
         self,
         app: ASGIApp,
@@ -117,26 +122,39 @@ class ErrclassMiddleware:
             await self.app(scope, receive, send)
             return
         scope.setdefault(ROUTE_KEY, None)  # the framework layers name the route here
-        exchange = _Exchange(receive, send)
-        t0, ctx = perf_counter(), _trace.capture()
+        exchange = _Exchange(receive, send, self._settle_steps)
+        transport = exchange.transport
+        # Every request pays this: the calls of _trace.capture() and of
+        # _client_state.serving() are written out here.
+        t0, trace = perf_counter(), _trace.trace
+        ctx = None if trace is None or trace._TRACER_PROVIDER is None else _trace.get_current()
         raised: BaseException | None = None
+        token = _client_state.publish(transport)
         try:
-            with _client_state.serving(exchange.transport):
-                await self.app(scope, exchange.receive, exchange.send)
+            await self.app(scope, exchange.receive, exchange.send)
         except BaseException as exc:
             raised = exc
             raise
         finally:
-            verdict = self._verdict(exchange, raised)
+            _client_state.unpublish(token)
+            if raised is None and transport.complete and not transport.gone:
+                verdict: _Verdict = _OK
+            else:
+                verdict = self._verdict(exchange, raised)
             if self._endpoints is not None:
-                tracker = self._tracker(scope)
-                _apply(
-                    tracker, verdict, t0 if tracker.timed else 0.0, ctx if tracker.traced else None
-                )
-            _settle(exchange.transport, verdict)
-            await exchange.finish()
+                tracker = self._endpoints.tracker(route(scope, self.app))
+                t0, ctx = t0 if tracker.timed else 0.0, ctx if tracker.traced else None
+                if verdict is _OK:
+                    tracker.ok(t0, ctx)
+                else:
+                    _apply(tracker, verdict, t0, ctx)
+            if transport.pending:
+                _settle(transport, verdict)
+            if exchange._listener is not None or transport.closers:
+                await exchange.finish()
 
     def _tracker(self, scope: Scope) -> Tracker:
+        """The tracker of the request in *scope* (``__call__`` writes this out)."""
         assert self._endpoints is not None
         return self._endpoints.tracker(route(scope, self.app))
 
@@ -150,7 +168,7 @@ class ErrclassMiddleware:
             if exc is None or _cancellation(exc):
                 return _client_state.TRANSPORT_GONE, exc or _client_state.ClientDisconnected()
             return None, exc
-        if exc is None and not ex.complete:
+        if exc is None and not ex.transport.complete:
             # The app returned without finishing its response: the server cuts the
             # stream (uvicorn: "ASGI callable returned without completing response").
             # After an expired errclass.deadline() that is the deadline (Quart
@@ -166,6 +184,7 @@ class ErrclassMiddleware:
 
 # (decided outcome or None, the exception for the sinks or to classify)
 _Verdict = tuple[Outcome | None, BaseException | None]
+_OK: _Verdict = (None, None)  # the app returned, the response completed, the client stayed
 
 
 def _apply(tracker: Tracker, verdict: _Verdict, t0: float, ctx: Any) -> None:
@@ -219,24 +238,30 @@ class _Exchange:
     __slots__ = (
         "_arrived",
         "_closing",
+        "_cycle",
         "_direct",
         "_held",
-        "_left",
         "_listener",
         "_receive",
         "_send",
+        "_steps",
         "_taken",
         "_trailers",
-        "complete",
         "transport",
     )
 
-    def __init__(self, receive: Receive, send: Send) -> None:
-        self._receive, self._send = receive, send
-        self._closing = _transport_closing(receive)
-        self._left = _cycle_disconnected(receive)
-        self.transport = _client_state.Transport(probe=self._probe)
-        self.complete = False
+    def __init__(self, receive: Receive, send: Send, steps: int = _SETTLE_STEPS) -> None:
+        self._receive, self._send, self._steps = receive, send, steps
+        # uvicorn's receive is a method of its request cycle, which says `disconnected`
+        # once the connection was lost and holds the connection's transport, whose
+        # is_closing() is True as soon as a write failed.
+        cycle: Any = getattr(receive, "__self__", None)
+        closing = getattr(getattr(cycle, "transport", None), "is_closing", None)
+        self._closing: Callable[[], bool] | None = closing if callable(closing) else None
+        self._cycle = cycle if isinstance(getattr(cycle, "disconnected", None), bool) else None
+        # (the probe is the transport's own method: no reference cycle through us,
+        # so that a request's objects go with their last reference, not the GC)
+        self.transport = _client_state.Transport(probe=self._closing)
         self._trailers = False
         self._direct = 0  # application calls of receive() in flight
         self._listener: asyncio.Task[None] | None = None
@@ -264,49 +289,55 @@ class _Exchange:
             raise item
         return item
 
-    async def send(self, message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
+        # Every message but the last goes straight to the server: no coroutine of ours
+        # on the hot path (a streaming response sends dozens per request).
         kind = message["type"]
+        if kind == "http.response.body":
+            if message.get("more_body", False) or self._trailers:
+                return self._send(message)
+            return self._send_last(message)
         if kind == "http.response.start":
             self._trailers = bool(message.get("trailers", False))
-            self._listen()
+            if not self._direct:
+                self._listen()
         elif _final(kind, message, self._trailers):
-            await self._settle()
-            self.complete = True
-            await self._send(message)
-            # The last send may have waited on flow control until the client left
-            # (uvicorn then returns quietly): not a response the client received.
-            if self._left is not None and self._left():
-                self.transport.gone = True
-            return
+            return self._send_last(message)
+        return self._send(message)
+
+    async def _send_last(self, message: Message) -> None:
+        if not self.transport.gone:
+            if self._closing is not None:
+                self.transport.gone = self._closing()
+            else:
+                await self._settle()
+        self.transport.complete = True
         await self._send(message)
+        # The last send may have waited on flow control until the client left
+        # (uvicorn then returns quietly): not a response the client received.
+        if self._cycle is not None and self._cycle.disconnected:
+            self.transport.gone = True
 
     async def _settle(self) -> None:
         """Before the last message: has the connection already broken under us?
 
         A producer that never yields runs to completion before the server
         processes a reset (uvicorn and hypercorn drop writes to a closed
-        transport silently). uvicorn's transport tells at once; elsewhere, let
-        the loop run the server's pending callbacks so that its
-        ``http.disconnect`` reaches us first.
+        transport silently). uvicorn's transport tells at once (asked before
+        this is called); elsewhere, let the loop run the server's pending
+        callbacks so that its ``http.disconnect`` reaches us first.
         """
-        if self.transport.gone:
-            return
-        if self._closing is not None:
-            self.transport.gone = self._closing()
-        elif (self._listener is not None or self._direct) and _on_asyncio():
+        if (self._listener is not None or self._direct) and _on_asyncio():
             # Someone is waiting in receive(): give the server a few loop turns.
-            for _ in range(_SETTLE_STEPS):
+            for _ in range(self._steps):
                 await asyncio.sleep(0)
                 if self.transport.gone:
                     return
 
-    def _probe(self) -> bool:
-        return not self.complete and self._closing is not None and self._closing()
-
     def _observe(self, message: Message) -> None:
         # After the response completed, servers answer receive() with
         # http.disconnect whether or not the client is still there.
-        if message["type"] == "http.disconnect" and not self.complete:
+        if message["type"] == "http.disconnect" and not self.transport.complete:
             self.transport.gone = True
 
     def _listen(self) -> None:
@@ -378,22 +409,6 @@ def _final(kind: str, message: Message, trailers: bool) -> bool:
     if kind == "http.response.trailers":
         return not message.get("more_trailers", False)
     return kind == "http.response.pathsend"
-
-
-def _transport_closing(receive: Receive) -> Callable[[], bool] | None:
-    """uvicorn's ``receive`` is a method of its request cycle, which holds the
-    connection's transport: ``is_closing()`` is True as soon as a write failed."""
-    transport = getattr(getattr(receive, "__self__", None), "transport", None)
-    closing = getattr(transport, "is_closing", None)
-    return closing if callable(closing) else None
-
-
-def _cycle_disconnected(receive: Receive) -> Callable[[], bool] | None:
-    """uvicorn's request cycle says ``disconnected`` once the connection was lost."""
-    cycle: Any = getattr(receive, "__self__", None)
-    if not isinstance(getattr(cycle, "disconnected", None), bool):
-        return None
-    return lambda: bool(cycle.disconnected)
 
 
 def _cancellation(exc: BaseException) -> bool:
