@@ -1,0 +1,284 @@
+"""Wrappers generated with the wrapped function's own parameters.
+
+A generic ``def call(*args, **kwargs)`` wrapper changes the observed program: a
+call whose arguments do not bind fails only inside the wrapper (for a coroutine,
+generator or async generator function, at the first ``await``/``next()``, not at
+the call), and it costs the packing of ``*args, **kwargs`` and a call CPython
+3.11 does not inline. So for a plain Python function (or a bound method of one)
+the wrapper is compiled, as ``dataclasses`` does, with the same parameter list
+read from the function's code object, which is what Python binds against, not
+``inspect.signature()``, which follows ``__wrapped__`` and ``__signature__``.
+
+* Defaults are the function's own ``__defaults__``/``__kwdefaults__`` objects,
+  assigned to the wrapper, never written as source.
+* Annotations are not compiled (``functools.wraps`` copies the dict).
+* Every name the wrapper's body uses, builtins included, carries a prefix no
+  parameter starts with, so a parameter named ``type`` or ``fn`` cannot shadow it.
+* Other callables (``functools.partial``, builtins, callable objects, code with
+  odd names) get the same body behind ``*args, **kwargs``.
+
+Compiled factories are cached per (kind, parameter names, prefix).
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import keyword
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from inspect import CO_VARARGS, CO_VARKEYWORDS
+from typing import Any
+
+__all__ = ["Shape", "compile_wrapper", "shape_of"]
+
+PREFIX = "_ec_"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A parameter list: names by kind, and the defaults to give the wrapper."""
+
+    posonly: tuple[str, ...] = ()
+    positional: tuple[str, ...] = ()
+    varargs: str | None = None
+    kwonly: tuple[str, ...] = ()
+    varkw: str | None = None
+
+    def names(self) -> tuple[str, ...]:
+        rest = tuple(n for n in (self.varargs, self.varkw) if n is not None)
+        return self.posonly + self.positional + self.kwonly + rest
+
+    def parameters(self) -> str:
+        parts = [*self.posonly, *(["/"] if self.posonly else []), *self.positional]
+        if self.varargs is not None:
+            parts.append(f"*{self.varargs}")
+        elif self.kwonly:
+            parts.append("*")
+        parts += self.kwonly
+        if self.varkw is not None:
+            parts.append(f"**{self.varkw}")
+        return ", ".join(parts)
+
+    def arguments(self) -> str:
+        """The call forwarding every parameter as it was bound."""
+        parts = [*self.posonly, *self.positional]
+        if self.varargs is not None:
+            parts.append(f"*{self.varargs}")
+        parts += [f"{n}={n}" for n in self.kwonly]
+        if self.varkw is not None:
+            parts.append(f"**{self.varkw}")
+        return ", ".join(parts)
+
+
+def shape_of(fn: object) -> tuple[Shape, tuple[Any, ...] | None, dict[str, Any] | None] | None:
+    """*fn*'s parameters and defaults as Python binds them, or None for the generic wrapper."""
+    bound = isinstance(fn, types.MethodType)
+    func = fn.__func__ if isinstance(fn, types.MethodType) else fn
+    if type(func) is not types.FunctionType:
+        return None
+    code = func.__code__
+    npos, nkw = code.co_argcount, code.co_kwonlyargcount
+    names = code.co_varnames
+    posonly, positional = names[: code.co_posonlyargcount], names[code.co_posonlyargcount : npos]
+    at = npos + nkw
+    varargs = names[at] if code.co_flags & CO_VARARGS else None
+    at += varargs is not None
+    varkw = names[at] if code.co_flags & CO_VARKEYWORDS else None
+    defaults = func.__defaults__
+    if bound:
+        if not npos:  # self lands in *args: nothing to drop, the generic wrapper binds it
+            return None
+        posonly, positional = (posonly[1:], positional) if posonly else ((), positional[1:])
+        if defaults is not None and len(defaults) > npos - 1:
+            defaults = defaults[len(defaults) - (npos - 1) :] or None
+    shape = Shape(posonly, positional, varargs, names[npos : npos + nkw], varkw)
+    if not all(n.isidentifier() and not keyword.iskeyword(n) for n in shape.names()):
+        return None  # a hand-built code object: its names cannot be written as source
+    return shape, defaults, func.__kwdefaults__
+
+
+def _prefix(names: tuple[str, ...]) -> str:
+    prefix = PREFIX
+    while any(n.startswith(prefix) for n in names):
+        prefix += "x"
+    return prefix
+
+
+def compile_wrapper(kind: str, fn: Callable[..., Any], **cells: Any) -> Callable[..., Any]:
+    """The wrapper of *kind* around *fn*, its body closing over *cells*; wraps'd."""
+    found = shape_of(fn)
+    if found is None:
+        prefix = PREFIX
+        shape, defaults, kwdefaults = Shape(varargs=f"{prefix}a", varkw=f"{prefix}k"), None, None
+    else:
+        shape, defaults, kwdefaults = found
+        prefix = _prefix(shape.names())
+    make = _factory(kind, shape, prefix)
+    wrapper: Any = make(fn, *(cells[name] for name in CELLS[kind]))
+    wrapper.__defaults__, wrapper.__kwdefaults__ = defaults, kwdefaults
+    functools.update_wrapper(wrapper, fn)
+    return wrapper  # type: ignore[no-any-return]
+
+
+# The bodies. ``{p}`` is the prefix; ``{params}``/``{args}`` the parameter list and
+# the forwarding call. Each reads only its cells and the prefixed builtins below.
+
+CELLS = {
+    "sync": ("timed", "traced", "ok", "fail", "inc", "otel", "current", "captures", "active"),
+    "coro": ("timed", "traced", "ok", "fail", "inc", "otel", "current", "captures", "active"),
+    "gen": ("tr",),
+    "agen": ("tr",),
+}
+
+_SYNC = """\
+def {p}make({p}fn, {p}timed, {p}traced, {p}ok, {p}fail, {p}inc, {p}otel, {p}current,
+             {p}captures, {p}active):
+    {asynchronous}def {p}call({params}):
+        {p}t0 = {p}perf_counter() if {p}timed else 0.0
+        {p}ctx = {p}current() if {p}traced and {p}otel._TRACER_PROVIDER is not None else None
+        try:
+            {p}result = {wait}{p}fn({args})
+        except {p}BaseException as {p}e:
+            {p}fail({p}e, {p}t0, {p}ctx)
+            raise
+        if {p}inc is not None and {p}ctx is None and not {p}captures and {p}active() is None:
+            try:
+                {p}inc()
+            except {p}PASS_THROUGH:
+                raise
+            except {p}BaseException as {p}e:
+                {p}contain("prometheus", {p}e)
+        else:
+            {p}ok({p}t0, {p}ctx)
+        return {p}result
+    return {p}call
+"""
+
+_GEN = """\
+def {p}make({p}fn, {p}tr):
+    def {p}gen({params}):
+        {p}t0 = {p}perf_counter() if {p}tr.timed else 0.0
+        {p}ctx = {p}capture() if {p}tr.traced else None
+        {p}inner = {p}fn({args})
+        {p}run = {p}pending({p}tr, {p}t0, {p}ctx)
+        try:
+            {p}send = {p}inner.send if {p}type({p}inner) is {p}GeneratorType else None
+            try:
+                {p}item = {p}next({p}inner)
+            except {p}StopIteration as {p}stop:
+                {p}result = {p}stop.value
+            else:
+                while True:
+                    try:
+                        {p}sent = yield {p}item
+                    except {p}BaseException as {p}thrown:
+                        {p}throw = {p}getattr({p}inner, "throw", None)
+                        if {p}type({p}thrown) is {p}GeneratorExit or {p}throw is None:
+                            {p}close({p}inner)
+                            raise
+                        try:
+                            {p}item = {p}throw({p}thrown)
+                        except {p}StopIteration as {p}stop:
+                            {p}result = {p}stop.value
+                            break
+                    else:
+                        try:
+                            if {p}send is not None:
+                                {p}item = {p}send({p}sent)
+                            elif {p}sent is None:
+                                {p}item = {p}next({p}inner)
+                            else:
+                                {p}item = {p}inner.send({p}sent)
+                        except {p}StopIteration as {p}stop:
+                            {p}result = {p}stop.value
+                            break
+        except {p}BaseException as {p}e:
+            if {p}run is None or {p}run.claim():
+                {p}tr.fail({p}e, {p}t0, {p}ctx)
+            raise
+        finally:
+            {p}close({p}inner)
+        if {p}run is None or {p}run.claim():
+            {p}tr.ok({p}t0, {p}ctx)
+        return {p}result
+    return {p}gen
+"""
+
+_AGEN = """\
+def {p}make({p}fn, {p}tr):
+    async def {p}agen({params}):
+        {p}t0 = {p}perf_counter() if {p}tr.timed else 0.0
+        {p}ctx = {p}capture() if {p}tr.traced else None
+        {p}inner = {p}fn({args})
+        {p}run = {p}pending({p}tr, {p}t0, {p}ctx)
+        {p}athrow = {p}getattr({p}inner, "athrow", None)
+        {p}asend = {p}getattr({p}inner, "asend", None)
+        try:
+            try:
+                {p}step = {p}inner.__anext__
+                {p}item = await {p}step()
+                while True:
+                    try:
+                        {p}sent = yield {p}item
+                    except {p}BaseException as {p}thrown:
+                        if {p}type({p}thrown) is {p}GeneratorExit:
+                            await {p}aclose({p}inner)
+                            raise
+                        if {p}athrow is None:
+                            raise
+                        {p}item = await {p}athrow({p}thrown)
+                    else:
+                        if {p}sent is None or {p}asend is None:
+                            {p}item = await {p}step()
+                        else:
+                            {p}item = await {p}asend({p}sent)
+            except {p}StopAsyncIteration:
+                pass
+        except {p}BaseException as {p}e:
+            if {p}run is None or {p}run.claim():
+                {p}tr.fail({p}e, {p}t0, {p}ctx)
+            raise
+        finally:
+            await {p}aclose({p}inner)
+        if {p}run is None or {p}run.claim():
+            {p}tr.ok({p}t0, {p}ctx)
+    return {p}agen
+"""
+
+_TEMPLATES = {
+    "sync": (_SYNC, {"asynchronous": "", "wait": ""}),
+    "coro": (_SYNC, {"asynchronous": "async ", "wait": "await "}),
+    "gen": (_GEN, {}),
+    "agen": (_AGEN, {}),
+}
+
+_BUILTINS = (
+    "BaseException",
+    "GeneratorExit",
+    "StopAsyncIteration",
+    "StopIteration",
+    "getattr",
+    "next",
+    "type",
+)
+
+_GLOBALS: dict[str, Any] = {}  # filled by _scope with the helpers the bodies call
+
+
+def provide(**helpers: Any) -> None:
+    """Give the bodies their helpers (``perf_counter``, ``capture``, ...), by name."""
+    _GLOBALS.update(helpers)
+
+
+@functools.lru_cache(maxsize=512)
+def _factory(kind: str, shape: Shape, prefix: str) -> Callable[..., Any]:
+    template, extra = _TEMPLATES[kind]
+    source = template.format(p=prefix, params=shape.parameters(), args=shape.arguments(), **extra)
+    namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": __name__}
+    namespace.update({prefix + name: getattr(builtins, name) for name in _BUILTINS})
+    namespace.update({prefix + name: value for name, value in _GLOBALS.items()})
+    # A filename that says where the frame comes from in a traceback.
+    exec(compile(source, f"<errclass {kind} wrapper>", "exec", dont_inherit=True), namespace)
+    return namespace[prefix + "make"]  # type: ignore[no-any-return]
