@@ -14,6 +14,7 @@ read from the function's code object, which is what Python binds against, not
 * Annotations are not compiled (``functools.wraps`` copies the dict).
 * Every name the wrapper's body uses, builtins included, carries a prefix no
   parameter starts with, so a parameter named ``type`` or ``fn`` cannot shadow it.
+* A bound method gets its function's wrapper, bound to the same object.
 * Other callables (``functools.partial``, builtins, callable objects, code with
   odd names) get the same body behind ``*args, **kwargs``.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import inspect
 import keyword
 import types
 from collections.abc import Callable
@@ -72,31 +74,25 @@ class Shape:
         return ", ".join(parts)
 
 
-def shape_of(fn: object) -> tuple[Shape, tuple[Any, ...] | None, dict[str, Any] | None] | None:
-    """*fn*'s parameters and defaults as Python binds them, or None for the generic wrapper."""
-    bound = isinstance(fn, types.MethodType)
-    func = fn.__func__ if isinstance(fn, types.MethodType) else fn
-    if type(func) is not types.FunctionType:
+GENERIC = Shape(varargs=f"{PREFIX}a", varkw=f"{PREFIX}k")
+
+
+def shape_of(fn: object) -> Shape | None:
+    """*fn*'s parameters as Python binds them, or None for the generic wrapper."""
+    if type(fn) is not types.FunctionType:
         return None
-    code = func.__code__
+    code = fn.__code__
     npos, nkw = code.co_argcount, code.co_kwonlyargcount
     names = code.co_varnames
-    posonly, positional = names[: code.co_posonlyargcount], names[code.co_posonlyargcount : npos]
     at = npos + nkw
     varargs = names[at] if code.co_flags & CO_VARARGS else None
     at += varargs is not None
     varkw = names[at] if code.co_flags & CO_VARKEYWORDS else None
-    defaults = func.__defaults__
-    if bound:
-        if not npos:  # self lands in *args: nothing to drop, the generic wrapper binds it
-            return None
-        posonly, positional = (posonly[1:], positional) if posonly else ((), positional[1:])
-        if defaults is not None and len(defaults) > npos - 1:
-            defaults = defaults[len(defaults) - (npos - 1) :] or None
-    shape = Shape(posonly, positional, varargs, names[npos : npos + nkw], varkw)
+    split = code.co_posonlyargcount
+    shape = Shape(names[:split], names[split:npos], varargs, names[npos : npos + nkw], varkw)
     if not all(n.isidentifier() and not keyword.iskeyword(n) for n in shape.names()):
         return None  # a hand-built code object: its names cannot be written as source
-    return shape, defaults, func.__kwdefaults__
+    return shape
 
 
 def _prefix(names: tuple[str, ...]) -> str:
@@ -107,19 +103,26 @@ def _prefix(names: tuple[str, ...]) -> str:
 
 
 def compile_wrapper(kind: str, fn: Callable[..., Any], **cells: Any) -> Callable[..., Any]:
-    """The wrapper of *kind* around *fn*, its body closing over *cells*; wraps'd."""
-    found = shape_of(fn)
-    if found is None:
-        prefix = PREFIX
-        shape, defaults, kwdefaults = Shape(varargs=f"{prefix}a", varkw=f"{prefix}k"), None, None
-    else:
-        shape, defaults, kwdefaults = found
-        prefix = _prefix(shape.names())
-    make = _factory(kind, shape, prefix)
-    wrapper: Any = make(fn, *(cells[name] for name in CELLS[kind]))
-    wrapper.__defaults__, wrapper.__kwdefaults__ = defaults, kwdefaults
+    """The wrapper of *kind* around *fn*, its body closing over *cells*, with
+    *fn*'s metadata (``functools.wraps``).
+
+    A bound method's wrapper is the method's function's, bound to the same
+    object, so that ``self`` binds (and a wrong call fails) exactly as before.
+    """
+    values = [cells[name] for name in CELLS[kind]]
+    target: Any = fn.__func__ if isinstance(fn, types.MethodType) else fn
+    shape = shape_of(target)
+    if shape is None:
+        return functools.update_wrapper(_factory(kind, GENERIC, PREFIX)(fn, *values), fn)
+    wrapper = _factory(kind, shape, _prefix(shape.names()))(target, *values)
+    # The very default objects: never written as source, nor copied.
+    wrapper.__defaults__, wrapper.__kwdefaults__ = target.__defaults__, target.__kwdefaults__
     functools.update_wrapper(wrapper, fn)
-    return wrapper  # type: ignore[no-any-return]
+    if target is fn:
+        return wrapper  # type: ignore[no-any-return]
+    # inspect.signature() of a method drops the first parameter of its function's.
+    wrapper.__signature__ = inspect.signature(target)
+    return types.MethodType(wrapper, fn.__self__)  # type: ignore[attr-defined]
 
 
 # The bodies. ``{p}`` is the prefix; ``{params}``/``{args}`` the parameter list and

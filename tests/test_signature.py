@@ -181,3 +181,106 @@ def test_introspection_is_unchanged(kind: str) -> None:
         inspect.isasyncgenfunction,
     ):
         assert check(tracked) == check(plain)
+
+
+# The guarantees, through compiled wrappers of varied signatures and the generic one.
+
+SHAPES: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]] | None] = {
+    "none": ("", (), {}),
+    "posonly-default": ("a, /, b=2", (1,), {}),
+    "everything": ("a, /, b, *args, c, d=4, **kw", (1, 2, 3), {"c": 3, "e": 5}),
+    "generic": None,  # functools.partial: the generic wrapper
+}
+
+
+def _build(shape: str, source: str) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    """A function of *shape* whose body is *source*; the arguments to call it with."""
+    spec = SHAPES[shape]
+    params, args, kwargs = spec if spec is not None else ("a, b", (1,), {})
+    ns: dict[str, Any] = {"asyncio": asyncio}
+    exec(source.format(params=params), ns)
+    fn = ns["f"]
+    return (fn, args, kwargs) if spec is not None else (functools.partial(fn, 0), args, kwargs)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+async def test_cancellation_unchanged_for_any_signature(sink: list[Event], shape: str) -> None:
+    fn, args, kwargs = _build(shape, "async def f({params}):\n    await asyncio.sleep(5)\n")
+    slow = errclass.track(sink.append, logger=None)(fn)
+    task = asyncio.current_task()
+    assert task is not None
+    before = task.cancelling()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await slow(*args, **kwargs)
+    assert task.cancelling() == before
+    inner = asyncio.ensure_future(slow(*args, **kwargs))
+    await asyncio.sleep(0)
+    inner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await inner
+    assert [e.outcome.reason.value for e in sink] == ["client_gone", "client_gone"]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+async def test_coroutine_value_and_exception_for_any_signature(
+    sink: list[Event], shape: str
+) -> None:
+    source = "async def f({params}):\n    await asyncio.sleep(0)\n    return locals()\n"
+    fn, args, kwargs = _build(shape, source)
+    assert await errclass.track(sink.append, logger=None)(fn)(*args, **kwargs) == await fn(
+        *args, **kwargs
+    )
+    err = BrokenPipeError()
+    fn, args, kwargs = _build(shape, "async def f({params}):\n    raise err\n")
+    fn_globals = (fn.func if isinstance(fn, functools.partial) else fn).__globals__
+    fn_globals["err"] = err
+    with pytest.raises(BrokenPipeError) as info:
+        await errclass.track(sink.append, logger=None)(fn)(*args, **kwargs)
+    assert info.value is err
+    assert [e.outcome.reason.value for e in sink] == ["ok", "client_gone"]
+
+
+ECHO = """\
+def f({params}):
+    try:
+        while True:
+            try:
+                seen.append((yield len(seen)))
+            except ValueError as e:
+                seen.append(e)
+    finally:
+        seen.append("inner closed")
+"""
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_send_throw_close_for_any_signature(sink: list[Event], shape: str) -> None:
+    fn, args, kwargs = _build(shape, ECHO)
+    seen: list[object] = []
+    (fn.func if isinstance(fn, functools.partial) else fn).__globals__["seen"] = seen
+    g = errclass.track(sink.append, logger=None)(fn)(*args, **kwargs)
+    assert next(g) == 0
+    assert g.send("a") == 1
+    err = ValueError("thrown")
+    assert g.throw(err) == 2
+    assert seen == ["a", err]
+    g.close()
+    assert seen[-1] == "inner closed"
+    assert [e.outcome.reason.value for e in sink] == ["client_gone"]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+async def test_asend_athrow_aclose_for_any_signature(sink: list[Event], shape: str) -> None:
+    fn, args, kwargs = _build(shape, "async " + ECHO)
+    seen: list[object] = []
+    (fn.func if isinstance(fn, functools.partial) else fn).__globals__["seen"] = seen
+    g = errclass.track(sink.append, logger=None)(fn)(*args, **kwargs)
+    assert await g.__anext__() == 0
+    assert await g.asend("a") == 1
+    err = ValueError("thrown")
+    assert await g.athrow(err) == 2
+    assert seen == ["a", err]
+    await g.aclose()
+    assert seen[-1] == "inner closed"
+    assert [e.outcome.reason.value for e in sink] == ["client_gone"]
