@@ -27,6 +27,7 @@ import builtins
 import functools
 import inspect
 import keyword
+import linecache
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -282,6 +283,10 @@ def _factory(kind: str, shape: Shape, prefix: str) -> Callable[..., Any]:
     namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": __name__}
     namespace.update({prefix + name: getattr(builtins, name) for name in _BUILTINS})
     namespace.update({prefix + name: value for name, value in _GLOBALS.items()})
-    # A filename that says where the frame comes from in a traceback.
-    exec(compile(source, f"<errclass {kind} wrapper>", "exec", dont_inherit=True), namespace)
+    # A name that says, in a traceback, where the frame comes from; registered
+    # with linecache (as attrs does) so the traceback shows the wrapper's line.
+    # One entry per shape, overwritten if the cache compiles it again.
+    filename = f"<errclass {kind} wrapper ({shape.parameters()})>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec", dont_inherit=True), namespace)
     return namespace[prefix + "make"]  # type: ignore[no-any-return]
