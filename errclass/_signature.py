@@ -41,7 +41,7 @@ PREFIX = "_ec_"
 
 @dataclass(frozen=True)
 class Shape:
-    """A parameter list: names by kind, and the defaults to give the wrapper."""
+    """A parameter list: its names, by kind."""
 
     posonly: tuple[str, ...] = ()
     positional: tuple[str, ...] = ()
@@ -113,16 +113,23 @@ def compile_wrapper(kind: str, fn: Callable[..., Any], **cells: Any) -> Callable
     values = [cells[name] for name in CELLS[kind]]
     target: Any = fn.__func__ if isinstance(fn, types.MethodType) else fn
     shape = shape_of(target)
+    signature = None
+    if shape is not None and target is not fn:
+        # inspect.signature() of a method drops the first parameter of its
+        # function's: the wrapper reports the method's function's, as before.
+        try:
+            signature = inspect.signature(target)
+        except (TypeError, ValueError):  # a bogus __signature__ or __wrapped__
+            shape = None
     if shape is None:
         return functools.update_wrapper(_factory(kind, GENERIC, PREFIX)(fn, *values), fn)
     wrapper = _factory(kind, shape, _prefix(shape.names()))(target, *values)
     # The very default objects: never written as source, nor copied.
     wrapper.__defaults__, wrapper.__kwdefaults__ = target.__defaults__, target.__kwdefaults__
     functools.update_wrapper(wrapper, fn)
-    if target is fn:
+    if signature is None:
         return wrapper  # type: ignore[no-any-return]
-    # inspect.signature() of a method drops the first parameter of its function's.
-    wrapper.__signature__ = inspect.signature(target)
+    wrapper.__signature__ = signature
     return types.MethodType(wrapper, fn.__self__)  # type: ignore[attr-defined]
 
 

@@ -82,8 +82,39 @@ def test_methods_bind_self_like_the_plain_method(sink: list[Event]) -> None:
     assert _message(h.tracked_get, (), {}) == _message(h.get, (), {})
     bound = errclass.track(sink.append, logger=None)(h.get)
     assert bound(3) == 3
-    assert _message(bound, (), {}) == _message(h.get, (), {})
+    for args, kwargs in [((), {}), ((1, 2), {}), ((), {"self": 1, "x": 2})]:
+        assert _message(bound, args, kwargs) == _message(h.get, args, kwargs)
+    assert bound.__wrapped__ == h.get  # type: ignore[attr-defined]
+    assert inspect.signature(bound) == inspect.signature(h.get)
+    assert bound.__self__ is h  # type: ignore[attr-defined]
     assert [e.outcome.reason.value for e in sink] == ["ok", "ok"]
+
+
+async def test_bound_async_methods_keep_their_kind(sink: list[Event]) -> None:
+    class Handler:
+        async def get(self, x: int) -> int:
+            return x
+
+        async def items(self, x: int) -> AsyncGenerator[int, None]:
+            yield x
+
+        def lines(self, x: int) -> Generator[int, None, None]:
+            yield x
+
+    h, t = Handler(), errclass.track(sink.append, logger=None)
+    for method in (h.get, h.items, h.lines):
+        for check in (
+            inspect.iscoroutinefunction,
+            inspect.isasyncgenfunction,
+            inspect.isgeneratorfunction,
+        ):
+            assert check(t(method)) == check(method)
+        with pytest.raises(TypeError, match="missing 1 required positional argument: 'x'"):
+            t(method)()  # type: ignore[call-arg]
+    assert await t(h.get)(1) == 1
+    assert [x async for x in t(h.items)(2)] == [2]
+    assert list(t(h.lines)(3)) == [3]
+    assert [e.outcome.reason.value for e in sink] == ["ok"] * 3
 
 
 def test_defaults_are_passed_by_reference(sink: list[Event]) -> None:
