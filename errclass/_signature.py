@@ -18,7 +18,8 @@ read from the function's code object, which is what Python binds against, not
 * Other callables (``functools.partial``, builtins, callable objects, code with
   odd names) get the same body behind ``*args, **kwargs``.
 
-Compiled factories are cached per (kind, parameter names, prefix).
+Compiled factories are cached per (kind, parameter names, prefix, variant): a
+function's or coroutine's body leaves out what its tracker does not need.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ def compile_wrapper(kind: str, fn: Callable[..., Any], **cells: Any) -> Callable
     object, so that ``self`` binds (and a wrong call fails) exactly as before.
     """
     values = [cells[name] for name in CELLS[kind]]
+    variant = _variant(kind, cells)
     target: Any = fn.__func__ if isinstance(fn, types.MethodType) else fn
     shape = shape_of(target)
     signature = None
@@ -122,8 +124,9 @@ def compile_wrapper(kind: str, fn: Callable[..., Any], **cells: Any) -> Callable
         except (TypeError, ValueError):  # a bogus __signature__ or __wrapped__
             shape = None
     if shape is None:
-        return functools.update_wrapper(_factory(kind, GENERIC, PREFIX)(fn, *values), fn)
-    wrapper = _factory(kind, shape, _prefix(shape.names()))(target, *values)
+        make = _factory(kind, GENERIC, PREFIX, variant)
+        return functools.update_wrapper(make(fn, *values), fn)
+    wrapper = _factory(kind, shape, _prefix(shape.names()), variant)(target, *values)
     # The very default objects: never written as source, nor copied.
     wrapper.__defaults__, wrapper.__kwdefaults__ = target.__defaults__, target.__kwdefaults__
     functools.update_wrapper(wrapper, fn)
@@ -131,6 +134,13 @@ def compile_wrapper(kind: str, fn: Callable[..., Any], **cells: Any) -> Callable
         return wrapper  # type: ignore[no-any-return]
     wrapper.__signature__ = signature
     return types.MethodType(wrapper, fn.__self__)  # type: ignore[attr-defined]
+
+
+def _variant(kind: str, cells: dict[str, Any]) -> tuple[bool, ...]:
+    """What the function/coroutine body is specialised for: (timed, traced, fast ok)."""
+    if kind not in ("sync", "coro"):
+        return ()
+    return bool(cells["timed"]), bool(cells["traced"]), cells["inc"] is not None
 
 
 # The bodies. ``{p}`` is the prefix; ``{params}``/``{args}`` the parameter list and
@@ -143,18 +153,22 @@ CELLS = {
     "agen": ("tr",),
 }
 
-_SYNC = """\
+_MAKE_SYNC = """\
 def {p}make({p}fn, {p}timed, {p}traced, {p}ok, {p}fail, {p}inc, {p}otel, {p}current,
              {p}captures, {p}active):
     {asynchronous}def {p}call({params}):
-        {p}t0 = {p}perf_counter() if {p}timed else 0.0
-        {p}ctx = {p}current() if {p}traced and {p}otel._TRACER_PROVIDER is not None else None
+"""
+
+_CALL = """\
         try:
             {p}result = {wait}{p}fn({args})
         except {p}BaseException as {p}e:
-            {p}fail({p}e, {p}t0, {p}ctx)
+            {p}fail({p}e, {t0}, {ctx})
             raise
-        if {p}inc is not None and {p}ctx is None and not {p}captures and {p}active() is None:
+"""
+
+_FAST_OK = """\
+        if {ctx_is_none}not {p}captures and {p}active() is None:
             try:
                 {p}inc()
             except {p}PASS_THROUGH:
@@ -162,10 +176,34 @@ def {p}make({p}fn, {p}timed, {p}traced, {p}ok, {p}fail, {p}inc, {p}otel, {p}curr
             except {p}BaseException as {p}e:
                 {p}contain("prometheus", {p}e)
         else:
-            {p}ok({p}t0, {p}ctx)
-        return {p}result
-    return {p}call
+            {p}ok({t0}, {ctx})
 """
+
+
+def _sync_template(asynchronous: bool, timed: bool, traced: bool, fast: bool) -> str:
+    """The function/coroutine body, specialised for its tracker: what it does not
+    need (the clock, the trace context, the fast ok) is left out, not tested per call."""
+    source = _MAKE_SYNC
+    if timed:
+        source += "        {p}t0 = {p}perf_counter()\n"
+    if traced:  # read per call: a tracer provider set later is honoured
+        source += (
+            "        {p}ctx = {p}current() if {p}otel._TRACER_PROVIDER is not None else None\n"
+        )
+    source += _CALL
+    source += _FAST_OK if fast else "        {p}ok({t0}, {ctx})\n"
+    source += "        return {p}result\n    return {p}call\n"
+    return source.format(
+        p="{p}",
+        params="{params}",
+        args="{args}",
+        asynchronous="async " if asynchronous else "",
+        wait="await " if asynchronous else "",
+        t0="{p}t0" if timed else "0.0",
+        ctx="{p}ctx" if traced else "None",
+        ctx_is_none="{p}ctx is None and " if traced else "",
+    )
+
 
 _GEN = """\
 def {p}make({p}fn, {p}tr):
@@ -258,12 +296,6 @@ def {p}make({p}fn, {p}tr):
     return {p}agen
 """
 
-_TEMPLATES = {
-    "sync": (_SYNC, {"asynchronous": "", "wait": ""}),
-    "coro": (_SYNC, {"asynchronous": "async ", "wait": "await "}),
-    "gen": (_GEN, {}),
-    "agen": (_AGEN, {}),
-}
 
 _BUILTINS = (
     "BaseException",
@@ -283,17 +315,28 @@ def provide(**helpers: Any) -> None:
     _GLOBALS.update(helpers)
 
 
+def _template(kind: str, variant: tuple[bool, ...]) -> str:
+    if kind in ("sync", "coro"):
+        return _sync_template(kind == "coro", *variant)
+    return _GEN if kind == "gen" else _AGEN
+
+
 @functools.lru_cache(maxsize=512)
-def _factory(kind: str, shape: Shape, prefix: str) -> Callable[..., Any]:
-    template, extra = _TEMPLATES[kind]
-    source = template.format(p=prefix, params=shape.parameters(), args=shape.arguments(), **extra)
+def _factory(
+    kind: str, shape: Shape, prefix: str, variant: tuple[bool, ...] = ()
+) -> Callable[..., Any]:
+    template = _template(kind, variant)
+    source = template.format(p=prefix, params=shape.parameters(), args=shape.arguments())
     namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": __name__}
     namespace.update({prefix + name: getattr(builtins, name) for name in _BUILTINS})
     namespace.update({prefix + name: value for name, value in _GLOBALS.items()})
     # A name that says, in a traceback, where the frame comes from; registered
     # with linecache (as attrs does) so the traceback shows the wrapper's line.
     # One entry per shape, overwritten if the cache compiles it again.
-    filename = f"<errclass {kind} wrapper ({shape.parameters()})>"
+    flags = "".join(
+        f" {n}" for n, on in zip(("timed", "traced", "fast"), variant, strict=False) if on
+    )
+    filename = f"<errclass {kind} wrapper ({shape.parameters()}){flags}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(compile(source, filename, "exec", dont_inherit=True), namespace)
     return namespace[prefix + "make"]  # type: ignore[no-any-return]
