@@ -29,8 +29,10 @@ def _generic(fn: Callable[..., Any], counter: Counter) -> Callable[..., Any]:
     """The very body track() compiles, behind ``*args, **kwargs``."""
     kind = "coro" if inspect.iscoroutinefunction(fn) else "sync"
     tracker = errclass.track(counter)._tracker(fn.__qualname__)
-    make = _signature._factory(kind, _signature.GENERIC, _signature.PREFIX)
-    return make(fn, *(_scope._cells(tracker)[name] for name in _signature.CELLS[kind]))  # type: ignore[no-any-return]
+    cells = _scope._cells(tracker)
+    variant = _signature._variant(kind, cells)
+    make = _signature._factory(kind, _signature.GENERIC, _signature.PREFIX, variant)
+    return make(fn, *(cells[name] for name in _signature.CELLS[kind]))  # type: ignore[no-any-return]
 
 
 def _loop(call: Callable[[], object]) -> Callable[[], None]:
