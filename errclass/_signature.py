@@ -30,6 +30,7 @@ import inspect
 import keyword
 import linecache
 import types
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from inspect import CO_VARARGS, CO_VARKEYWORDS
@@ -92,9 +93,19 @@ def shape_of(fn: object) -> Shape | None:
     varkw = names[at] if code.co_flags & CO_VARKEYWORDS else None
     split = code.co_posonlyargcount
     shape = Shape(names[:split], names[split:npos], varargs, names[npos : npos + nkw], varkw)
-    if not all(n.isidentifier() and not keyword.iskeyword(n) for n in shape.names()):
+    if not all(map(_writable, shape.names())):
         return None  # a hand-built code object: its names cannot be written as source
     return shape
+
+
+def _writable(name: str) -> bool:
+    """*name* compiles back to itself as a parameter (the parser NFKC-normalises)."""
+    return (
+        name.isidentifier()
+        and not keyword.iskeyword(name)
+        and name != "__debug__"
+        and unicodedata.normalize("NFKC", name) == name
+    )
 
 
 def _prefix(names: tuple[str, ...]) -> str:

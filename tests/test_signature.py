@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import types
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
 
@@ -195,6 +196,21 @@ def test_callables_without_a_code_signature_still_work(sink: list[Event]) -> Non
     assert t(max)(1, 5) == 5
     assert t(staticmethod(f))(2, 5) == 10
     assert [e.outcome.reason.value for e in sink] == ["ok"] * 4
+
+
+def test_hand_built_code_with_unwritable_names_gets_the_generic_wrapper(
+    sink: list[Event],
+) -> None:
+    def f(a: int, b: int) -> tuple[int, int]:
+        return a, b
+
+    for odd in ("a-b", "class", "\ufb01"):  # not an identifier, a keyword, NFKC-changed
+        g = types.FunctionType(f.__code__.replace(co_varnames=(odd, "b")), {})
+        tracked = errclass.track(sink.append, logger=None)(g)
+        assert tracked(1, 2) == (1, 2)
+        assert tracked(**{odd: 1, "b": 2}) == (1, 2)
+        assert tracked.__code__.co_flags & inspect.CO_VARARGS  # type: ignore[attr-defined]
+    assert len(sink) == 6
 
 
 @pytest.mark.parametrize("kind", KINDS)
