@@ -140,8 +140,9 @@ def _wrap_sync(fn: Callable[P, R], tr: Tracker) -> Callable[P, R]:
     # are the closures chosen for this tracker's sinks when it was made
     # (structlog's way). _trace.capture()'s test and the fast ok of one pre-bound
     # counter child (Tracker.fast_ok, as _record._fast_ok does it) are inlined:
-    # one Python call fewer on success (bench/bench_core.py). The body is in
-    # _signature._SYNC, compiled with *fn*'s own parameters.
+    # one Python call fewer on success (bench/bench_core.py). The body is
+    # _signature._sync_template's, compiled with *fn*'s own parameters and
+    # specialised for this tracker.
     return _signature.compile_wrapper("sync", fn, **_cells(tr))
 
 
