@@ -12,7 +12,9 @@ each edited one once more) is the floor of any verified migration; it is shown t
 The real corpus is planned with a regex ``--metric 'ceph_.*'``, so that every one of its
 expressions is parsed; its baseline parses each once after masking Grafana variables
 (``$job``, ``[$__rate_interval]``), without which they do not parse at all. The cyclic
-garbage collector is paused around planning, as the command does."""
+garbage collector is paused around planning, as the command does. Each round is one run:
+a new selection and memo, so nothing planned in one round is reused in the next (within
+a round, an expression met again is planned once, as in the command)."""
 
 from __future__ import annotations
 
@@ -108,6 +110,7 @@ def main() -> None:
 
     from errclass.migrate._cli import collector_paused
     from errclass.migrate._documents import load
+    from errclass.migrate._expr import Memo
     from errclass.migrate._files import FileResult, plan_text
     from errclass.migrate._formats import extract
     from errclass.migrate._semantics import Selection
@@ -138,13 +141,16 @@ def main() -> None:
                     pass
 
         for mode in ("preserve", "split"):
-            sel = Selection((metric,), mode=mode)
 
             def migrate(
-                files: list[tuple[str, str]] = files, sel: Selection = sel
+                files: list[tuple[str, str]] = files, metric: str = metric, mode: str = mode
             ) -> list[FileResult]:
+                # one selection and memo per round, as one command run has: nothing
+                # remembered (decisions, expressions met before) carries over to the next
+                sel = Selection((metric,), mode=mode)
+                memo: Memo = {}
                 with collector_paused():
-                    return [plan_text(t, k, sel, FileResult(Path("bench"))) for k, t in files]
+                    return [plan_text(t, k, sel, FileResult(Path("bench")), memo) for k, t in files]
 
             # the floor of a verified edit: the edited text must be parsed as well
             edited = [r.new_text for f in migrate() for _, r in f.sites if r.changed]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import inspect
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Generator, Iterable
@@ -12,7 +11,7 @@ from time import perf_counter
 from types import GeneratorType, TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
-from . import _client_state, _record, _trace
+from . import _client_state, _record, _signature, _trace
 from ._names import caller_name, qualified_name
 from ._options import DEFAULT_LOGGER, check, resolve_sinks
 from ._outcome import Role
@@ -141,164 +140,48 @@ def _wrap_sync(fn: Callable[P, R], tr: Tracker) -> Callable[P, R]:
     # are the closures chosen for this tracker's sinks when it was made
     # (structlog's way). _trace.capture()'s test and the fast ok of one pre-bound
     # counter child (Tracker.fast_ok, as _record._fast_ok does it) are inlined:
-    # one Python call fewer on success (bench/bench_core.py).
-    timed, traced, ok, fail, inc = tr.timed, tr.traced, tr.ok, tr.fail, tr.fast_ok
-    otel, current = _trace.trace, _trace.get_current  # loaded when traced
-    captures, active = _record.captures, _client_state.active
-
-    @functools.wraps(fn)
-    def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        t0 = perf_counter() if timed else 0.0
-        ctx = current() if traced and otel._TRACER_PROVIDER is not None else None
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as e:
-            fail(e, t0, ctx)
-            raise
-        if inc is not None and ctx is None and not captures and active() is None:
-            try:
-                inc()
-            except PASS_THROUGH:
-                raise
-            except BaseException as e:  # a sink, or the exception it formats, is hostile
-                contain("prometheus", e)
-        else:
-            ok(t0, ctx)
-        return result
-
-    return call
+    # one Python call fewer on success (bench/bench_core.py). The body is
+    # _signature._sync_template's, compiled with *fn*'s own parameters and
+    # specialised for this tracker.
+    return _signature.compile_wrapper("sync", fn, **_cells(tr))
 
 
 def _wrap_coro(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
-    timed, traced, ok, fail, inc = tr.timed, tr.traced, tr.ok, tr.fail, tr.fast_ok  # as above
-    otel, current = _trace.trace, _trace.get_current
-    captures, active = _record.captures, _client_state.active
+    return _signature.compile_wrapper("coro", fn, **_cells(tr))  # as above
 
-    @functools.wraps(fn)
-    async def call(*args: P.args, **kwargs: P.kwargs) -> Any:
-        t0 = perf_counter() if timed else 0.0
-        ctx = current() if traced and otel._TRACER_PROVIDER is not None else None
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as e:
-            fail(e, t0, ctx)
-            raise
-        if inc is not None and ctx is None and not captures and active() is None:
-            try:
-                inc()
-            except PASS_THROUGH:
-                raise
-            except BaseException as e:
-                contain("prometheus", e)
-        else:
-            ok(t0, ctx)
-        return result
 
-    return call
+def _cells(tr: Tracker) -> dict[str, Any]:
+    return {
+        "timed": tr.timed,
+        "traced": tr.traced,
+        "ok": tr.ok,
+        "fail": tr.fail,
+        "inc": tr.fast_ok,
+        "otel": _trace.trace,  # loaded when traced
+        "current": _trace.get_current,
+        "captures": _record.captures,
+        "active": _client_state.active,
+    }
 
 
 def _wrap_gen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
-    """*fn* returns any iterator; ``yield from`` forwards send/throw/close (PEP 380).
-    The body runs at the first ``next()``: a generator never started records nothing."""
-
-    @functools.wraps(fn)
-    def gen(*args: P.args, **kwargs: P.kwargs) -> Generator[Any, Any, Any]:
-        t0 = perf_counter() if tr.timed else 0.0
-        ctx = _trace.capture() if tr.traced else None
-        inner = fn(*args, **kwargs)
-        run = _client_state.pending(tr, t0, ctx)  # recorded at request end if still parked
-        try:
-            # PEP 380's expansion of ``yield from inner``, but a GeneratorExit
-            # *subclass* thrown in goes to inner.throw() as that very object, as it
-            # would without errclass; only GeneratorExit itself (close()) closes inner.
-            # A generator's send(None) is next(): one call per item (PEP 380 calls
-            # next() for None, which other iterators with a send() may tell apart).
-            send = inner.send if type(inner) is GeneratorType else None
-            try:
-                item = next(inner)
-            except StopIteration as stop:
-                result = stop.value
-            else:
-                while True:
-                    try:
-                        sent = yield item
-                    except BaseException as thrown:
-                        throw = getattr(inner, "throw", None)
-                        if type(thrown) is GeneratorExit or throw is None:
-                            _close(inner)  # before recording: close() may raise instead
-                            raise
-                        try:
-                            item = throw(thrown)
-                        except StopIteration as stop:
-                            result = stop.value
-                            break
-                    else:
-                        try:
-                            if send is not None:
-                                item = send(sent)
-                            else:
-                                item = next(inner) if sent is None else inner.send(sent)
-                        except StopIteration as stop:
-                            result = stop.value
-                            break
-        except BaseException as e:
-            if run is None or run.claim():
-                tr.fail(e, t0, ctx)
-            raise
-        finally:
-            _close(inner)  # idempotent; a plain iterator has no throw() to end it
-        if run is None or run.claim():
-            tr.ok(t0, ctx)
-        return result
-
-    return gen
+    """*fn* returns any iterator; the wrapper (_signature._GEN) forwards
+    send/throw/close to it as ``yield from`` would (PEP 380's expansion, but a
+    GeneratorExit *subclass* thrown in goes to inner.throw() as that very object,
+    as it would without errclass; only GeneratorExit itself, close(), closes inner;
+    a generator's send(None) is next(): one call per item). The body runs at the
+    first ``next()``: a generator never started records nothing. A plain
+    iterator has no throw() to end it: it is closed in the wrapper's ``finally``,
+    before recording, since close() may raise instead."""
+    return _signature.compile_wrapper("gen", fn, tr=tr)
 
 
 def _wrap_agen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
-    """*fn* returns any async iterator; the wrapper forwards ``asend``/``athrow``/
-    ``aclose`` to it, closes it in its own ``finally`` and records exactly once."""
-
-    @functools.wraps(fn)
-    async def agen(*args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Any, Any]:
-        t0 = perf_counter() if tr.timed else 0.0
-        ctx = _trace.capture() if tr.traced else None
-        inner = fn(*args, **kwargs)
-        run = _client_state.pending(tr, t0, ctx)
-        athrow = getattr(inner, "athrow", None)
-        asend = getattr(inner, "asend", None)
-        try:
-            try:
-                step = inner.__anext__  # looked up once: one attribute load fewer per item
-                item = await step()
-                while True:
-                    try:
-                        sent = yield item
-                    except BaseException as thrown:
-                        # As in _wrap_gen: only GeneratorExit itself (aclose()) closes
-                        # inner; a subclass goes to athrow() as that very object.
-                        if type(thrown) is GeneratorExit:
-                            await _aclose(inner)
-                            raise
-                        if athrow is None:
-                            raise
-                        item = await athrow(thrown)
-                    else:
-                        if sent is None or asend is None:
-                            item = await step()
-                        else:
-                            item = await asend(sent)
-            except StopAsyncIteration:
-                pass
-        except BaseException as e:
-            if run is None or run.claim():
-                tr.fail(e, t0, ctx)
-            raise
-        finally:
-            await _aclose(inner)  # idempotent; never yields
-        if run is None or run.claim():
-            tr.ok(t0, ctx)
-
-    return agen
+    """*fn* returns any async iterator; the wrapper (_signature._AGEN) forwards
+    ``asend``/``athrow``/``aclose`` to it (as _wrap_gen), closes it in its own
+    ``finally`` and records exactly once. ``__anext__`` is looked up once: one
+    attribute load fewer per item."""
+    return _signature.compile_wrapper("agen", fn, tr=tr)
 
 
 async def _aclose(inner: Any) -> None:
@@ -431,3 +314,16 @@ def stream(
     # Under an integration's request (ASGI), closed when the request ends, not at GC.
     _client_state.adopt(wrapped)
     return wrapped
+
+
+# The names the compiled wrapper bodies read (see _signature).
+_signature.provide(
+    perf_counter=perf_counter,
+    capture=_trace.capture,
+    pending=_client_state.pending,
+    close=_close,
+    aclose=_aclose,
+    GeneratorType=GeneratorType,
+    PASS_THROUGH=PASS_THROUGH,
+    contain=contain,
+)

@@ -22,7 +22,7 @@ def load() -> None:
 
 def capture() -> Any:
     """The current OpenTelemetry context, or None while no tracer provider is set.
-    (``track()``'s function wrappers inline this test: see ``_scope._wrap_sync``.)"""
+    (``track()``'s function wrappers inline this test: see ``_signature._sync_template``.)"""
     if trace is None or trace._TRACER_PROVIDER is None:
         return None
     return get_current()

@@ -36,13 +36,20 @@ class NodeError(ValueError):
         self.line, self.column = node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def check_nodes(roots: list[Any]) -> None:
+def check_nodes(roots: list[Any], *, aliases: bool = True) -> None:
     """Raise NodeError for a recursive alias (a node that contains itself), for aliases
     that expand past the limit, and for a mapping with the same key twice (loaders
     disagree on which one counts, so an edit could go into the one that is dropped).
-    Iterative and linear in the nodes the file spells out."""
+    Iterative and linear in the nodes the file spells out.
+
+    *aliases* False: the caller knows the text has no ``&`` at all, so no anchor, so no
+    alias (an alias of an anchor not defined before it does not compose): every node is
+    its own, nothing can contain itself or expand, and only keys are left to check."""
     import yaml
 
+    if not aliases:
+        _check_keys(roots, yaml)
+        return
     size: dict[int, int] = {}
     active: set[int] = set()
     stack: list[tuple[Any, bool]] = [(r, False) for r in roots]
@@ -84,3 +91,25 @@ def _unique_keys(node: Any, yaml: Any) -> None:
         if k.value in seen:
             raise NodeError(f"the key {k.value!r} appears twice in one mapping", k)
         seen.add(k.value)
+
+
+def _check_keys(roots: list[Any], yaml: Any) -> None:
+    """The duplicate-key check of a tree without aliases, in one tight walk: a mapping's
+    scalar keys are compared as a set, and only one with a repeat (maybe a ``<<`` merge
+    key, which may repeat) or a key that is not a scalar is read key by key."""
+    mapping, scalar = yaml.MappingNode, yaml.ScalarNode
+    stack = [r for r in roots if type(r) is not scalar]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node = pop()
+        if type(node) is not mapping:
+            stack.extend([v for v in node.value if type(v) is not scalar])
+            continue
+        pairs = node.value
+        keys = {k.value for k, _ in pairs if type(k) is scalar}
+        if len(keys) != len(pairs):
+            _unique_keys(node, yaml)
+            stack.extend([k for k, _ in pairs if type(k) is not scalar])
+        for _, v in pairs:
+            if type(v) is not scalar:
+                push(v)

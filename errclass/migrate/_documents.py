@@ -172,7 +172,8 @@ class YamlView:
         except RecursionError as e:
             raise DocumentError("invalid YAML: nested too deeply") from e
         try:
-            check_nodes(self.roots)  # no recursive alias, alias bomb or duplicate key
+            # no recursive alias, alias bomb or duplicate key (no anchor: keys only)
+            check_nodes(self.roots, aliases="&" in text)
         except NodeError as e:
             raise DocumentError(f"invalid YAML at line {e.line} column {e.column}: {e}") from e
         self._seen: set[int] = set()

@@ -29,6 +29,9 @@ from errclass.migrate._tree import (
 )
 
 _REVIEWED = "errclass: retuned"
+# Expressions remembered in one run: far more than a corpus repeats, and a bound on the
+# memory a huge corpus of distinct expressions can take.
+_MEMO_SIZE = 20_000
 
 
 @dataclass(slots=True)
@@ -52,6 +55,10 @@ class ExprResult:
     @property
     def changed(self) -> bool:
         return self.new_text != self.text
+
+
+# What migrate_expr found, by the expression and its flags, for one selection.
+Memo = dict[tuple[str, bool, bool, bool, bool], ExprResult]
 
 
 # --- planning ------------------------------------------------------------------
@@ -81,17 +88,36 @@ def migrate_expr(
     threshold_elsewhere: bool = False,
     ratio: bool = False,
     series: bool = True,
+    memo: Memo | None = None,
 ) -> ExprResult:
     """Plan, edit and verify one expression. Never raises for bad input: problems
     become findings and the text is left as it is.
 
     An expression that cannot name the metric (its name is not in the text) cannot need
     a change and is not parsed at all. *series*: its result is used series by series (not
-    so for Grafana's ``label_values``), so a reason label left in it matters.
+    so for Grafana's ``label_values``), so a reason label left in it matters. *memo*:
+    what was found for the expressions already seen with *sel* (real dashboards repeat
+    whole queries), for one run.
     """
     result = ExprResult(text, text)
     if not sel.mentions(text):
         return result
+    key = (text, alert, threshold_elsewhere, ratio, series)
+    if memo is None:
+        return _planned(text, sel, result, key)
+    done = memo.get(key)
+    if done is None:
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        done = memo[key] = _planned(text, sel, result, key)
+    # a copy: callers drop an edit (and its findings) from their own result
+    return ExprResult(text, done.new_text, list(done.edits), list(done.findings))
+
+
+def _planned(
+    text: str, sel: Selection, result: ExprResult, key: tuple[str, bool, bool, bool, bool]
+) -> ExprResult:
+    _, alert, threshold_elsewhere, ratio, series = key
     if len(text) > _LONGEST:
         why = f"longer than {_LONGEST:,} characters: promql-parser can crash on such depths"
         result.findings.append(Finding("skipped", f"not parsed, {why}"))
@@ -129,7 +155,12 @@ def _migrate(
     walk = Walk(sel.label)
     walk.visit(tree)
     mine: dict[int, Mine] = {}
+    by_name = "__name__" in text
     for i, s in enumerate(walk.sels):
+        if s.raw_name is not None and not by_name and not sel.targets(s.raw_name):
+            # another metric, and no __name__ matcher anywhere that could name ours
+            # (nor one in an `or` group): nothing below can apply, its matchers unread
+            continue
         name = s.name
         if not s.matchers and (groups := or_groups(s.node)):
             _or_selector(s.raw_name, groups, sel, result)

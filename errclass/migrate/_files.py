@@ -15,7 +15,7 @@ from pathlib import Path
 
 from errclass import _atomic
 from errclass.migrate._documents import DocumentError, load
-from errclass.migrate._expr import ExprResult, Finding, apply_edits, migrate_expr
+from errclass.migrate._expr import ExprResult, Finding, Memo, apply_edits, migrate_expr
 from errclass.migrate._formats import EMPTY, NOT_PROMQL, extract
 from errclass.migrate._semantics import Selection
 from errclass.migrate._sites import (
@@ -85,10 +85,13 @@ def _kind(name: str) -> str | None:
 
 
 def plan_paths(paths: Iterable[Path], sel: Selection) -> list[FileResult]:
-    return [plan_file(p, kind, sel) for p, kind in discover(paths)]
+    memo: Memo = {}  # one run: an expression met again in any file is not planned again
+    return [plan_file(p, kind, sel, memo) for p, kind in discover(paths)]
 
 
-def plan_file(path: Path, kind: str | OSError | None, sel: Selection) -> FileResult:
+def plan_file(
+    path: Path, kind: str | OSError | None, sel: Selection, memo: Memo | None = None
+) -> FileResult:
     result = FileResult(path)
     if isinstance(kind, OSError):  # a directory the walk could not list
         result.error = f"cannot read this directory: {kind.strerror or kind}"
@@ -113,10 +116,10 @@ def plan_file(path: Path, kind: str | OSError | None, sel: Selection) -> FileRes
             result.error = f"not UTF-8 at byte {e.start}"
         return result
     if kind != SNIFF:
-        return plan_text(text, kind, sel, result)
+        return plan_text(text, kind, sel, result, memo)
     # JSON if it starts like a JSON object or array, else YAML; not ours: listed only
     sniffed = "json" if text.lstrip("\ufeff \t\r\n")[:1] in ("{", "[") else "yaml"
-    plan_text(text, sniffed, sel, result)
+    plan_text(text, sniffed, sel, result, memo)
     if result.error or not result.formats:
         result = FileResult(path, text, text)
         result.notes.append("no extension, not a dashboard or rule file: skipped")
@@ -147,11 +150,15 @@ _WHAT = {
 }
 
 
-def plan_text(text: str, kind: str, sel: Selection, result: FileResult) -> FileResult:
+def plan_text(
+    text: str, kind: str, sel: Selection, result: FileResult, memo: Memo | None = None
+) -> FileResult:
     """Fill *result* for *text*: every site migrated, edits verified by re-reading.
     A dashboard inside a string (a ConfigMap's data) is planned as a text of its own,
-    and its edits are written into the string."""
+    and its edits are written into the string. *memo*: shared by the files of one run
+    (by default, this text's own)."""
     result.text = result.new_text = text
+    memo = {} if memo is None else memo
     try:
         view = load(text, kind)
     except DocumentError as e:
@@ -166,9 +173,9 @@ def plan_text(text: str, kind: str, sel: Selection, result: FileResult) -> FileR
     inner: dict[int, list[ExprResult]] = {}  # by document site: the results inside it
     for i, site in enumerate(found.sites):
         if site.document:
-            r = _document(text, site, sel, result, inner.setdefault(i, []))
+            r = _document(text, site, sel, result, inner.setdefault(i, []), memo=memo)
         else:
-            r = _expression(site, sel, result)
+            r = _expression(site, sel, result, memo)
         if r is None or not r.edits:
             continue
         by_site[id(site)] = r
@@ -188,7 +195,7 @@ def plan_text(text: str, kind: str, sel: Selection, result: FileResult) -> FileR
     return result
 
 
-def _expression(site: Site, sel: Selection, result: FileResult) -> ExprResult | None:
+def _expression(site: Site, sel: Selection, result: FileResult, memo: Memo) -> ExprResult | None:
     """Migrate one site's expression (None: there is none, or it is not PromQL)."""
     expr = site.expr
     if expr is None:
@@ -206,9 +213,10 @@ def _expression(site: Site, sel: Selection, result: FileResult) -> ExprResult | 
             threshold_elsewhere=site.threshold_elsewhere,
             ratio=site.ratio,
             series=site.series,
+            memo=memo,
         )
-        if _LOGQL.search(expr) and any(
-            f.message.startswith("not valid PromQL") for f in r.findings
+        if any(f.message.startswith("not valid PromQL") for f in r.findings) and _LOGQL.search(
+            expr
         ):
             result.skipped[NOT_PROMQL] += 1  # a Loki query with no datasource saying so
             return None
@@ -217,11 +225,17 @@ def _expression(site: Site, sel: Selection, result: FileResult) -> ExprResult | 
 
 
 def _document(
-    text: str, site: Site, sel: Selection, result: FileResult, inner: list[ExprResult]
+    text: str,
+    site: Site,
+    sel: Selection,
+    result: FileResult,
+    inner: list[ExprResult],
+    *,
+    memo: Memo,
 ) -> ExprResult | None:
     """Plan the JSON or YAML document in *site*'s string; its queries are reported in the
     file, at their place in the string. Returns the document's edit as one result."""
-    doc = plan_text(site.value, site.document, sel, FileResult(result.path))
+    doc = plan_text(site.value, site.document, sel, FileResult(result.path), memo)
     if doc.error or not doc.formats:
         why = f"not valid {site.document.upper()}" if doc.error else "not a dashboard or rule file"
         result.notes.append(f"{site.location}: {why}: skipped")

@@ -48,11 +48,16 @@ class Selection:
     mode: str = "preserve"
     names: frozenset[str] = field(init=False, repr=False, compare=False)
     patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
-    _names_in: Callable[[str], re.Match[str] | None] = field(
+    # What mentions() looks for: strings one of which is in any text that can select a
+    # configured metric; None when a pattern has no such string (every text may).
+    _needles: Callable[[str], re.Match[str] | None] | None = field(
         init=False, repr=False, compare=False, hash=False
     )
     # What was decided for each set of reason matchers (dashboards repeat the same few):
     # by counts_old, explicit_split and decide, in this module.
+    _target_memo: dict[str, bool] = field(
+        init=False, repr=False, compare=False, hash=False, default_factory=dict
+    )
     _old_memo: dict[Mine, bool] = field(
         init=False, repr=False, compare=False, hash=False, default_factory=dict
     )
@@ -86,21 +91,37 @@ class Selection:
                     raise ValueError(f"--metric {m!r} is neither a name nor a regex: {e}") from e
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "patterns", tuple(patterns))
-        any_name = "|".join(re.escape(n) for n in sorted(names)) or "(?!)"
-        object.__setattr__(self, "_names_in", re.compile(any_name).search)
+        literals = [_required_literal(p.pattern) for p in patterns]
+        needles = None
+        if "" not in literals:  # a regex search finds the first of them fastest
+            needles = re.compile("|".join(map(re.escape, sorted({*given, *literals})))).search
+        object.__setattr__(self, "_needles", needles)
 
     def targets(self, name: str | None) -> bool:
         if name is None:
             return False
         if name in self.names:
             return True
-        return any(p.fullmatch(name) for p in self.patterns) if self.patterns else False
+        if not self.patterns:
+            return False
+        memo = self._target_memo  # a corpus has few names, each met many times
+        out = memo.get(name)
+        if out is None:
+            out = _remember(memo, name, any(p.fullmatch(name) for p in self.patterns))
+        return out
 
     def mentions(self, text: str) -> bool:
-        """False only if *text* surely has no selector on a configured metric."""
-        if self.patterns or "__name__" in text:
+        """False only if *text* surely has no selector on a configured metric: no
+        ``__name__`` matcher, no quoted name with an escape in it (a metric name can be
+        quoted in the braces, ``{"ce\\x70h_osd_up"}``), and none of the needles (each
+        name selected contains a name given; each name a pattern matches starts with its
+        required literal)."""
+        needles = self._needles
+        if needles is None or "__name__" in text:
             return True
-        return self._names_in(text) is not None
+        if "\\" in text and _ESCAPED_NAME.search(text):
+            return True
+        return needles(text) is not None
 
     def may_match(self, name_regex: str) -> bool:
         """Could a ``__name__=~`` regex select a configured metric? (True if unsure.)"""
@@ -111,6 +132,30 @@ class Selection:
         except re.error:
             return True
         return any(rx.fullmatch(n) for n in self.names)
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_:]*")
+# A quoted string with an escape, first in braces or after a comma (comments between):
+# where a quoted metric or label name may stand. Found anywhere it could be, and more.
+_ESCAPED_NAME = re.compile(r"""[{,](?:\s|\#[^\n]*)*(?:"[^"\n]*\\|'[^'\n]*\\)""")
+
+
+def _required_literal(pattern: str) -> str:
+    """A string every name that *pattern* fully matches starts with, "" if none is
+    known. Only a pattern without ``|`` is read: then its leading name characters (none
+    of which is special in a regex) are literals every match starts with, but for the
+    last one if a quantifier follows it. The literal also ends before any ``1``, ``5``
+    or ``m``: a name read from masked text may run into a masked template variable
+    ("1", "5", "5m"), and only what is before those characters is surely in the raw
+    text as written."""
+    if "|" in pattern:
+        return ""
+    lead = _PLAIN.match(pattern)
+    literal = lead.group() if lead else ""
+    if pattern[len(literal) : len(literal) + 1] in ("*", "+", "?", "{"):
+        literal = literal[:-1]
+    cut = min((i for i, c in enumerate(literal) if c in "15m"), default=len(literal))
+    return literal[:cut]
 
 
 def family(name: str | None) -> str | None:

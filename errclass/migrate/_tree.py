@@ -81,6 +81,7 @@ class Walk:
         self._binaries: list[tuple[Any, Any, Any, int, int, int]] = []
         # (node, start, end); node None for scalar(), which drops every label
         self._aggregations: list[tuple[Any, int, int]] = []
+        self._ratios: list[tuple[int, int, int]] | None = None
 
     def visit(self, node: Any, path: Path = ()) -> None:
         kind = type(node).__name__
@@ -113,8 +114,11 @@ class Walk:
 
     @property
     def ratios(self) -> list[tuple[int, int, int]]:
-        """Divisions: (lhs start, rhs start, end)."""
-        return [(a, b, c) for node, _, _, a, b, c in self._binaries if str(node.op) == "/"]
+        """Divisions: (lhs start, rhs start, end); read once (split mode asks twice)."""
+        if self._ratios is None:
+            binaries = self._binaries
+            self._ratios = [(a, b, c) for node, _, _, a, b, c in binaries if str(node.op) == "/"]
+        return self._ratios
 
     @property
     def thresholds(self) -> list[tuple[int, int]]:
