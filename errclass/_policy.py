@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Iterable
+from typing import TypeVar
 
 from ._names import public_name
 from ._outcome import OK, R_DEADLINE, R_FAILED, R_GONE, R_OK, ROLES, SEVERITY, Outcome, Reason, Role
-from ._rule import CACHE_LIMIT, PASS_THROUGH, Rule, chain, leaves
+from ._rule import CACHE_LIMIT, EXACT, PASS_THROUGH, Exact, Rule, WalkTable, chain, leaves, scan
 from .rules import DEFAULT
 
 LEAF_LIMIT = 10_000  # exception-group leaves looked at; past it, assume the worst
+
+# A class's plan: for each rule that may decide, in order, (rule, its WalkTable)
+# for a chain rule, else (rule, its Outcome for each Reason); then the Outcome
+# when none does.
+_Plan = tuple[tuple[tuple[Rule, WalkTable[Outcome] | dict[Reason, Outcome]], ...], Outcome]
 
 
 class Policy:
@@ -25,12 +32,14 @@ class Policy:
     """
 
     __slots__ = (
-        "_cache",
         "_known",
         "_outcomes",
         "_packages",
+        "_plans",
         "_rules",
         "_static",
+        "_tables",
+        "_unclassifiable",
         "default",
         "fold_deadlines",
         "generator_exit",
@@ -51,11 +60,17 @@ class Policy:
         self.fold_deadlines = _flag(fold_deadlines, "fold_deadlines")
         self.generator_exit = _reason(generator_exit, "generator_exit")
         self.default = _reason(default, "default")
-        self._cache: dict[tuple[type[BaseException], Role], Outcome | tuple[Rule, ...]] = {}
-        # Per role, classes whose outcome depends on the class alone: the hot path.
+        # Per role, class -> its plan (see _plan()): the Outcome when the class alone
+        # decides (the hot path: one lookup), else the steps to follow.
         self._static: dict[str, dict[type, Outcome]] = {r: {} for r in ROLES}
-        self._known: dict[type[BaseException], str] = {}
-        self._outcomes: dict[tuple[Reason, type[BaseException], str], Outcome] = {}
+        self._plans: dict[str, dict[type, _Plan]] = {r: {} for r in ROLES}
+        self._unclassifiable = Outcome(self.default, "_OTHER", "unclassifiable")
+        # Per chain rule, member class -> what its walk does there (see scan()).
+        self._tables = {
+            r: WalkTable(functools.partial(self._in_chain, r)) for r in self._rules if r.chain
+        }
+        self._known: dict[type, str] = {}
+        self._outcomes: dict[tuple[Reason, type, str], Outcome] = {}
         self._packages = frozenset(p for r in self._rules for p in r.packages)
 
     @property
@@ -73,12 +88,23 @@ class Policy:
         wrong argument (not an exception, unknown role) is a ``TypeError``/``ValueError``."""
         try:
             hit = self._static[role].get(type(exc))
+            if hit is not None:  # the hot path: the class alone decides
+                return hit
+            plan = self._plans[role].get(type(exc))
         except PASS_THROUGH:
             raise
         except BaseException:  # an unknown role, or a class whose metaclass cannot hash
-            hit = None
-        if hit is not None:
-            return hit
+            plan = None
+        if plan is None:  # not seen yet (or a group): check the arguments first
+            return self._first_sight(exc, role)
+        try:  # a plan exists only for an exception class (not a group) and a role
+            return self._run(exc, role, plan)  # type: ignore[arg-type]
+        except PASS_THROUGH:
+            raise
+        except BaseException:  # hostile exceptions must not break the caller
+            return self._unclassifiable
+
+    def _first_sight(self, exc: BaseException | None, role: Role) -> Outcome:
         if exc is None:
             return OK
         if role not in ROLES:
@@ -93,50 +119,74 @@ class Policy:
         except PASS_THROUGH:
             raise
         except BaseException:  # hostile exceptions must not break the caller
-            return Outcome(self.default, "_OTHER", "unclassifiable")
+            return self._unclassifiable
 
     def _classify_one(self, exc: BaseException, role: Role) -> Outcome:
         cls = type(exc)
-        entry = self._cache.get((cls, role))
-        if entry is None:
-            entry = self._candidates(cls, role)
-        if isinstance(entry, Outcome):
-            return entry
-        if issubclass(cls, GeneratorExit):
-            return self._outcome(self.generator_exit, exc, "generator_exit")
-        members: list[BaseException] | None = None  # one walk, shared by chain rules
-        for rule in entry:
-            if rule.chain:
-                if members is None:
-                    members = chain(exc)
-                for member in members:
-                    if rule.matches(member) and (reason := rule.decide(member, role)):
-                        return self._outcome(reason, member, rule.name)
-            elif ((not rule.errnos and rule.when is None) or rule.matches(exc)) and (
-                reason := rule.decide(exc, role)
-            ):
-                return self._outcome(reason, exc, rule.name)
-        return self._outcome(self.default, exc, "default")
+        plan = self._static[role].get(cls) or self._plans[role].get(cls) or self._plan(cls, role)
+        return plan if isinstance(plan, Outcome) else self._run(exc, role, plan)
 
-    def _candidates(self, cls: type[BaseException], role: Role) -> Outcome | tuple[Rule, ...]:
-        rules = tuple(
-            r
-            for r in self._rules
-            if (r.role is None or r.role == role) and (r.chain or r.accepts_type(cls))
-        )
-        entry: Outcome | tuple[Rule, ...] = rules
-        if not issubclass(cls, GeneratorExit) and rules and rules[0].is_static:
-            reason = rules[0].reason
-            assert isinstance(reason, Reason)
-            entry = Outcome(self._fold(reason), self.error_type(cls), rules[0].name)
-        if len(self._cache) >= CACHE_LIMIT:
-            self._cache.clear()
-            for static in self._static.values():
-                static.clear()
-        self._cache[(cls, role)] = entry
-        if isinstance(entry, Outcome):
-            self._static[role][cls] = entry
-        return entry
+    def _run(self, exc: BaseException, role: Role, plan: _Plan) -> Outcome:
+        """Follow *plan* (the plan of *exc*'s class): the first step that decides wins."""
+        steps, last = plan
+        for rule, table in steps:
+            if not isinstance(table, WalkTable):  # a rule on the instance; table: its outcomes
+                if (rule._plain or rule.matches_instance(exc)) and (
+                    reason := rule.decide(exc, role)
+                ):
+                    return table[reason]
+                continue
+            try:  # a chain rule: scan() a plain chain, else walk it in full
+                found = scan(exc, table)
+            except PASS_THROUGH:
+                raise
+            except BaseException:  # a hostile link: the full walk contains it
+                found = EXACT
+            if found is EXACT:
+                found = self._walk(exc, rule, role)
+            if found is not None:
+                return found
+        return last
+
+    def _walk(self, exc: BaseException, rule: Rule, role: Role) -> Outcome | None:
+        """A chain rule's plain reading: the first member it matches and decides."""
+        for member in chain(exc):
+            if rule.matches(member) and (reason := rule.decide(member, role)):
+                return self._outcome(reason, type(member), rule.name)
+        return None
+
+    def _plan(self, cls: type[BaseException], role: Role) -> Outcome | _Plan:
+        """What classifying a *cls* of *role* takes: the rules that may decide, in
+        order, up to the first that decides by class alone (its Outcome, or the
+        default's, ends the plan); just that Outcome when no rule comes before it."""
+        steps: list[tuple[Rule, WalkTable[Outcome] | dict[Reason, Outcome]]] = []
+        last = self._outcome(self.default, cls, "default")
+        for rule in self._rules:
+            if rule.role not in (None, role) or not (rule.chain or rule.accepts_type(cls)):
+                continue
+            if rule.chain:
+                steps.append((rule, self._tables[rule]))
+            elif rule._by_type is None:  # the class alone is known: so is each outcome
+                steps.append((rule, {r: self._outcome(r, cls, rule.name) for r in Reason}))
+            else:
+                last = self._outcome(rule._by_type, cls, rule.name)
+                break
+        if issubclass(cls, GeneratorExit):  # GeneratorExit wins over every rule
+            steps, last = [], self._outcome(self.generator_exit, cls, "generator_exit")
+        # Bounded. A race between threads only loses entries (each dict operation is
+        # atomic under the GIL), so classification takes no lock.
+        if not steps:
+            _remember(self._static[role], cls, last)
+            return last
+        return _remember(self._plans[role], cls, (tuple(steps), last))
+
+    def _in_chain(self, rule: Rule, cls: type) -> Outcome | Exact | None:
+        """What *rule*'s chain walk does at a member of class *cls* (a WalkTable value)."""
+        if not rule.accepts_type(cls):
+            return None
+        if rule._by_type is None:  # errnos=, when= or a reason function: the full walk
+            return EXACT
+        return self._outcome(rule._by_type, cls, rule.name)
 
     def _classify_group(self, group: BaseExceptionGroup[BaseException], role: Role) -> Outcome:
         worst: Outcome | None = None
@@ -155,20 +205,20 @@ class Policy:
             return R_GONE
         return reason
 
-    def _outcome(self, reason: Reason, exc: BaseException, rule: str) -> Outcome:
+    def _outcome(self, reason: Reason, cls: type, rule: str) -> Outcome:
         # Shared, like the cached type path: no allocation per classification.
-        key = (reason, type(exc), rule)
+        key = (reason, cls, rule)
         outcome = self._outcomes.get(key)
         if outcome is None:
             folded = self._fold(reason)
-            error_type = None if folded is R_OK else self.error_type(type(exc))
+            error_type = None if folded is R_OK else self.error_type(cls)
             outcome = Outcome(folded, error_type, rule)
             if len(self._outcomes) >= CACHE_LIMIT:
                 self._outcomes.clear()
             self._outcomes[key] = outcome
         return outcome
 
-    def error_type(self, cls: type[BaseException]) -> str:
+    def error_type(self, cls: type) -> str:
         """A bounded ``error.type`` value for *cls*: its qualified name when it is a
         class of the standard library or of a package a rule refers to, importable
         under that name (so not made at run time); else ``"_OTHER"``."""
@@ -179,6 +229,16 @@ class Policy:
                 self._known.clear()
             self._known[cls] = known
         return known
+
+
+T = TypeVar("T")
+
+
+def _remember(cache: dict[type, T], cls: type, value: T) -> T:
+    if len(cache) >= CACHE_LIMIT:
+        cache.clear()
+    cache[cls] = value
+    return value
 
 
 def _bounded_name(cls: type, packages: frozenset[str]) -> str:

@@ -17,8 +17,8 @@ import ssl
 import sys
 
 from . import _deadline
-from ._outcome import Reason, Role
-from ._rule import Rule, walk
+from ._outcome import R_DEADLINE, R_FAILED, R_GONE, Reason, Role
+from ._rule import EXACT, PASS_THROUGH, Exact, Rule, WalkTable, scan, walk
 
 __all__ = [
     "CANCELLED",
@@ -42,7 +42,7 @@ __all__ = [
 
 
 def _cancelled(exc: BaseException, role: Role) -> Reason:
-    return Reason.DEADLINE_EXCEEDED if _deadline.any_expired() else Reason.CLIENT_GONE
+    return R_DEADLINE if _deadline.any_expired() else R_GONE
 
 
 # 1. Cancellation: the client left, unless a deadline we know of expired.
@@ -101,11 +101,35 @@ PEER_TIMED_OUT = Rule(
 TIMEOUT = Rule(Reason.DEADLINE_EXCEEDED, types=TimeoutError, names=_TIMEOUT_NAMES, name="timeout")
 
 
+def _timeout_in_chain(cls: type) -> Reason | Exact | None:
+    if not TIMEOUT.accepts_type(cls):
+        return None
+    # A TimeoutError's errno tells a deadline from the kernel giving up on the peer.
+    return EXACT if PEER_TIMED_OUT.accepts_type(cls) else R_DEADLINE
+
+
+_TIMEOUTS: WalkTable[Reason] = WalkTable(_timeout_in_chain)
+
+
 def _upstream(exc: BaseException, role: Role) -> Reason:
-    for member in walk(exc):
-        if TIMEOUT.matches(member) and not PEER_TIMED_OUT.matches(member):
-            return Reason.DEADLINE_EXCEEDED
-    return Reason.WRITE_FAILED if role == "producer" else Reason.CLIENT_GONE
+    try:
+        found = scan(exc, _TIMEOUTS)
+    except PASS_THROUGH:
+        raise
+    except BaseException:  # a hostile link: the full walk contains it
+        found = EXACT
+    if found is EXACT:
+        found = next(
+            (
+                R_DEADLINE
+                for member in walk(exc)
+                if TIMEOUT.matches(member) and not PEER_TIMED_OUT.matches(member)
+            ),
+            None,
+        )
+    if found is not None:
+        return found
+    return R_FAILED if role == "producer" else R_GONE  # the Reason.X lookup is slow
 
 
 # 7 (first part). aiohttp's server write to a departed client raises this

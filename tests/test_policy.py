@@ -205,10 +205,33 @@ def test_cached_type_path_returns_the_same_outcome_object() -> None:
     cancelled = classify(asyncio.CancelledError(), policy=p)  # a rule function
     assert classify(asyncio.CancelledError(), policy=p) is cancelled
     # roles are cached apart
-    assert classify(BrokenPipeError(), role="consumer", policy=p) is not first
+    by_role = Policy(before=[Rule(DE, types=BrokenPipeError, role="consumer")])
+    assert classify(BrokenPipeError(), policy=by_role) == first
+    consumer = classify(BrokenPipeError(), role="consumer", policy=by_role)
+    assert consumer.reason is DE
+    assert classify(BrokenPipeError(), role="consumer", policy=by_role) is consumer
+    assert classify(BrokenPipeError(), policy=by_role).reason is CG
     # rules that look at the instance are re-evaluated every time
     assert classify(OSError(errno.ENOTCONN, "x"), policy=p).reason is CG
     assert classify(OSError(errno.ENOSPC, "x"), policy=p).reason is WF
+
+
+def test_an_ok_rule_gives_no_error_type_on_every_path() -> None:
+    # Outcome's contract: error_type is None for ok, whether the class alone
+    # decides (the cached path) or a chain or instance rule does.
+    fine = Rule(OK, types=KeyError, name="fine")
+    in_chain = Rule(OK, types=KeyError, chain=True, name="fine")
+    by_errno = Rule(OK, types=OSError, errnos=errno.EIO, name="fine")
+    top = ValueError()
+    top.__context__ = KeyError()
+    for policy, exc, rule in [
+        (Policy(rules=[fine]), KeyError(), "fine"),
+        (Policy(rules=[in_chain]), top, "fine"),
+        (Policy(rules=[by_errno]), OSError(errno.EIO, "x"), "fine"),
+        (Policy(rules=[], default="ok"), KeyError(), "default"),
+    ]:
+        for _ in range(2):  # first sight, then cached
+            assert classify(exc, policy=policy) == Outcome(OK, None, rule)
 
 
 def test_caches_stay_bounded() -> None:
@@ -216,7 +239,7 @@ def test_caches_stay_bounded() -> None:
     for i in range(5000):
         cls = type(f"Dynamic{i}", (ValueError,), {})
         assert classify(cls(), policy=p) == Outcome(WF, "_OTHER", "default")
-    assert len(p._cache) <= 2048
+    assert all(len(c) <= 2048 for caches in (p._plans, p._static) for c in caches.values())
     assert len(p._known) <= 2048
     assert len(p._outcomes) <= 2048
 
