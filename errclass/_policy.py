@@ -32,6 +32,9 @@ class Policy:
     """
 
     __slots__ = (
+        "_default",
+        "_fold_deadlines",
+        "_generator_exit",
         "_known",
         "_outcomes",
         "_packages",
@@ -40,9 +43,6 @@ class Policy:
         "_static",
         "_tables",
         "_unclassifiable",
-        "default",
-        "fold_deadlines",
-        "generator_exit",
     )
 
     def __init__(
@@ -57,9 +57,11 @@ class Policy:
     ) -> None:
         middle = DEFAULT if rules is None else _rule_tuple(rules, "rules")
         self._rules = (*_rule_tuple(before, "before"), *middle, *_rule_tuple(after, "after"))
-        self.fold_deadlines = _flag(fold_deadlines, "fold_deadlines")
-        self.generator_exit = _reason(generator_exit, "generator_exit")
-        self.default = _reason(default, "default")
+        # Read-only after this (properties below): plans and outcomes cached from
+        # them would go stale if they changed. Build a new Policy instead.
+        self._fold_deadlines = _flag(fold_deadlines, "fold_deadlines")
+        self._generator_exit = _reason(generator_exit, "generator_exit")
+        self._default = _reason(default, "default")
         # Per role, class -> its plan (see _plan()): the Outcome when the class alone
         # decides (the hot path: one lookup), else the steps to follow.
         self._static: dict[str, dict[type, Outcome]] = {r: {} for r in ROLES}
@@ -76,6 +78,18 @@ class Policy:
     @property
     def rules(self) -> tuple[Rule, ...]:
         return self._rules
+
+    @property
+    def default(self) -> Reason:
+        return self._default
+
+    @property
+    def fold_deadlines(self) -> bool:
+        return self._fold_deadlines
+
+    @property
+    def generator_exit(self) -> Reason:
+        return self._generator_exit
 
     def __repr__(self) -> str:
         return (
@@ -201,7 +215,7 @@ class Policy:
         return worst or Outcome(self.default, "_OTHER", "default")
 
     def _fold(self, reason: Reason) -> Reason:
-        if self.fold_deadlines and reason is R_DEADLINE:
+        if self._fold_deadlines and reason is R_DEADLINE:
             return R_GONE
         return reason
 

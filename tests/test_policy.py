@@ -309,3 +309,18 @@ def test_a_broken_user_rule_does_not_break_classification() -> None:
     )
     assert classify(KeyError(), policy=p) == Outcome(WF, "KeyError", "default")
     assert classify(BrokenPipeError(), policy=p).reason is CG
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("default", "client_gone"), ("fold_deadlines", True), ("generator_exit", "write_failed")],
+)
+def test_a_policys_settings_are_read_only_so_cached_plans_cannot_go_stale(
+    name: str, value: object
+) -> None:
+    p = Policy()
+    before = (classify(KeyError(), policy=p), classify(TimeoutError(), policy=p))
+    with pytest.raises(AttributeError):
+        setattr(p, name, value)
+    assert (classify(KeyError(), policy=p), classify(TimeoutError(), policy=p)) == before
+    assert getattr(Policy(**{name: value}), name) == value  # the way to change one
