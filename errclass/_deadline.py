@@ -32,6 +32,9 @@ class Expiry:
 # Deadlines enclosing the current context, innermost last. A tuple, so that a
 # generator finalised in another context still sees the one it captured.
 _ACTIVE: ContextVar[tuple[Expirable, ...]] = ContextVar("errclass_deadlines", default=())
+#: The deadlines enclosing the current context (``()`` when none), for a caller
+#: that wants to skip ``any_expired()`` when there is nothing to ask.
+watched = _ACTIVE.get
 
 
 def any_expired() -> bool:
