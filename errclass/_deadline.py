@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Protocol
 
 from . import _client_state
+from ._outcome import Reason
 
 
 class Expirable(Protocol):
@@ -46,6 +47,21 @@ def any_expired() -> bool:
         except Exception:
             continue
     return False
+
+
+class OnExpiry:
+    """A rule's reason function: *expired* when a deadline enclosing the current
+    context has passed, else *otherwise*. A policy knows what it answers while no
+    deadline is watched without calling it (``Policy.classify``'s second lookup)."""
+
+    __slots__ = ("expired", "otherwise")
+
+    def __init__(self, expired: Reason, otherwise: Reason) -> None:
+        self.expired = expired
+        self.otherwise = otherwise
+
+    def __call__(self, exc: BaseException, role: str) -> Reason:
+        return self.expired if watched() and any_expired() else self.otherwise
 
 
 @contextmanager

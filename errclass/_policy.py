@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterable
 from typing import TypeVar
 
+from ._deadline import OnExpiry, watched
 from ._names import public_name
 from ._outcome import OK, R_DEADLINE, R_FAILED, R_GONE, R_OK, ROLES, SEVERITY, Outcome, Reason, Role
 from ._rule import CACHE_LIMIT, EXACT, PASS_THROUGH, Exact, Rule, WalkTable, chain, leaves, scan
@@ -43,6 +44,7 @@ class Policy:
         "_static",
         "_tables",
         "_unclassifiable",
+        "_unwatched",
     )
 
     def __init__(
@@ -66,6 +68,10 @@ class Policy:
         # decides (the hot path: one lookup), else the steps to follow.
         self._static: dict[str, dict[type, Outcome]] = {r: {} for r in ROLES}
         self._plans: dict[str, dict[type, _Plan]] = {r: {} for r in ROLES}
+        # Per role, class -> its Outcome while no deadline is watched, for a class
+        # whose plan starts with an OnExpiry rule (CancelledError: the cascade's
+        # hot path, otherwise a walk of its plan and a call per classification).
+        self._unwatched: dict[str, dict[type, Outcome]] = {r: {} for r in ROLES}
         self._unclassifiable = Outcome(self.default, "_OTHER", "unclassifiable")
         # Per chain rule, member class -> what its walk does there (see scan()).
         self._tables = {
@@ -103,6 +109,9 @@ class Policy:
         try:
             hit = self._static[role].get(type(exc))
             if hit is not None:  # the hot path: the class alone decides
+                return hit
+            hit = self._unwatched[role].get(type(exc))
+            if hit is not None and not watched():  # the class decides, no deadline
                 return hit
             plan = self._plans[role].get(type(exc))
         except PASS_THROUGH:
@@ -192,6 +201,9 @@ class Policy:
         if not steps:
             _remember(self._static[role], cls, last)
             return last
+        first, table = steps[0]
+        if first._plain and isinstance(first._fn, OnExpiry) and isinstance(table, dict):
+            _remember(self._unwatched[role], cls, table[first._fn.otherwise])
         return _remember(self._plans[role], cls, (tuple(steps), last))
 
     def _in_chain(self, rule: Rule, cls: type) -> Outcome | Exact | None:

@@ -41,15 +41,9 @@ __all__ = [
 ]
 
 
-def _cancelled(exc: BaseException, role: Role) -> Reason:
-    # The context's deadlines read first: with none (the common case) there is
-    # nothing to ask, and the cascade's hot path saves a call.
-    return R_DEADLINE if _deadline.watched() and _deadline.any_expired() else R_GONE
-
-
 # 1. Cancellation: the client left, unless a deadline we know of expired.
 CANCELLED = Rule(
-    _cancelled,
+    _deadline.OnExpiry(R_DEADLINE, R_GONE),
     types=asyncio.CancelledError,
     names=("trio.Cancelled",),
     name="cancelled",

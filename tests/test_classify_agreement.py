@@ -372,3 +372,64 @@ def test_the_walk_limit_is_the_same_on_every_path(depth: int, shape: str) -> Non
     expected = _reference(Policy(), top, "producer")
     assert expected.reason is (R_GONE if depth + (shape == "forked") < 64 else WF)
     assert Policy().classify(top) == expected
+
+
+# -- CancelledError and the deadlines the classifier can see -----------------------------
+
+DEADLINE_POLICIES = (
+    *ALL_POLICIES,
+    # a rule on the instance before the cancellation rule: the plan does not start
+    # with it, so the no-deadline lookup must not be used
+    Policy(before=[Rule(errclass.Reason.OK, types=asyncio.CancelledError, when=lambda e: e.args)]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(plain_chains(), exceptions()),
+            st.sampled_from(DEADLINE_POLICIES),
+            st.sampled_from(["producer", "consumer"]),
+            st.sampled_from(["none", "watched", "expired"]),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_classification_agrees_with_the_reference_under_every_deadline_state(
+    calls: list[tuple[BaseException, Policy, str, str, bool]],
+) -> None:
+    # Several calls in a row, so that what one state cached is read in another.
+    for exc, policy, role, state, with_args in calls:
+        if with_args and isinstance(exc, asyncio.CancelledError):
+            exc.args = ("by the rule on the instance",)
+        if state == "none":
+            expected = _reference(policy, exc, role)
+            got = policy.classify(exc, role)  # type: ignore[arg-type]
+        else:
+            with errclass._deadline.watching(
+                errclass._deadline.Expiry(lambda s=state: s == "expired")
+            ):
+                expected = _reference(policy, exc, role)
+                got = policy.classify(exc, role)  # type: ignore[arg-type]
+        assert got == expected, (state, exc, policy)
+
+
+def test_a_cancellation_without_deadlines_is_one_lookup_not_a_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    policy = Policy()
+    first = policy.classify(asyncio.CancelledError())  # builds the plan
+    assert first.reason is R_GONE
+    assert asyncio.CancelledError in policy._unwatched["producer"]
+
+    def not_asked(self: object, exc: BaseException, role: str) -> None:
+        raise AssertionError("the reason function was called")
+
+    monkeypatch.setattr(errclass._deadline.OnExpiry, "__call__", not_asked)
+    assert policy.classify(asyncio.CancelledError()) == first  # taken: nothing called
+    with errclass._deadline.watching(errclass._deadline.Expiry(lambda: True)):
+        # a deadline is watched: the rule is asked (and its failure contained)
+        assert policy.classify(asyncio.CancelledError()) != first
