@@ -167,6 +167,30 @@ def python_argv(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
+def errclass_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m errclass ARGS`` as a user runs it (text output, no check)."""
+    return subprocess.run(
+        [sys.executable, "-m", "errclass", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def promtool_rules(
+    *paths: Path | str, flags: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """``promtool check rules FLAGS PATHS`` (the test fails without promtool under CI)."""
+    return subprocess.run(
+        [require_tool("promtool"), "check", "rules", *flags, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def scrape(url: str, timeout: float = 5.0) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """Samples of a Prometheus exposition over HTTP: {(name, labels): value}."""
     from prometheus_client.parser import text_string_to_metric_families

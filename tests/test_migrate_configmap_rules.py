@@ -13,8 +13,6 @@ from __future__ import annotations
 import difflib
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import yaml
 
 from errclass.migrate import Selection, plan_paths
 from errclass.migrate._files import FileResult, plan_text
-from tests.support import require_tool
+from tests.support import errclass_cli, promtool_rules
 
 REAL = Path(__file__).parent / "fixtures" / "migrate-real"
 M = "stream_outcomes_total"
@@ -205,13 +203,7 @@ def test_real_shapes_are_migrated_like_their_rule_files_alone(
     for i, rules in enumerate(after.values()):
         files.append(tmp_path / f"{i}.yaml")
         files[-1].write_text(rules)
-    done = subprocess.run(
-        [require_tool("promtool"), "check", "rules", *map(str, files)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = promtool_rules(*files)
     assert done.returncode == 0, done.stdout + done.stderr
     # the line reported is the line of the expression in the file itself
     lines = r.text.splitlines()
@@ -275,27 +267,14 @@ def test_migrate_write_then_check_end_to_end(tmp_path: Path) -> None:
     for name in FIXTURES:
         shutil.copy(REAL / name, tmp_path / name)
     want = {r.path: r.new_text for r in plan_paths([tmp_path], PRESERVE)}
-    base = [sys.executable, "-m", "errclass"]
     args = [str(tmp_path), "--metric", M, "--mode", "preserve"]
-    done = subprocess.run(
-        [*base, "migrate", *args, "--write"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = errclass_cli("migrate", *args, "--write")
     assert done.returncode == 1, done.stdout + done.stderr  # changes were made
     assert done.stderr == ""
     for path, text in want.items():
         assert path.read_text() == text
         assert text != (REAL / path.name).read_text()
-    check = subprocess.run(
-        [*base, "check", *args, "--format", "json"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    check = errclass_cli("check", *args, "--format", "json")
     assert check.returncode == 0, check.stdout + check.stderr
     report = json.loads(check.stdout)
     assert report["findings"] == [] and report["errors"] == []
@@ -308,13 +287,7 @@ def test_migrate_write_then_check_end_to_end(tmp_path: Path) -> None:
         ):
             files.append(tmp_path / f"{name}.{i}.rules.yaml")
             files[-1].write_text(rules)
-    promtool = subprocess.run(
-        [require_tool("promtool"), "check", "rules", "--lint-fatal", *map(str, files)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    promtool = promtool_rules(*files, flags=("--lint-fatal",))
     assert promtool.returncode == 0, promtool.stdout + promtool.stderr
     assert promtool.stdout.count("SUCCESS") == len(files) >= 9
 

@@ -7,15 +7,13 @@ folds into a space (plain and folded scalars) goes before the break."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from errclass.migrate import Selection, plan_paths
-from tests.support import require_tool
+from tests.support import errclass_cli, promtool_rules
 
 M = "stream_outcomes_total"
 SPLIT = Selection((M,), mode="split")
@@ -65,13 +63,7 @@ def _crlf(s: str) -> str:
 
 
 def _promtool_check(path: Path) -> None:
-    done = subprocess.run(
-        [require_tool("promtool"), "check", "rules", "--lint-fatal", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = promtool_rules(path, flags=("--lint-fatal",))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
 
@@ -149,23 +141,14 @@ def test_migrate_write_then_check_on_a_crlf_rule_file(tmp_path: Path) -> None:
     text = _crlf(_rules(*(expr for expr, sel, _ in CASES.values() if sel is PRESERVE)))
     path = tmp_path / "rules.yaml"
     path.write_bytes(text.encode())
-    base = [sys.executable, "-m", "errclass"]
     args = [str(path), "--metric", M, "--mode", "preserve"]
-    done = subprocess.run(
-        [*base, "migrate", *args, "--write"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = errclass_cli("migrate", *args, "--write")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "skipped" not in done.stdout and done.stderr == ""
     new = path.read_bytes().decode()
     assert new != text and new.count("\n") == new.count("\r\n")
     assert new.count("write_failed|client_gone") == 2
-    check = subprocess.run(
-        [*base, "check", *args], capture_output=True, text=True, timeout=60, check=False
-    )
+    check = errclass_cli("check", *args)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "0 file(s) to change" in check.stdout
     _promtool_check(path)

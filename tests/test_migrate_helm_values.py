@@ -10,7 +10,6 @@ import difflib
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import yaml
 
 from errclass.migrate import Selection, plan_paths
 from errclass.migrate._files import FileResult, plan_text
-from tests.support import require_tool
+from tests.support import errclass_cli, promtool_rules
 
 REAL = Path(__file__).parent / "fixtures" / "migrate-real"
 M = "stream_outcomes_total"
@@ -74,13 +73,7 @@ def _without_rules(text: str) -> dict[str, Any]:
 
 
 def _promtool(files: list[Path], *flags: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [require_tool("promtool"), "check", "rules", *flags, *map(str, files)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return promtool_rules(*files, flags=flags)
 
 
 @pytest.mark.parametrize("sel", [PRESERVE, SPLIT], ids=["preserve", "split"])
@@ -156,14 +149,7 @@ def test_check_reports_each_expression_at_its_line(tmp_path: Path) -> None:
     # the CLI reports the same file:line
     path = tmp_path / FIXTURES[0]
     shutil.copy(REAL / FIXTURES[0], path)
-    args = ["check", str(path), "--metric", M, "--mode", "preserve", "--format", "json"]
-    done = subprocess.run(
-        [sys.executable, "-m", "errclass", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = errclass_cli("check", str(path), "--metric", M, "--mode", "preserve", "--format", "json")
     assert done.returncode == 1, done.stdout + done.stderr
     found = {(f["location"], f["line"]) for f in json.loads(done.stdout)["findings"]}
     assert found and all(f["file"] == str(path) for f in json.loads(done.stdout)["findings"])
@@ -252,25 +238,12 @@ def test_migrate_write_then_check_end_to_end(tmp_path: Path) -> None:
     nothing left, and the rule groups of the written values load in promtool."""
     for name in FIXTURES:
         shutil.copy(REAL / name, tmp_path / name)
-    base = [sys.executable, "-m", "errclass"]
     args = [str(tmp_path), "--metric", M, "--mode", "preserve"]
-    done = subprocess.run(
-        [*base, "migrate", *args, "--write"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = errclass_cli("migrate", *args, "--write")
     assert done.returncode == 1, done.stdout + done.stderr  # changes were made
     assert done.stderr == ""
     assert all((tmp_path / n).read_text() != (REAL / n).read_text() for n in FIXTURES[:2])
-    check = subprocess.run(
-        [*base, "check", *args, "--format", "json"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    check = errclass_cli("check", *args, "--format", "json")
     assert check.returncode == 0, check.stdout + check.stderr
     report = json.loads(check.stdout)
     assert report["findings"] == [] and report["errors"] == [] and report["ignored"] == []
