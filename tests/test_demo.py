@@ -173,6 +173,27 @@ def test_demo_prints_the_table_and_the_report_path(run: Any) -> None:
     assert str(results["prometheus"]["version"]).startswith(("2.", "3."))
 
 
+@pytest.mark.parametrize("width", [80, 120, 190])
+def test_the_table_keeps_every_number_whole_at_any_width(width: int) -> None:
+    from rich.console import Console
+
+    from errclass._demo import _report
+
+    burn = [f"ErrclassErrorBudgetBurn {w} (warning)" for w in ("1d/2h", "3d/6h", "6h/30m")]
+    rows = [
+        {"title": "1. before", "streams": 12345, "cut_by_sibling": 9876, "notes": [],
+         "discarded_bytes": 3.2e8, "write_failed_share": 0.85, "reasons": {"client_gone": 0},
+         "warn_lines": 9876, "pending": burn, "firing": ["ErrclassClientGoneHigh"]},
+    ]  # fmt: skip
+    console = Console(width=width, record=True, highlight=False)
+    _report.print_table(console, rows, [])
+    text = console.export_text()
+    assert "…" not in text
+    for cell in _report.table_rows(rows)[0]:
+        for word in cell.split():  # an alert list may wrap between words
+            assert word in text, (word, text)
+
+
 # -- the picture ---------------------------------------------------------------------------
 
 RED, BLUE, GREEN, PURPLE = (214, 39, 40), (31, 119, 180), (44, 160, 44), (123, 31, 162)

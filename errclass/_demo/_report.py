@@ -136,6 +136,7 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     ]
 
 
+_WIDE = 150  # columns: enough for the alert lists inside the table
 HEADERS = ["phase", "streams", "cut by a sibling", "work thrown away",
            "write_failed", "client_gone", "WARN lines", "pending", "firing"]  # fmt: skip
 
@@ -148,12 +149,26 @@ def print_table(console: Any, rows: list[dict[str, Any]], checks: list[dict[str,
     from rich.table import Table
 
     t = Table(title="The seed's incident, per phase (every number read from Prometheus)")
-    for h in HEADERS:
-        left = h in ("phase", "pending", "firing")
-        t.add_column(h, justify="left" if left else "right", no_wrap=left)
-    for cells in table_rows(rows):
-        t.add_row(*cells)
+    cells = table_rows(rows)
+    # A narrow terminal gets the alerts below the numbers: nine columns do not fit
+    # in 80, and rich would shrink the numbers to "1…".
+    inline = console.width >= _WIDE
+    headers = HEADERS if inline else HEADERS[:-2]
+    for h in headers:
+        alerts = h in ("pending", "firing")
+        t.add_column(
+            h,
+            justify="left" if alerts or h == "phase" else "right",
+            no_wrap=h == "phase",
+            overflow="fold",  # a long header breaks rather than end in "…"
+            ratio=1 if alerts else None,
+        )
+    for line in cells:
+        t.add_row(*line[: len(headers)])
     console.print(t)
+    if not inline:
+        for line in cells:
+            console.print(f"{line[0]}: pending {line[-2]}; firing {line[-1]}")
     for row in rows:
         for note in row["notes"]:
             if "ClientGoneHigh" in note:
