@@ -33,6 +33,17 @@ def _describe(what: str | Callable[[], str]) -> str:
     return what if isinstance(what, str) else what()
 
 
+def _look(
+    cond: Callable[[], T], deadline: float, timeout: float, what: str | Callable[[], str]
+) -> T:
+    """One look at *cond* for the waits below; fails the test once *deadline* passed."""
+    value = cond()
+    if not value and time.monotonic() >= deadline:
+        detail = _describe(what) or getattr(cond, "__name__", repr(cond))
+        pytest.fail(f"not true within {timeout}s: {detail}")
+    return value
+
+
 def wait_until(
     cond: Callable[[], T], timeout: float = 10.0, what: str | Callable[[], str] = ""
 ) -> T:
@@ -40,14 +51,9 @@ def wait_until(
     test after *timeout* seconds, saying *what* was awaited (a string, or a callable
     for a message built from the state at that moment)."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            detail = _describe(what) or getattr(cond, "__name__", repr(cond))
-            pytest.fail(f"not true within {timeout}s: {detail}")
+    while not (value := _look(cond, deadline, timeout, what)):
         time.sleep(POLL)
+    return value
 
 
 async def async_wait_until(
@@ -55,14 +61,9 @@ async def async_wait_until(
 ) -> T:
     """:func:`wait_until` for a coroutine test: yields to the event loop between looks."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            detail = _describe(what) or getattr(cond, "__name__", repr(cond))
-            pytest.fail(f"not true within {timeout}s: {detail}")
+    while not (value := _look(cond, deadline, timeout, what)):
         await asyncio.sleep(POLL)
+    return value
 
 
 def holds_for(cond: Callable[[], bool], seconds: float) -> bool:
