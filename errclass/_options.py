@@ -1,8 +1,9 @@
 """The options every entry point takes (sinks, policy, role, name, logger): checked
-once, with one error message each, and turned into a ``Tracker``.
+once, with one error message each, and resolved to the sinks a ``Tracker`` binds.
 
-``track()``, ``stream()``, ``fanout()`` and the integrations all build their
-trackers here, so an option means the same everywhere.
+``track()``, ``stream()``, ``fanout()`` and the integrations all check and resolve
+their options here (``check``, ``resolve_sinks``), so an option means the same
+everywhere; ``tracker()`` does both and builds the ``Tracker`` in one call.
 """
 
 from __future__ import annotations
