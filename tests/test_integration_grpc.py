@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,9 +267,25 @@ def test_status_reason_follows_opentelemetry_server_conventions() -> None:
         assert status_reason(code) == expected, code
 
 
+@contextmanager
+def in_process(interceptor: object, handlers: dict[str, object]) -> Iterator[grpc.Channel]:
+    """A sync server on loopback serving *handlers* as service ``t.T`` behind
+    *interceptor*, and a channel to it; the server is stopped on the way out."""
+    from concurrent import futures
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=[interceptor])
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("t.T", handlers),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield channel
+    finally:
+        server.stop(None)
+
+
 def test_custom_abort_mapping_and_sinks_in_process() -> None:
     """``aborted=`` decides what a deliberate status means; callable sinks get the events."""
-    from concurrent import futures
 
     import errclass
     from errclass.integrations.grpc import ServerInterceptor
@@ -282,22 +299,10 @@ def test_custom_abort_mapping_and_sinks_in_process() -> None:
     interceptor = ServerInterceptor(
         seen.append, name="custom", logger=None, aborted=lambda code: errclass.Reason.WRITE_FAILED
     )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=[interceptor])
-    generic = grpc.method_handlers_generic_handler(
-        "t.T", {"S": grpc.unary_stream_rpc_method_handler(handler)}
-    )
-    server.add_generic_rpc_handlers((generic,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        with (
-            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
-            pytest.raises(grpc.RpcError) as err,
-        ):
-            list(channel.unary_stream("/t.T/S")(b""))
-        assert err.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
-    finally:
-        server.stop(None)
+    handlers = {"S": grpc.unary_stream_rpc_method_handler(handler)}
+    with in_process(interceptor, handlers) as channel, pytest.raises(grpc.RpcError) as err:
+        list(channel.unary_stream("/t.T/S")(b""))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
     assert [(e.producer, e.reason, e.outcome.error_type) for e in seen] == [
         ("custom", "write_failed", "NOT_FOUND")
     ]
@@ -314,7 +319,6 @@ def test_bad_abort_mapping_is_a_clear_error() -> None:
 def test_decided_deadline_honours_fold_deadlines(fold: bool, reason: str) -> None:
     """An outcome the interceptor decides (here a deliberate DEADLINE_EXCEEDED abort)
     is folded like any other under ``Policy(fold_deadlines=True)``."""
-    from concurrent import futures
 
     import errclass
     from errclass.integrations.grpc import ServerInterceptor
@@ -326,22 +330,10 @@ def test_decided_deadline_honours_fold_deadlines(fold: bool, reason: str) -> Non
 
     policy = errclass.Policy(fold_deadlines=fold)
     interceptor = ServerInterceptor(seen.append, name="fold", logger=None, policy=policy)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=[interceptor])
-    generic = grpc.method_handlers_generic_handler(
-        "t.T", {"U": grpc.unary_unary_rpc_method_handler(handler)}
-    )
-    server.add_generic_rpc_handlers((generic,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        with (
-            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
-            pytest.raises(grpc.RpcError) as err,
-        ):
-            channel.unary_unary("/t.T/U")(b"")
-        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # type: ignore[attr-defined]
-    finally:
-        server.stop(None)
+    handlers = {"U": grpc.unary_unary_rpc_method_handler(handler)}
+    with in_process(interceptor, handlers) as channel, pytest.raises(grpc.RpcError) as err:
+        channel.unary_unary("/t.T/U")(b"")
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # type: ignore[attr-defined]
     assert [(e.reason, e.outcome.error_type, e.outcome.rule) for e in seen] == [
         (reason, "DEADLINE_EXCEEDED", "grpc_abort")
     ]
