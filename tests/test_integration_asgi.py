@@ -271,13 +271,21 @@ async def test_other_scopes_pass_through_untouched() -> None:
     assert events == []
 
 
-def test_endpoint_names_the_producer() -> None:
+async def test_endpoint_names_the_producer() -> None:
     async def endpoint() -> None: ...
 
-    mw = ErrclassMiddleware(Server().send, name=None, logger=None)
-    name = mw._tracker({"endpoint": endpoint}).producer
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await send(body(b"x", more=False))
+
+    events: list[errclass.Event] = []
+    mw = ErrclassMiddleware(app, events.append, name=None, logger=None)
+    for scope in ({**HTTP, "endpoint": endpoint}, dict(HTTP)):  # through __call__ itself
+        server = Server(GET)
+        await mw(scope, server.receive, server.send)
+    name = events[0].producer
     assert name == f"{__name__}.test_endpoint_names_the_producer.<locals>.endpoint"
-    assert mw._tracker({}).producer.endswith("Server.send")
+    assert events[1].producer.endswith("test_endpoint_names_the_producer.<locals>.app")
 
 
 def test_endpoint_trackers_are_bounded() -> None:

@@ -153,11 +153,6 @@ class ErrclassMiddleware:
             if exchange._listener is not None or transport.closers:
                 await exchange.finish()
 
-    def _tracker(self, scope: Scope) -> Tracker:
-        """The tracker of the request in *scope* (``__call__`` writes this out)."""
-        assert self._endpoints is not None
-        return self._endpoints.tracker(route(scope, self.app))
-
     def _verdict(self, ex: _Exchange, exc: BaseException | None) -> _Verdict:
         """What ended the request: an outcome decided here and what to hand the
         sinks, or ``(None, exc)`` to classify *exc* (``(None, None)``: ``ok``)."""
