@@ -106,8 +106,8 @@ def check_yaml_nodes(root: Any) -> None:
     while stack:
         node, done = stack.pop()
         key = id(node)
-        kids = node_children(node, yaml)
         if done:
+            kids = node_children(node, yaml)
             active.discard(key)
             size[key] = 1 + sum(size[id(k)] for k in kids)
             depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
@@ -123,7 +123,7 @@ def check_yaml_nodes(root: Any) -> None:
             raise LimitError((), "a recursive alias: a node contains itself", _mark(node))
         active.add(key)
         stack.append((node, True))
-        stack.extend((k, False) for k in kids if id(k) not in size)
+        stack.extend((k, False) for k in node_children(node, yaml) if id(k) not in size)
 
 
 def _mark(node: Any) -> tuple[int, int]:
