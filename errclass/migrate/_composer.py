@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from errclass._yamlnodes import node_children
+
 
 @functools.lru_cache(maxsize=1)
 def composer() -> Any:
@@ -58,7 +60,7 @@ def check_nodes(roots: list[Any], *, aliases: bool = True) -> None:
         key = id(node)
         if done:
             active.discard(key)
-            size[key] = 1 + sum(size[id(k)] for k in _children(node, yaml))
+            size[key] = 1 + sum(size[id(k)] for k in node_children(node, yaml))
             continue
         if key in size:
             continue
@@ -68,19 +70,11 @@ def check_nodes(roots: list[Any], *, aliases: bool = True) -> None:
             _unique_keys(node, yaml)
         active.add(key)
         stack.append((node, True))
-        stack.extend((k, False) for k in _children(node, yaml) if id(k) not in size)
+        stack.extend((k, False) for k in node_children(node, yaml) if id(k) not in size)
     limit = max(MAX_EXPANDED, 2 * len(size))
     for r in roots:
         if size[id(r)] > limit:
             raise NodeError(f"aliases expand this document to more than {limit:,} values", r)
-
-
-def _children(node: Any, yaml: Any) -> list[Any]:
-    if isinstance(node, yaml.MappingNode):
-        return [x for pair in node.value for x in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return []
 
 
 def _unique_keys(node: Any, yaml: Any) -> None:

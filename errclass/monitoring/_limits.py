@@ -12,6 +12,8 @@ import string
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from errclass._yamlnodes import node_children
+
 MAX_FILE_BYTES = 1 << 20  # a config is a few KB
 MAX_DEPTH = 32  # tables in tables; the schema needs 4
 MAX_NODES = 20_000  # values in the whole config, aliases expanded
@@ -104,8 +106,8 @@ def check_yaml_nodes(root: Any) -> None:
     while stack:
         node, done = stack.pop()
         key = id(node)
-        kids = _node_children(node, yaml)
         if done:
+            kids = node_children(node, yaml)
             active.discard(key)
             size[key] = 1 + sum(size[id(k)] for k in kids)
             depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
@@ -121,15 +123,7 @@ def check_yaml_nodes(root: Any) -> None:
             raise LimitError((), "a recursive alias: a node contains itself", _mark(node))
         active.add(key)
         stack.append((node, True))
-        stack.extend((k, False) for k in kids if id(k) not in size)
-
-
-def _node_children(node: Any, yaml: Any) -> list[Any]:
-    if isinstance(node, yaml.MappingNode):
-        return [x for pair in node.value for x in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return []
+        stack.extend((k, False) for k in node_children(node, yaml) if id(k) not in size)
 
 
 def _mark(node: Any) -> tuple[int, int]:
