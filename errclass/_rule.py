@@ -90,11 +90,6 @@ class Rule:
     def filters_by_type(self) -> bool:
         return bool(self.types or self.names)
 
-    @property
-    def is_static(self) -> bool:
-        """Whether the decision depends on the exception's class alone."""
-        return self._by_type is not None and not self.chain
-
     def accepts_type(self, cls: type[BaseException]) -> bool:
         """Whether *cls* passes ``types=``/``names=`` (memoized per class)."""
         memo = self._accepts
