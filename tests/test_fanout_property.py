@@ -30,6 +30,7 @@ from errclass import Event
 from errclass._fanout import FanoutError, fanout, fanout_sync
 
 TIMEOUT = 0.05  # each child's own bound; a "hang" child sleeps past it
+EPS = 1e-3  # clock rounding
 RETURNING = ("return", "never_await", "await_many")
 KINDS = (*RETURNING, "raise", "hang")
 
@@ -67,6 +68,7 @@ class Record:
         self.errors: dict[int, BaseException] = {i: KeyError(f"child {i}") for i in range(n)}
         self.failed_at: dict[int, int] = {}  # order in which "raise" children raised
         self.ended: dict[int, float] = {}
+        self.t0 = 0.0  # when the call began, on the clock of `ended`
         self.order = itertools.count()
         self.events: list[Event] = []
 
@@ -75,6 +77,13 @@ def _is_cancel(e: BaseException) -> bool:
     import trio
 
     return isinstance(e, asyncio.CancelledError | trio.Cancelled | KeyboardInterrupt)
+
+
+def timed_out(rec: Record, i: int) -> bool:
+    """Whether child *i* may be reported cut by its timeout: it ended (or was still
+    running) no earlier than TIMEOUT after the call began. A "hang" child always is;
+    any other only when a loaded machine held it that long."""
+    return rec.ended.get(i, math.inf) - rec.t0 >= TIMEOUT - EPS
 
 
 def check_group(sc: Scenario, rec: Record, group: FanoutError, cancelled: bool) -> None:
@@ -87,11 +96,9 @@ def check_group(sc: Scenario, rec: Record, group: FanoutError, cancelled: bool) 
         assert _is_cancel(extra) and cancelled, "only the caller's cancellation rides along"
     for k, i in enumerate(indices):
         kind, exc = sc.kinds[i], members[k]
-        assert kind in ("raise", "hang"), f"child {i} ({kind}) reported failed"
-        if kind == "raise":
+        if not (isinstance(exc, TimeoutError) and timed_out(rec, i)):
+            assert kind == "raise", f"child {i} ({kind}) reported failed: {exc!r}"
             assert exc is rec.errors[i], "the very object the child raised"
-        else:
-            assert isinstance(exc, TimeoutError)
         assert rec.ran[i] == 1
     for i, value in group.results.items():
         assert value == ("r", i), f"result {i} is {value!r}: a placeholder or another's"
@@ -124,9 +131,9 @@ def check_common(sc: Scenario, rec: Record, outcome: Any, cancelled: bool) -> No
         pass
     else:
         assert sc.fail_fast and not cancelled, f"unexpected {outcome!r}"
-        failed = [i for i in range(n) if rec.ran[i] and sc.kinds[i] in ("raise", "hang")]
+        failed = [i for i in range(n) if rec.ran[i] and sc.kinds[i] == "raise"]
         if isinstance(outcome, TimeoutError):
-            assert any(sc.kinds[i] == "hang" for i in failed)
+            assert any(rec.ran[i] and timed_out(rec, i) for i in range(n))
         else:
             assert any(outcome is rec.errors[i] for i in failed), "the very object raised"
             if "hang" not in sc.kinds:  # the first failure, as errgroup returns it
@@ -182,6 +189,7 @@ def run_asyncio(sc: Scenario) -> None:
     async def main() -> tuple[Any, bool]:
         loop = asyncio.get_running_loop()
         children = async_children(sc, rec, loop.time)
+        rec.t0 = loop.time()
         task = asyncio.create_task(fanout(children, detached=sc.detached, **options(sc, rec)))
         cancelled = False
         if sc.cancel_at is not None:
@@ -207,6 +215,7 @@ def run_trio(sc: Scenario) -> None:
 
     async def main() -> tuple[Any, Any, bool]:
         children = async_children(sc, rec, trio.current_time)
+        rec.t0 = trio.current_time()
         after = False
         delay = math.inf if sc.cancel_at is None else sc.cancel_at
         outcome: Any = None
@@ -255,6 +264,7 @@ def thread_children(sc: Scenario, rec: Record, done: list[threading.Event]) -> l
                     raise rec.errors[i]
                 return ("r", i)
             finally:
+                rec.ended[i] = time.monotonic()
                 done[i].set()
 
         return child
@@ -283,6 +293,7 @@ def run_threads(sc: Scenario) -> None:
         try:
             if timer is not None:  # in here: at cancel_at=0 it may fire before start() returns
                 timer.start()
+            rec.t0 = time.monotonic()
             outcome = fanout_sync(children, **opts)
         except BaseException as e:  # KeyboardInterrupt too: the caller's "cancel"
             outcome = e
