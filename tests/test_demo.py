@@ -141,7 +141,8 @@ def test_phase3_both_fixed_cuts_nothing_and_nothing_fires(run: Any) -> None:
     seg = phase(run[2], "both_fixed")
     outcomes, fetches = counts(seg, "outcomes"), counts(seg, "fetches")
     fan, blocks = counts(seg, "fanout"), counts(seg, "blocks")
-    assert sum(outcomes.values()) >= 500, outcomes
+    # About 1,500 on a quiet machine; a loaded one ran it below 500. 300, as in phases 1-2.
+    assert sum(outcomes.values()) >= 300, outcomes
     assert outcomes["client_gone"] == outcomes["write_failed"] == 0, outcomes
     assert fetches["cut_by_sibling"] == 0, fetches
     # Every stream the peer produced reached the validator whole (two different targets).
