@@ -157,6 +157,7 @@ def _cells(tr: Tracker) -> dict[str, Any]:
         "ok": tr.ok,
         "fail": tr.fail,
         "inc": tr.fast_ok,
+        "sink_kind": tr.fast_ok_kind,  # what a failing inc() is counted under
         "otel": _trace.trace,  # loaded when traced
         "current": _trace.get_current,
         "captures": _record.captures,
