@@ -24,14 +24,18 @@ SINK_LABELS = {"prometheus", "otel", "logging", "callable", "other"}
 _ids = itertools.count()
 
 
-def internal_errors() -> float:
-    total = 0.0
+def internal_errors_by_sink() -> dict[str, float]:
+    totals = dict.fromkeys(SINK_LABELS, 0.0)
     for metric in REGISTRY.collect():
         for s in metric.samples:
             if s.name == "errclass_internal_errors_total":
                 assert s.labels["sink"] in SINK_LABELS
-                total += s.value
-    return total
+                totals[s.labels["sink"]] += s.value
+    return totals
+
+
+def internal_errors() -> float:
+    return sum(internal_errors_by_sink().values())
 
 
 # -- hostile sinks ----------------------------------------------------------------------
@@ -241,15 +245,6 @@ def test_a_bind_that_fails_later_breaks_no_later_block(use: str) -> None:
 # -- a fast ok that raises is counted under its own recorder's kind ------------------------
 
 
-def internal_errors_of(sink: str) -> float:
-    return sum(
-        s.value
-        for metric in REGISTRY.collect()
-        for s in metric.samples
-        if s.name == "errclass_internal_errors_total" and s.labels["sink"] == sink
-    )
-
-
 class RaisingCounter(Counter):
     """A real prometheus_client Counter whose children's ``inc`` fails: the
     Prometheus sink's fast ok is that very ``inc``."""
@@ -304,7 +299,7 @@ def test_a_fast_ok_that_raises_is_counted_under_its_recorders_kind(
     # Each entry point reaches fast_ok its own way (the compiled body, the fast ok
     # closure, Tracker._ok when a capture runs): all count under the same label.
     make, label = FAST_OK_SINKS[sink]
-    before = {s: internal_errors_of(s) for s in SINK_LABELS}
+    before = internal_errors_by_sink()
     if captured:
         with capture_outcomes() as events:
             got = _drive(kind, (make(),), None)
@@ -313,7 +308,7 @@ def test_a_fast_ok_that_raises_is_counted_under_its_recorders_kind(
         got = _drive(kind, (make(),), None)
     assert got.error is None, got.error
     assert got.value == EXPECTED[kind]
-    after = {s: internal_errors_of(s) for s in SINK_LABELS}
+    after = internal_errors_by_sink()
     assert {s: after[s] - before[s] for s in SINK_LABELS} == {
         s: 1.0 if s == label else 0.0 for s in SINK_LABELS
     }
