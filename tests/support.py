@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import pytest
 
@@ -168,14 +168,28 @@ def python_argv(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
-def errclass_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """``python -m errclass ARGS`` as a user runs it (text output, no check)."""
+@overload
+def errclass_cli(
+    *args: str, timeout: float = ..., cwd: Path | None = ..., text: Literal[True] = ...
+) -> subprocess.CompletedProcess[str]: ...
+@overload
+def errclass_cli(
+    *args: str, timeout: float = ..., cwd: Path | None = ..., text: Literal[False]
+) -> subprocess.CompletedProcess[bytes]: ...
+
+
+def errclass_cli(
+    *args: str, timeout: float = 120, cwd: Path | None = None, text: bool = True
+) -> subprocess.CompletedProcess[Any]:
+    """``python -m errclass ARGS`` as a user runs it (no check): text output, or
+    bytes with ``text=False`` (for output that may not decode)."""
     return subprocess.run(
         [sys.executable, "-m", "errclass", *args],
         capture_output=True,
-        text=True,
+        text=text,
         timeout=timeout,
         check=False,
+        cwd=cwd,
     )
 
 
