@@ -413,6 +413,19 @@ def read_stream(port: int, path: str) -> None:
     read_to_end(http_get(port, path, read=1))
 
 
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A stdlib request handler that logs nothing, with a one-call 200 reply."""
+
+    def reply(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 @contextmanager
 def serve_http(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
     """A threaded stdlib HTTP server on a free loopback port for *handler*; yields its
