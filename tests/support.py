@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import json
 import os
 import shutil
 import signal
@@ -14,7 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
@@ -166,6 +167,19 @@ def running(
 
 def python_argv(*args: str) -> list[str]:
     return [sys.executable, *args]
+
+
+def modules_imported(code: str, watched: Iterable[str]) -> list[str]:
+    """Which of the *watched* modules a fresh interpreter has imported once it has
+    run *code* (sorted; the test fails if *code* fails)."""
+    found = f"sorted({set(watched)!r} & set(sys.modules))"
+    script = f"{code}\nimport json, sys\nprint(json.dumps({found}))\n"
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    imported: list[str] = json.loads(out.stdout)
+    return imported
 
 
 @overload
