@@ -26,6 +26,7 @@ class Tracker:
         "_recorders",
         "fail",
         "fast_ok",
+        "fast_ok_kind",
         "ok",
         "policy",
         "producer",
@@ -50,11 +51,15 @@ class Tracker:
         # call its pre-bound child directly.
         only = self._ok_recorders[0] if len(self._ok_recorders) == 1 else None
         self.fast_ok = None if self.timed else getattr(only, "fast_ok", None)
+        #: The sink kind a failing ``fast_ok`` is counted under (its recorder's).
+        self.fast_ok_kind = only.kind if only is not None else "other"
         #: ``ok(t0, ctx)``: record that the producer finished. Chosen once, here
         #: (structlog's way): the common case gets a closure that does only what
         #: it needs; anything else goes to the general ``_ok``.
         self.ok: Callable[[float, Any], None] = (
-            self._ok if self.fast_ok is None else _fast_ok(self.fast_ok, self._ok)
+            self._ok
+            if self.fast_ok is None
+            else _fast_ok(self.fast_ok, self.fast_ok_kind, self._ok)
         )
         #: ``fail(exc, t0, ctx) -> Outcome``: classify and record a failure. For
         #: the common shapes (a counter, optionally then a level-gated logger) a
@@ -80,7 +85,7 @@ class Tracker:
             except PASS_THROUGH:
                 raise
             except BaseException as e:  # a sink, or the exception it formats, is hostile
-                contain("prometheus", e)
+                contain(self.fast_ok_kind, e)
         else:
             duration = perf_counter() - t0 if self.timed else None
             for r in self._ok_recorders:
@@ -281,9 +286,10 @@ def _fast_fail(tr: Tracker, recorders: tuple[_Bound, ...]) -> Any:
     return fail
 
 
-def _fast_ok(inc: Callable[[], object], general: Callable[[float, Any], None]) -> Any:
+def _fast_ok(inc: Callable[[], object], kind: str, general: Callable[[float, Any], None]) -> Any:
     """``Tracker.ok`` for one pre-bound counter child and nothing else to do on ok:
-    no span to mark, no capture running, no transport to ask. Else ``general``."""
+    no span to mark, no capture running, no transport to ask. Else ``general``.
+    A failing *inc* is counted under *kind*, its recorder's."""
     active = _client_state.active
 
     def ok(t0: float, ctx: Any) -> None:
@@ -293,7 +299,7 @@ def _fast_ok(inc: Callable[[], object], general: Callable[[float, Any], None]) -
             except PASS_THROUGH:
                 raise
             except BaseException as e:  # a sink, or the exception it formats, is hostile
-                contain("prometheus", e)
+                contain(kind, e)
         else:
             general(t0, ctx)
 

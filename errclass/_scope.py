@@ -11,7 +11,7 @@ from time import perf_counter
 from types import GeneratorType, TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
-from . import _client_state, _record, _signature, _trace
+from . import _client_state, _options, _record, _signature, _trace
 from ._names import caller_name, qualified_name
 from ._options import DEFAULT_LOGGER, check, resolve_sinks
 from ._outcome import Role
@@ -157,6 +157,7 @@ def _cells(tr: Tracker) -> dict[str, Any]:
         "ok": tr.ok,
         "fail": tr.fail,
         "inc": tr.fast_ok,
+        "sink_kind": tr.fast_ok_kind,  # what a failing inc() is counted under
         "otel": _trace.trace,  # loaded when traced
         "current": _trace.get_current,
         "captures": _record.captures,
@@ -302,8 +303,10 @@ def stream(
     Sinks and options are those of ``track()``; *name* defaults to the calling
     function.
     """
-    check(policy, role)
-    tracker = Tracker(name or caller_name(1), role, policy, resolve_sinks(sinks, logger))
+    check(policy, role, name)  # first: a falsy bad name (0, b"") is not "no name"
+    tracker = _options.tracker(
+        name or caller_name(1), *sinks, role=role, policy=policy, logger=logger
+    )
     wrapped: Any
     if hasattr(iterable, "__aiter__"):
         wrapped = _wrap_agen(type(iterable).__aiter__, tracker)(iterable)

@@ -157,16 +157,17 @@ def _variant(kind: str, cells: dict[str, Any]) -> tuple[bool, ...]:
 # The bodies. ``{p}`` is the prefix; ``{params}``/``{args}`` the parameter list and
 # the forwarding call. Each reads only its cells and the prefixed builtins below.
 
+_SYNC_CELLS = ("timed", "traced", "ok", "fail", "inc", "sink_kind", "otel", "current")
 CELLS = {
-    "sync": ("timed", "traced", "ok", "fail", "inc", "otel", "current", "captures", "active"),
-    "coro": ("timed", "traced", "ok", "fail", "inc", "otel", "current", "captures", "active"),
+    "sync": (*_SYNC_CELLS, "captures", "active"),
+    "coro": (*_SYNC_CELLS, "captures", "active"),
     "gen": ("tr",),
     "agen": ("tr",),
 }
 
 _MAKE_SYNC = """\
-def {p}make({p}fn, {p}timed, {p}traced, {p}ok, {p}fail, {p}inc, {p}otel, {p}current,
-             {p}captures, {p}active):
+def {p}make({p}fn, {p}timed, {p}traced, {p}ok, {p}fail, {p}inc, {p}sink_kind, {p}otel,
+             {p}current, {p}captures, {p}active):
     {asynchronous}def {p}call({params}):
 """
 
@@ -185,7 +186,7 @@ _FAST_OK = """\
             except {p}PASS_THROUGH:
                 raise
             except {p}BaseException as {p}e:
-                {p}contain("prometheus", {p}e)
+                {p}contain({p}sink_kind, {p}e)
         else:
             {p}ok({t0}, {ctx})
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import json
 import os
 import shutil
 import signal
@@ -14,10 +15,10 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import pytest
 
@@ -168,14 +169,41 @@ def python_argv(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
-def errclass_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """``python -m errclass ARGS`` as a user runs it (text output, no check)."""
+def modules_imported(code: str, watched: Iterable[str]) -> list[str]:
+    """Which of the *watched* modules a fresh interpreter has imported once it has
+    run *code* (sorted; the test fails if *code* fails)."""
+    found = f"sorted({set(watched)!r} & set(sys.modules))"
+    script = f"{code}\nimport json, sys\nprint(json.dumps({found}))\n"
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    imported: list[str] = json.loads(out.stdout)
+    return imported
+
+
+@overload
+def errclass_cli(
+    *args: str, timeout: float = ..., cwd: Path | None = ..., text: Literal[True] = ...
+) -> subprocess.CompletedProcess[str]: ...
+@overload
+def errclass_cli(
+    *args: str, timeout: float = ..., cwd: Path | None = ..., text: Literal[False]
+) -> subprocess.CompletedProcess[bytes]: ...
+
+
+def errclass_cli(
+    *args: str, timeout: float = 120, cwd: Path | None = None, text: bool = True
+) -> subprocess.CompletedProcess[Any]:
+    """``python -m errclass ARGS`` as a user runs it (no check): text output, or
+    bytes with ``text=False`` (for output that may not decode)."""
     return subprocess.run(
         [sys.executable, "-m", "errclass", *args],
         capture_output=True,
-        text=True,
+        text=text,
         timeout=timeout,
         check=False,
+        cwd=cwd,
     )
 
 
@@ -397,6 +425,19 @@ def leave_after(close: Callable[[socket.socket], None], read: int) -> Callable[[
 def read_stream(port: int, path: str) -> None:
     """A client that reads the stream at *path* until the server closes it."""
     read_to_end(http_get(port, path, read=1))
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A stdlib request handler that logs nothing, with a one-call 200 reply."""
+
+    def reply(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 @contextmanager

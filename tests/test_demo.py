@@ -101,34 +101,33 @@ def phase(results: dict[str, Any], key: str) -> dict[str, Any]:
 # -- each phase ----------------------------------------------------------------------------
 
 
-def test_phase1_before_cascade_is_counted_write_failed_and_pages(run: Any) -> None:
-    seg = phase(run[2], "before")
+def cascade(results: dict[str, Any], key: str, counted_as: str) -> tuple[dict[str, Any], float]:
+    """The checks of a phase where the consumer cascades: its segment, and how many
+    streams were counted as *counted_as*, the reason every cut one gets."""
+    seg = phase(results, key)
     outcomes, fetches = counts(seg, "outcomes"), counts(seg, "fetches")
-    lines = counts(seg, "log_lines")
-    streams, wf = sum(outcomes.values()), outcomes["write_failed"]
+    streams, n = sum(outcomes.values()), outcomes[counted_as]
     assert streams >= 300, outcomes
-    assert outcomes["client_gone"] == outcomes["deadline_exceeded"] == 0  # never split
-    assert wf / streams > 0.5, outcomes  # the seed's "~98% failures"
-    # Every write_failed is a stream the validator cut because a sibling failed.
+    others = [r for r in ("client_gone", "write_failed", "deadline_exceeded") if r != counted_as]
+    assert outcomes[others[0]] == outcomes[others[1]] == 0  # never split
+    assert n / streams > 0.5, outcomes  # the seed's "~98% failures"
+    # Every such stream is one the validator cut because a sibling failed.
     cut = fetches["cut_by_sibling"]
-    assert 0.5 * cut <= wf <= cut, (outcomes, fetches)
+    assert 0.5 * cut <= n <= cut, (outcomes, fetches)
     assert counts(seg, "discarded_bytes")[""] > 0  # paid-for work thrown away
-    assert lines["WARNING"] == wf  # one WARN line per false failure
+    return seg, n
+
+
+def test_phase1_before_cascade_is_counted_write_failed_and_pages(run: Any) -> None:
+    seg, wf = cascade(run[2], "before", "write_failed")
+    assert counts(seg, "log_lines")["WARNING"] == wf  # one WARN line per false failure
     assert pages(seg), alerts(seg)  # a false page: there is no server fault
 
 
 def test_phase2_producer_fixed_no_page_client_gone_alert_points_at_consumer(run: Any) -> None:
-    seg = phase(run[2], "producer_fixed")
-    outcomes, fetches = counts(seg, "outcomes"), counts(seg, "fetches")
+    seg, gone = cascade(run[2], "producer_fixed", "client_gone")  # the consumer still cascades
     lines = counts(seg, "log_lines")
-    streams, gone = sum(outcomes.values()), outcomes["client_gone"]
-    assert streams >= 300, outcomes
-    assert outcomes["write_failed"] == outcomes["deadline_exceeded"] == 0
-    assert gone / streams > 0.5, outcomes  # the consumer still cascades
-    cut = fetches["cut_by_sibling"]
-    assert 0.5 * cut <= gone <= cut, (outcomes, fetches)
     assert lines["WARNING"] == 0 and lines["DEBUG"] == gone  # client_gone logs at DEBUG
-    assert counts(seg, "discarded_bytes")[""] > 0  # the cascade still wastes work
     assert not pages(seg), alerts(seg)
     assert ("ErrclassClientGoneHigh", "warning") in firing(seg), alerts(seg)
     (note,) = [a for a in seg["alerts_at_end"] if a["alertname"] == "ErrclassClientGoneHigh"]

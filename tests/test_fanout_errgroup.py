@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import threading
 import time
 import uuid
@@ -18,7 +17,7 @@ import errclass
 from errclass import Event
 from errclass._fanout import FanoutError, fanout, fanout_sync
 from errclass.testing import counter_value
-from tests.support import serve_http, wait_until
+from tests.support import QuietHandler, serve_http, wait_until
 
 
 def quiet(sink: list[Event]) -> dict[str, Any]:
@@ -154,7 +153,7 @@ def test_thread_abandoned_at_its_timeout_is_not_cancelled() -> None:
 # then a fetch detached like context.WithoutCancel
 
 
-class _Peer(http.server.BaseHTTPRequestHandler):
+class _Peer(QuietHandler):
     """/exists/{h} answers after a moment; /subtree/{h} streams 4 chunks slowly."""
 
     protocol_version = "HTTP/1.1"
@@ -165,7 +164,7 @@ class _Peer(http.server.BaseHTTPRequestHandler):
         kind, h = self.path.strip("/").split("/")
         if kind == "exists":
             time.sleep(0.1)
-            self._reply(b"no")
+            self.reply(b"no")
             return
         self.fetch_started.set()
         self.send_response(200)
@@ -179,15 +178,6 @@ class _Peer(http.server.BaseHTTPRequestHandler):
                 time.sleep(0.05)
         except OSError:
             pass
-
-    def _reply(self, body: bytes) -> None:
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import urllib.request
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
@@ -14,7 +13,7 @@ import pytest
 
 from errclass import Event
 from errclass._fanout import FanoutError, fanout, fanout_sync
-from tests.support import serve_http
+from tests.support import QuietHandler, serve_http
 
 
 def quiet(sink: list[Event]) -> dict[str, Any]:
@@ -53,16 +52,9 @@ def test_threads_start_after_failure_starts_everything(sink: list[Event]) -> Non
     assert info.value.indices == (0,)
 
 
-class _Body(http.server.BaseHTTPRequestHandler):
+class _Body(QuietHandler):
     def do_GET(self) -> None:
-        body = self.path.encode()
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.reply(self.path.encode())
 
 
 @pytest.fixture

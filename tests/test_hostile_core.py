@@ -24,14 +24,18 @@ SINK_LABELS = {"prometheus", "otel", "logging", "callable", "other"}
 _ids = itertools.count()
 
 
-def internal_errors() -> float:
-    total = 0.0
+def internal_errors_by_sink() -> dict[str, float]:
+    totals = dict.fromkeys(SINK_LABELS, 0.0)
     for metric in REGISTRY.collect():
         for s in metric.samples:
             if s.name == "errclass_internal_errors_total":
                 assert s.labels["sink"] in SINK_LABELS
-                total += s.value
-    return total
+                totals[s.labels["sink"]] += s.value
+    return totals
+
+
+def internal_errors() -> float:
+    return sum(internal_errors_by_sink().values())
 
 
 # -- hostile sinks ----------------------------------------------------------------------
@@ -236,6 +240,78 @@ def test_a_bind_that_fails_later_breaks_no_later_block(use: str) -> None:
         assert (twice() if use == "with" else asyncio.run(twice_async())) == [0, 1, 2]
     assert [e.reason for e in events] == [Reason.OK] * 3
     assert sink.binds == 3
+
+
+# -- a fast ok that raises is counted under its own recorder's kind ------------------------
+
+
+class RaisingCounter(Counter):
+    """A real prometheus_client Counter whose children's ``inc`` fails: the
+    Prometheus sink's fast ok is that very ``inc``."""
+
+    def inc(self, amount: float = 1, exemplar: Any = None) -> None:
+        raise HostileError("inc()")
+
+
+_raising_counter = RaisingCounter(
+    "hostile_raising_outcomes", "x", ("reason", "producer"), registry=CollectorRegistry()
+)
+
+
+class FastOkRecorder(_Recorder):
+    """A custom recorder whose ``fast_ok`` (the only ok recorder's) raises."""
+
+    def __init__(self, kind: str, wants_context: bool) -> None:
+        self.kind, self.wants_context = kind, wants_context
+
+    def fast_ok(self) -> None:
+        raise HostileError("fast_ok()")
+
+
+class FastOkSink:
+    def __init__(self, kind: str, wants_context: bool = False) -> None:
+        self.kind, self.wants_context = kind, wants_context
+
+    def bind(self, producer: str, role: str) -> FastOkRecorder:
+        return FastOkRecorder(self.kind, self.wants_context)
+
+
+FAST_OK_SINKS: dict[str, tuple[Callable[[], object], str]] = {
+    # what the sink is: (a fresh one, the label its failures are counted under)
+    "prometheus": (lambda: errclass.PrometheusSink(_raising_counter), "prometheus"),
+    **{
+        f"{k}{'-traced' if traced else ''}": (
+            lambda k=k, traced=traced: FastOkSink(k, traced),
+            k if k in SINK_LABELS else "other",
+        )
+        for k in ("otel", "logging", "callable", "custom")
+        for traced in (False, True)
+    },
+}
+
+
+@pytest.mark.parametrize("captured", [False, True], ids=["plain", "captured"])
+@pytest.mark.parametrize("sink", FAST_OK_SINKS)
+@pytest.mark.parametrize("kind", [k for k in KINDS if not k.endswith("close")])
+def test_a_fast_ok_that_raises_is_counted_under_its_recorders_kind(
+    kind: str, sink: str, captured: bool
+) -> None:
+    # Each entry point reaches fast_ok its own way (the compiled body, the fast ok
+    # closure, Tracker._ok when a capture runs): all count under the same label.
+    make, label = FAST_OK_SINKS[sink]
+    before = internal_errors_by_sink()
+    if captured:
+        with capture_outcomes() as events:
+            got = _drive(kind, (make(),), None)
+        assert [e.reason for e in events] == [Reason.OK]
+    else:
+        got = _drive(kind, (make(),), None)
+    assert got.error is None, got.error
+    assert got.value == EXPECTED[kind]
+    after = internal_errors_by_sink()
+    assert {s: after[s] - before[s] for s in SINK_LABELS} == {
+        s: 1.0 if s == label else 0.0 for s in SINK_LABELS
+    }
 
 
 # -- 3: a GeneratorExit subclass thrown in --------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ from hypothesis import strategies as st
 from errclass import monitoring
 from errclass.monitoring import ConfigError
 from errclass.monitoring._queries import Queries
-from tests.support import ROOT, require_tool
+from tests.support import ROOT, errclass_cli, require_tool
 from tests.test_render import lint_dashboard
 
 CORPUS = ROOT / "tests" / "fixtures" / "hostile" / "render"
@@ -91,17 +90,9 @@ COMMITTED = {
 }
 
 
-def render_cli(tmp: Path, *args: str | bytes) -> tuple[subprocess.CompletedProcess[str], Path]:
+def render_cli(tmp: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = tmp / "out"
-    r = subprocess.run(
-        [sys.executable, "-m", "errclass", "render", "--out", str(out), *args],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-        cwd=ROOT,
-    )
-    return r, out
+    return errclass_cli("render", "--out", str(out), *args, timeout=TIMEOUT, cwd=ROOT), out
 
 
 def assert_refused(r: subprocess.CompletedProcess[str], out: Path, *names: str) -> None:
@@ -153,13 +144,7 @@ BAD_TITLE = ("--dashboard-title", "caf\udce9")
 def test_a_flag_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     # argv bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape).
     out = tmp_path / "out"
-    r = subprocess.run(
-        [sys.executable, "-m", "errclass", "render", "--out", str(out), *BAD_TITLE],
-        capture_output=True,
-        timeout=TIMEOUT,
-        check=False,
-        cwd=ROOT,
-    )
+    r = errclass_cli("render", "--out", str(out), *BAD_TITLE, timeout=TIMEOUT, cwd=ROOT, text=False)
     err = r.stderr.decode("utf-8", "replace")
     assert r.returncode == 2, err
     assert "Traceback" not in err

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from errclass.migrate import Selection, plan_paths
+from errclass.migrate import FileResult, Selection, plan_paths
 from tests.support import errclass_cli, promtool_rules
 
 M = "stream_outcomes_total"
@@ -62,6 +62,20 @@ def _crlf(s: str) -> str:
     return s.replace("\n", "\r\n")
 
 
+def _plan_lf_and_crlf(tmp: Path, lf_text: str, sel: Selection) -> tuple[FileResult, FileResult]:
+    """*lf_text* planned as written ("\\n" breaks) and as crlf.yaml, the same file with
+    "\\r\\n" breaks, which loads the same and skips nothing."""
+    (tmp / "lf.yaml").write_text(lf_text)
+    [lf] = plan_paths([tmp / "lf.yaml"], sel)
+    text = _crlf(lf_text)
+    path = tmp / "crlf.yaml"
+    path.write_bytes(text.encode())
+    assert yaml.safe_load(text) == yaml.safe_load(lf_text)
+    [r] = plan_paths([path], sel)
+    assert not [f.message for _, er in r.sites for f in er.findings if f.status == "skipped"]
+    return lf, r
+
+
 def _promtool_check(path: Path) -> None:
     done = promtool_rules(path, flags=("--lint-fatal",))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -76,22 +90,16 @@ def test_a_quoted_expr_over_several_lines_in_a_crlf_rule_file(case: str, tmp_pat
     for old, new in edits:
         assert want_lf.count(old) == 1, old
         want_lf = want_lf.replace(old, new)
+    lf, r = _plan_lf_and_crlf(tmp_path, lf_text, sel)
     # the same file with "\n" breaks: the edits wanted (a right fixture, and the oracle)
-    (tmp_path / "lf.yaml").write_text(lf_text)
-    [lf] = plan_paths([tmp_path / "lf.yaml"], sel)
     assert lf.new_text == want_lf != lf_text
-    text = _crlf(lf_text)
-    path = tmp_path / "crlf.yaml"
-    path.write_bytes(text.encode())
-    assert yaml.safe_load(text) == yaml.safe_load(lf_text)
-    [r] = plan_paths([path], sel)
-    assert not [f.message for _, er in r.sites for f in er.findings if f.status == "skipped"]
     # byte-minimal, CRLF kept: the edits of the "\n" file, nothing else
     assert r.new_text == _crlf(want_lf)
     assert r.new_text.count("\n") == r.new_text.count("\r\n")
     assert yaml.safe_load(r.new_text) == yaml.safe_load(want_lf)
     [(site, _)] = r.sites
     assert r.line(site.start) == 5
+    path = tmp_path / "crlf.yaml"
     path.write_bytes(r.new_text.encode())
     _promtool_check(path)
     [again] = plan_paths([path], sel)
@@ -122,15 +130,8 @@ def test_a_configmap_string_over_several_lines_in_a_crlf_file(
         "  " + line for line in data.splitlines(True)
     )
     assert lf_text.count("\n") >= 8  # the string is over several lines
-    (tmp_path / "lf.yaml").write_text(lf_text)
-    [lf] = plan_paths([tmp_path / "lf.yaml"], SPLIT)
+    lf, r = _plan_lf_and_crlf(tmp_path, lf_text, SPLIT)
     assert lf.changed
-    text = _crlf(lf_text)
-    path = tmp_path / "crlf.yaml"
-    path.write_bytes(text.encode())
-    assert yaml.safe_load(text) == yaml.safe_load(lf_text)
-    [r] = plan_paths([path], SPLIT)
-    assert not [f.message for _, er in r.sites for f in er.findings if f.status == "skipped"]
     assert r.new_text == _crlf(lf.new_text)
     assert [r.line(s.start) for s, _ in r.sites] == [lf.line(s.start) for s, _ in lf.sites]
 

@@ -80,22 +80,34 @@ from errclass import Reason
 port, scheme, mixes = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 registry = CollectorRegistry()
 started = time.monotonic()
+
+# Every 50 ms, forever: (now, [(key, n), ...]), n the whole events due at each key's
+# rate per second since the last tick (the fraction carried over); a key accrues
+# nothing until since(key) seconds after the start.
+def ticks(rates, since=lambda key: 0):
+    last, due = time.monotonic(), dict.fromkeys(rates, 0.0)
+    while True:
+        time.sleep(0.05)
+        now = time.monotonic()
+        out = []
+        for key, per_s in rates.items():
+            if now - started < since(key):
+                continue
+            n = due[key] + per_s * (now - last)
+            due[key] = n - int(n)
+            out.append((key, int(n)))
+        last = now
+        yield now, out
+
 if scheme == "consumer":  # the fan-out scheme, as a plain counter
     counter = Counter("errclass_fetch_outcomes", "Fan-out fetch outcomes.",
                       ["fanout", "reason", "cancelled"], registry=registry)
     start_http_server(port, addr="127.0.0.1", registry=registry)
-    last = time.monotonic()
-    due = {}
-    while True:
-        time.sleep(0.05)
-        now = time.monotonic()
-        for fanout, mix in mixes.items():
-            for key, per_s in mix.items():
-                reason, cancelled = key.split("/")
-                n = due.get((fanout, key), 0.0) + per_s * (now - last)
-                counter.labels(fanout, reason, cancelled).inc(int(n))
-                due[(fanout, key)] = n - int(n)
-        last = now
+    rates = {(f, key): per_s for f, mix in mixes.items() for key, per_s in mix.items()}
+    for _, due in ticks(rates):
+        for (fanout, key), n in due:
+            reason, cancelled = key.split("/")
+            counter.labels(fanout, reason, cancelled).inc(n)
 if scheme == "go":  # the seed's Go exporter: a child exists once first incremented
     counter = Counter("teranode_asset_repository_subtree_data_created", "Subtree data outcomes.",
                       ["result", "source"], registry=registry)
@@ -105,21 +117,14 @@ if scheme == "go":  # the seed's Go exporter: a child exists once first incremen
         def inc(self, reason):
             counter.labels(*source[reason]).inc()
     start_http_server(port, addr="127.0.0.1", registry=registry)
-    last = time.monotonic()
-    due = {}
-    while True:
-        time.sleep(0.05)
-        now = time.monotonic()
-        for name, mix in mixes.items():
-            for key, per_s in mix.items():
-                after, _, reason = key.rpartition(":")
-                if after and now - started < float(after.split(":")[1]):
-                    continue
-                n = due.get(key, 0.0) + per_s * (now - last)
-                for _ in range(int(n)):
-                    GoSink().inc(reason)
-                due[key] = n - int(n)
-        last = now
+    def after(key):  # "after:30:write_failed": from 30 s on
+        at = key.rpartition(":")[0]
+        return float(at.split(":")[1]) if at else 0
+    (mix,) = mixes.values()
+    for _, due in ticks(mix, since=after):
+        for key, n in due:
+            for _ in range(n):
+                GoSink().inc(key.rpartition(":")[2])
 if scheme == "default":
     counter = Counter("errclass_outcomes", "Streaming producer outcomes by reason.",
                       ["producer", "reason"], registry=registry)
@@ -149,29 +154,18 @@ def producer(name):
 
 streams = {name: producer(name) for name in mixes}
 start_http_server(port, addr="127.0.0.1", registry=registry)
-due = {(n, r): 0.0 for n, mix in mixes.items() for r in mix if not r.startswith("once:")}
+rates = {(n, r): per_s for n, mix in mixes.items() for r, per_s in mix.items()
+         if not r.startswith("once:")}
 once = [(n, r[5:]) for n, mix in mixes.items() for r in mix if r.startswith("once:")]
-last = time.monotonic()
-while True:
-    time.sleep(0.05)
-    now = time.monotonic()
+for now, due in ticks(rates):
     if once and now - started > 3:  # one failure, a few scrapes in
-        for name, reason in once:
+        due, once = [(call, 1) for call in once] + due, []
+    for (name, reason), n in due:
+        for _ in range(n):
             try:
                 streams[name](reason)
             except (OSError, TimeoutError):
                 pass
-        once = []
-    for (name, reason), pending in due.items():
-        pending += mixes[name][reason] * (now - last)
-        while pending >= 1:
-            pending -= 1
-            try:
-                streams[name](reason)
-            except (OSError, TimeoutError):
-                pass
-        due[(name, reason)] = pending
-    last = now
 """
 
 

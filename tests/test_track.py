@@ -458,6 +458,35 @@ def test_bad_arguments_are_clear_errors() -> None:
         errclass.stream(42)
 
 
+# Each bad argument of stream(), with what it must name; track() gets the same.
+BAD_ARGUMENTS: dict[str, tuple[tuple[object, ...], dict[str, object], str]] = {
+    "name=5": ((), {"name": 5}, "name="),
+    "name=0": ((), {"name": 0}, "name="),  # falsy: not taken for "no name"
+    "name=b''": ((), {"name": b""}, "name="),
+    "role": ((), {"role": "server"}, "role="),
+    "policy": ((), {"policy": "strict"}, "policy="),
+    "logger": ((), {"logger": 42}, "LoggingSink"),
+    "sink": ((42,), {}, "sinks"),
+}
+
+
+@pytest.mark.parametrize("iterable", ["sync", "async"])
+@pytest.mark.parametrize("bad", BAD_ARGUMENTS)
+def test_stream_rejects_each_bad_argument_as_track_does(bad: str, iterable: str) -> None:
+    sinks, options, names = BAD_ARGUMENTS[bad]
+
+    async def agen() -> AsyncGenerator[bytes, None]:
+        yield b"x"
+
+    with pytest.raises((TypeError, ValueError)) as by_track:
+        errclass.track(*sinks, **options)  # type: ignore[arg-type]
+    with pytest.raises((TypeError, ValueError)) as by_stream:
+        errclass.stream([b"x"] if iterable == "sync" else agen(), *sinks, **options)  # type: ignore[call-overload]
+    assert type(by_stream.value) is type(by_track.value)
+    assert str(by_stream.value) == str(by_track.value)
+    assert names in str(by_stream.value)
+
+
 # stream(): owns iteration.
 
 

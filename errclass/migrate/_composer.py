@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from errclass._yamlnodes import node_children
+from errclass._yamlnodes import walk_nodes
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,28 +53,19 @@ def check_nodes(roots: list[Any], *, aliases: bool = True) -> None:
         _check_keys(roots, yaml)
         return
     size: dict[int, int] = {}
-    active: set[int] = set()
-    stack: list[tuple[Any, bool]] = [(r, False) for r in roots]
-    while stack:
-        node, done = stack.pop()
-        key = id(node)
-        if done:
-            active.discard(key)
-            size[key] = 1 + sum(size[id(k)] for k in node_children(node, yaml))
-            continue
-        if key in size:
-            continue
-        if key in active:
-            raise NodeError("a recursive alias: a node contains itself", node)
-        if isinstance(node, yaml.MappingNode):
+    for node, kids in walk_nodes(roots, yaml, _recursive):
+        if kids is not None:
+            size[id(node)] = 1 + sum(size[id(k)] for k in kids)
+        elif isinstance(node, yaml.MappingNode):
             _unique_keys(node, yaml)
-        active.add(key)
-        stack.append((node, True))
-        stack.extend((k, False) for k in node_children(node, yaml) if id(k) not in size)
     limit = max(MAX_EXPANDED, 2 * len(size))
     for r in roots:
         if size[id(r)] > limit:
             raise NodeError(f"aliases expand this document to more than {limit:,} values", r)
+
+
+def _recursive(node: Any) -> NodeError:
+    return NodeError("a recursive alias: a node contains itself", node)
 
 
 def _unique_keys(node: Any, yaml: Any) -> None:

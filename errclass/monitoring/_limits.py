@@ -12,7 +12,7 @@ import string
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from errclass._yamlnodes import node_children
+from errclass._yamlnodes import walk_nodes
 
 MAX_FILE_BYTES = 1 << 20  # a config is a few KB
 MAX_DEPTH = 32  # tables in tables; the schema needs 4
@@ -101,29 +101,21 @@ def check_yaml_nodes(root: Any) -> None:
 
     size: dict[int, int] = {}
     depth: dict[int, int] = {}
-    active: set[int] = set()
-    stack: list[tuple[Any, bool]] = [(root, False)]
-    while stack:
-        node, done = stack.pop()
+    for node, kids in walk_nodes((root,), yaml, _recursive):
+        if kids is None:
+            continue
         key = id(node)
-        if done:
-            kids = node_children(node, yaml)
-            active.discard(key)
-            size[key] = 1 + sum(size[id(k)] for k in kids)
-            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
-            if size[key] > MAX_NODES:
-                why = f"aliases expand this node to more than {MAX_NODES:,} values"
-                raise LimitError((), why, _mark(node))
-            if depth[key] > MAX_DEPTH:
-                raise LimitError((), f"nested more than {MAX_DEPTH} levels deep", _mark(node))
-            continue
-        if key in size:
-            continue
-        if key in active:
-            raise LimitError((), "a recursive alias: a node contains itself", _mark(node))
-        active.add(key)
-        stack.append((node, True))
-        stack.extend((k, False) for k in node_children(node, yaml) if id(k) not in size)
+        size[key] = 1 + sum(size[id(k)] for k in kids)
+        depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
+        if size[key] > MAX_NODES:
+            why = f"aliases expand this node to more than {MAX_NODES:,} values"
+            raise LimitError((), why, _mark(node))
+        if depth[key] > MAX_DEPTH:
+            raise LimitError((), f"nested more than {MAX_DEPTH} levels deep", _mark(node))
+
+
+def _recursive(node: Any) -> LimitError:
+    return LimitError((), "a recursive alias: a node contains itself", _mark(node))
 
 
 def _mark(node: Any) -> tuple[int, int]:

@@ -29,6 +29,7 @@ import errclass
 from errclass import stream as adopted_stream
 from errclass._sinks._prometheus import default_sink
 from errclass.integrations.asgi import ErrclassMiddleware
+from tests.servers.metrics_routes import with_metrics_asgi
 
 STARTED = prometheus_client.Counter(
     "matrix_streams_started", "Streams the matrix app began.", ["scenario"]
@@ -179,12 +180,4 @@ def _event_log(event: errclass.Event) -> None:
 # The default counter errclass_outcomes_total{producer, reason}, plus a JSON-lines
 # log when MATRIX_EVENTS names a file.
 _sinks = (default_sink(), _event_log) if os.environ.get("MATRIX_EVENTS") else ()
-instrumented = ErrclassMiddleware(starlette_app, *_sinks)
-metrics = prometheus_client.make_asgi_app()
-
-
-async def app(scope: Any, receive: Any, send: Any) -> None:
-    if scope["type"] == "http" and scope["path"] == "/metrics":
-        await metrics(scope, receive, send)
-    else:
-        await instrumented(scope, receive, send)
+app = with_metrics_asgi(ErrclassMiddleware(starlette_app, *_sinks))

@@ -15,15 +15,14 @@ producer per route, so that the middleware records each under its own name:
 * ``/tracked``: a sync generator under ``errclass.track()`` (item 3).
 
 ``fw_started_total{route}`` counts the producers that began; ``/metrics`` is
-served outside errclass (``with_metrics_asgi``/``with_metrics_wsgi``).
+served outside errclass (``metrics_routes.with_metrics_asgi``/``with_metrics_wsgi``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
 import prometheus_client
 
@@ -84,31 +83,3 @@ async def abody(route: str) -> AsyncIterator[bytes]:
 def tracked_body() -> Iterator[bytes]:
     """Item 3: a tracked sync generator (Starlette iterates it in a thread pool)."""
     yield from body("tracked")
-
-
-ASGIApp = Callable[..., Any]
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def with_metrics_asgi(app: ASGIApp) -> ASGIApp:
-    """*app*, with ``/metrics`` (the default registry) served in front of it."""
-    metrics = prometheus_client.make_asgi_app()
-
-    async def served(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/metrics":
-            await metrics(scope, receive, send)
-        else:
-            await app(scope, receive, send)
-
-    return served
-
-
-def with_metrics_wsgi(app: WSGIApp) -> WSGIApp:
-    metrics = prometheus_client.make_wsgi_app()
-
-    def served(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/metrics":
-            return metrics(environ, start_response)  # type: ignore[no-any-return]
-        return app(environ, start_response)
-
-    return served

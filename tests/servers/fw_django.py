@@ -32,9 +32,8 @@ from tests.servers.fw_common import (  # noqa: E402
     ROUTES,
     abody,
     body,
-    with_metrics_asgi,
-    with_metrics_wsgi,
 )
+from tests.servers.metrics_routes import with_metrics_asgi, with_metrics_wsgi  # noqa: E402
 
 
 def view(route: str, sync: bool) -> Any:

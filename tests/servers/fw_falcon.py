@@ -8,7 +8,8 @@ import falcon.asgi
 
 from errclass.integrations.asgi import ErrclassMiddleware
 from errclass.integrations.falcon import RouteNames
-from tests.servers.fw_common import ROUTES, abody, with_metrics_asgi
+from tests.servers.fw_common import ROUTES, abody
+from tests.servers.metrics_routes import with_metrics_asgi
 
 
 class Streams:

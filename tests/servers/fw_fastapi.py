@@ -6,7 +6,8 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
 from errclass.integrations.asgi import ErrclassMiddleware
-from tests.servers.fw_common import ROUTES, abody, with_metrics_asgi
+from tests.servers.fw_common import ROUTES, abody
+from tests.servers.metrics_routes import with_metrics_asgi
 
 api = FastAPI()
 

@@ -7,7 +7,8 @@ from typing import Any
 from flask import Flask, Response
 
 from errclass.integrations.flask import Errclass
-from tests.servers.fw_common import ROUTES, body, with_metrics_wsgi
+from tests.servers.fw_common import ROUTES, body
+from tests.servers.metrics_routes import with_metrics_wsgi
 
 flask_app = Flask(__name__)
 

@@ -8,7 +8,8 @@ from litestar import Litestar, get
 from litestar.response import Stream
 
 from errclass.integrations.litestar import ErrclassPlugin
-from tests.servers.fw_common import ROUTES, abody, with_metrics_asgi
+from tests.servers.fw_common import ROUTES, abody
+from tests.servers.metrics_routes import with_metrics_asgi
 
 
 def handler(route: str) -> Any:

@@ -7,7 +7,8 @@ from typing import Any
 from quart import Quart
 
 from errclass.integrations.quart import Errclass
-from tests.servers.fw_common import ROUTES, abody, with_metrics_asgi
+from tests.servers.fw_common import ROUTES, abody
+from tests.servers.metrics_routes import with_metrics_asgi
 
 quart_app = Quart(__name__)
 

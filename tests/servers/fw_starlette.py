@@ -14,7 +14,8 @@ from starlette.routing import Route
 
 import errclass
 from errclass.integrations.asgi import ErrclassMiddleware
-from tests.servers.fw_common import ROUTES, STARTED, abody, tracked_body, with_metrics_asgi
+from tests.servers.fw_common import ROUTES, STARTED, abody, tracked_body
+from tests.servers.metrics_routes import with_metrics_asgi
 
 
 def endpoint(route: str) -> Any:
