@@ -16,7 +16,7 @@ Edit = tuple[int, int, str]
 # The escaping of json.dumps (non-ASCII kept): one character at a time, so the encoding of
 # a prefix of a value is a prefix of the value's encoding.
 _encode_json: Callable[[str], str] = json.encoder.encode_basestring
-_scan_json_string: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring
+_scan_json_string: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 # Grafana template queries that wrap PromQL: query_result(EXPR), label_values(SELECTOR, label).
 _QUERY_RESULT = re.compile(r"\s*query_result\s*\((?P<e>.*)\)\s*", re.DOTALL)
