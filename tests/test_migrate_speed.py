@@ -301,3 +301,92 @@ def test_a_quoted_metric_name_with_an_escape_is_still_read(metric: str) -> None:
     for quoted in ("{job=\"a\", 'ce\\x70h_osd_up'}", '{ # note\n "ce\\x70h_osd_up"}'):
         assert sel.mentions(quoted), quoted
     assert not sel.mentions('sum(rate(node_cpu{mode=~"\\w+"}[5m]))')
+
+
+# --- the composer: the resolver's three calls per node answered in C ------------------
+
+
+def _nodes(node: Any) -> Any:
+    """A composed node as plain data: kind, tag, value, style and where it is."""
+    where = (node.start_mark.index, node.end_mark.index)
+    if isinstance(node, yaml.ScalarNode):
+        return ("scalar", node.tag, node.value, node.style, where)
+    kind = "map" if isinstance(node, yaml.MappingNode) else "seq"
+    items = node.value if kind == "seq" else [x for pair in node.value for x in pair]
+    return (kind, node.tag, [_nodes(x) for x in items], node.flow_style, where)
+
+
+def _reference(base: Any) -> type:
+    class Reference(base):  # type: ignore[misc, valid-type]
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+            return ""  # the composer as it was: Python methods, no implicit typing
+
+    return Reference
+
+
+COMPOSED = [
+    "groups:\n- name: a\n  rules:\n  - alert: A\n    expr: |\n      up == 0\n    for: 5m\n",
+    "a: !!str 1\nb: !custom {x: [1, 2.5, true, null, ~]}\nc: ! plain\n",
+    "- &x {k: v}\n- *x\n- 'q''d'\n- \"e\\x41\"\n- >\n  folded\n  text\n",
+    "a: 1\n---\n[1, {b: 2}]\n",
+]
+
+
+@pytest.mark.parametrize("text", COMPOSED)
+@pytest.mark.parametrize("c", [True, False], ids=["libyaml", "pure-python"])
+def test_the_composer_gives_the_nodes_a_python_resolver_returning_nothing_gives(
+    text: str, c: bool
+) -> None:
+    if c and not yaml.__with_libyaml__:
+        pytest.skip("PyYAML without libyaml")
+    base = yaml.CBaseLoader if c else yaml.BaseLoader
+    fast = composer()
+    if fast.__bases__ != (base,):  # the pure-Python fallback: the same three answers
+        names = ("resolve", "descend_resolver", "ascend_resolver")
+        fast = type("Fallback", (base,), {n: getattr(fast, n) for n in names})
+    got = [_nodes(d) for d in yaml.compose_all(text, Loader=fast)]
+    want = [_nodes(d) for d in yaml.compose_all(text, Loader=_reference(base))]
+    assert got == want
+    assert got[0][1] == ""  # a plain mapping or sequence: no implicit tag
+
+
+# --- JSON read-back of an edited literal: the C string scanner alone -----------------
+
+
+def _loads_reads_back(new_raw: str, expected: str) -> bool:
+    """The read-back as it was: the whole token through json.loads."""
+    import json
+
+    try:
+        value = json.loads(new_raw)
+    except ValueError:
+        return False
+    return new_raw[:1] == new_raw[-1:] == '"' and value == expected
+
+
+_json_chars = st.text(alphabet=st.sampled_from(list('"\\/ubnrtf0a9:{} \n\t\x01\ud800\u00e9')))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(body=_json_chars, wrap=st.sampled_from(['"{}"', "{}", ' "{}"', '"{}" ', '"{}"x']))
+def test_the_json_read_back_agrees_with_json_loads(body: str, wrap: str) -> None:
+    import json
+
+    from errclass.migrate._sites import _json_reads_back
+
+    raw = wrap.replace("{}", body, 1)
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = body
+    for expected in {value if isinstance(value, str) else body, body}:
+        assert _json_reads_back(raw, expected) == _loads_reads_back(raw, expected)
+
+
+def test_an_edited_json_literal_is_read_back_by_the_scanner() -> None:
+    from errclass.migrate._sites import _json_reads_back
+
+    assert _json_reads_back('"a\\"b \\u00e9"', 'a"b \u00e9')
+    assert not _json_reads_back('"a"b"', "a")  # extra data after the token
+    assert not _json_reads_back('"a\x01"', "a\x01")  # a raw control character: strict
+    assert not _json_reads_back('"\\x"', "x")  # not a JSON escape

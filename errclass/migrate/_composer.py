@@ -18,8 +18,11 @@ def composer() -> Any:
     base = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
 
     class Composer(base):  # type: ignore[misc, valid-type]
-        def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
-            return ""
+        # The composer asks the resolver three times per node (descend, resolve,
+        # ascend). ``"".format`` takes any positional arguments and returns "", in C:
+        # no Python frame per node (a tenth of composing a large rule file), the same
+        # result as Python methods returning "" and keeping no path state.
+        resolve = descend_resolver = ascend_resolver = "".format
 
     return Composer
 

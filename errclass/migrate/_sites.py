@@ -16,6 +16,7 @@ Edit = tuple[int, int, str]
 # The escaping of json.dumps (non-ASCII kept): one character at a time, so the encoding of
 # a prefix of a value is a prefix of the value's encoding.
 _encode_json: Callable[[str], str] = json.encoder.encode_basestring
+_scan_json_string: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 # Grafana template queries that wrap PromQL: query_result(EXPR), label_values(SELECTOR, label).
 _QUERY_RESULT = re.compile(r"\s*query_result\s*\((?P<e>.*)\)\s*", re.DOTALL)
@@ -393,11 +394,15 @@ def _quoted_line(site: Site, raw: str) -> bool:
 
 
 def _json_reads_back(new_raw: str, expected: str) -> bool:
+    """Is *new_raw* one JSON string token, and its value *expected*? Read by the C string
+    scanner json.loads uses (strict, as json.loads is), without its Python layers."""
+    if len(new_raw) < 2 or new_raw[0] != '"' or new_raw[-1] != '"':
+        return False
     try:
-        value = json.loads(new_raw)
+        value, end = _scan_json_string(new_raw, 1)
     except ValueError:
         return False
-    return new_raw[:1] == new_raw[-1:] == '"' and value == expected
+    return end == len(new_raw) and value == expected
 
 
 def _line(key: str, raw: str, rest: str) -> str:
