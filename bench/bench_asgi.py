@@ -20,15 +20,26 @@ endpoint, a ``StreamingResponse`` of 20 chunks, from one application per path:
   gives hypercorn before the last message (so that a disconnect already on its
   way is seen), to state what they cost.
 
-A load generator in a second process reads every body whole over keep-alive
-connections, in bounded bursts whose order rotates every round, so that other
-load on the machine hits the paths alike. Per round and path it takes requests
-per second of wall-clock time and requests per CPU-second of the server process
-(``time.process_time()`` read in the server before and after the burst: one
-path's burst runs at a time). Ratios are medians of the per-round ratios against
-``/plain``. Run: ``python bench/bench_asgi.py`` (or ``make bench``);
-``ERRCLASS_BENCH_ASGI_ROUNDS`` / ``ERRCLASS_BENCH_ASGI_BURST`` set the rounds
-and the requests per burst.
+A load generator in a second process measures, per round and path, one burst
+of requests over fresh keep-alive connections (each warmed by one request, not
+timed) by the server process's own CPU clock, read from outside it (Linux's
+per-process CPU clock: all its threads, user + system, to the nanosecond; the
+load generator's CPU time is not in it, and time the server waits for the
+load generator or for other processes on the machine is not either). Only one
+path's burst runs at a time; before each the server exports OpenTelemetry's
+queued spans and collects garbage (untimed: nothing of one burst is paid in
+the next), after each it exports the burst's spans (timed). Rounds come in
+ABBA pairs (an order, then the same order reversed, rotated from pair to pair),
+so that drift in the machine's speed weighs on every path alike. The load
+generator reads each response as raw bytes (checked against the first one it
+parsed) and asks the kernel to wake it once per 64 KB rather than per chunk:
+every wake-up preempts the server mid-response, and made its CPU time per
+request both higher and much noisier. The ratio of a path is, per pair, its
+requests per server CPU-second over ``/plain``'s; the table gives the median
+over the pairs and a 95% bootstrap interval of that median. Run:
+``python bench/bench_asgi.py`` (or ``make bench``); ``ERRCLASS_BENCH_ASGI_PAIRS``
+/ ``ERRCLASS_BENCH_ASGI_BURST`` set the pairs of rounds and the requests per
+burst.
 """
 
 from __future__ import annotations
@@ -52,7 +63,7 @@ import _load  # bench/ is on sys.path: this script's directory
 
 CHUNKS = 20
 WORKLOADS = (1024, 16384)  # chunk sizes: a 20 KB and a 320 KB stream
-PAIRS = int(os.environ.get("ERRCLASS_BENCH_ASGI_PAIRS", "10"))  # ABBA pairs of rounds
+PAIRS = int(os.environ.get("ERRCLASS_BENCH_ASGI_PAIRS", "16"))  # ABBA pairs of rounds
 BURST = int(os.environ.get("ERRCLASS_BENCH_ASGI_BURST", "200"))  # requests per burst
 CONCURRENCY = int(os.environ.get("ERRCLASS_BENCH_ASGI_CONNECTIONS", "4"))
 WAKE_BYTES = int(os.environ.get("ERRCLASS_BENCH_ASGI_WAKE_BYTES", "65536"))  # see get_known
