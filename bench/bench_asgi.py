@@ -9,7 +9,8 @@ endpoint, a ``StreamingResponse`` of 20 chunks, from one application per path:
 * ``/errclass``: ``app.add_middleware(ErrclassMiddleware)`` (default counter and
   logger);
 * ``/otel``: OpenTelemetry's ``OpenTelemetryMiddleware``, given an SDK
-  ``TracerProvider`` (batch span processor, an exporter that drops the spans)
+  ``TracerProvider`` (batch span processor with a queue that holds a whole
+  burst's spans, an exporter that drops them)
   and an SDK ``MeterProvider`` (an in-memory reader), so that it really records
   (handed to the middleware, not set globally: errclass, which looks for a
   global tracer provider for exemplars, runs as in an app without OpenTelemetry;
