@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 Round = dict[str, list[float]]
 
@@ -90,13 +91,14 @@ def schedule(
     return out
 
 
-def load(script: str, *args: str, timeout: float = 900) -> list[Round]:
-    """Run ``script --load *args`` (the load generator) and read its rounds from stdout."""
+def load(script: str, *args: str, timeout: float = 900) -> Any:
+    """Run ``script --load *args`` (the load generator) and read what it printed
+    (JSON: its rounds) from stdout."""
     argv = [sys.executable, script, "--load", *args]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"the load generator failed:\n{out.stderr}")
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
+    return json.loads(out.stdout)
 
 
 def ratios(rounds: list[Round], path: str, base: str) -> tuple[float, float, float, float]:
@@ -111,4 +113,66 @@ def ratios(rounds: list[Round], path: str, base: str) -> tuple[float, float, flo
         statistics.median(a / b for a, b in zip(rps, base_rps, strict=True)),
         statistics.median(cap),
         statistics.median(a / b for a, b in zip(cap, base_cap, strict=True)),
+    )
+
+
+# -- the server's own CPU clock, ABBA rounds and intervals (bench_asgi) -------------
+
+
+def cpu_clock(pid: int) -> Callable[[], float]:
+    """A reader of process *pid*'s CPU seconds (all its threads, user + system),
+    read from outside it: Linux's per-process CPU clock (``clock_getcpuclockid``),
+    exact to the nanosecond, unlike the 10 ms ticks of ``/proc/<pid>/stat``."""
+    clock = ((~pid) << 3) | 2  # MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)
+    try:
+        time.clock_gettime(clock)
+    except OSError:  # not Linux, or another PID namespace: the 10 ms ticks, then
+        ticks = os.sysconf("SC_CLK_TCK")
+
+        def from_proc() -> float:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+        return from_proc
+    return lambda: time.clock_gettime(clock)
+
+
+def abba(paths: Sequence[str], pairs: int, measure: Callable[[str], list[float]]) -> list[Round]:
+    """*pairs* pairs of rounds, one burst per path each: an order, then the same order
+    reversed (ABBA: a drift in the machine's speed over a pair weighs on every path
+    alike), the order rotated from pair to pair so that no path always follows the
+    same one (what a burst leaves behind, e.g. garbage, lands on each path alike)."""
+    out = []
+    for k in range(pairs):
+        i = k % len(paths)
+        order = [*paths[i:], *paths[:i]]
+        out.append({path: measure(path) for path in order})
+        out.append({path: measure(path) for path in reversed(order)})
+    return out
+
+
+def cpu_ratios(rounds: list[Round], path: str, base: str) -> list[float]:
+    """Per pair of rounds (ABBA), *path*'s requests per server CPU-second over
+    *base*'s: each path's CPU time and requests summed over the pair."""
+
+    def per_cpu(a: Round, b: Round, p: str) -> float:
+        return (a[p][0] + b[p][0]) / (a[p][2] + b[p][2])
+
+    pairs = zip(rounds[::2], rounds[1::2], strict=True)
+    return [per_cpu(a, b, path) / per_cpu(a, b, base) for a, b in pairs]
+
+
+def median_interval(values: Sequence[float], resamples: int = 2000) -> tuple[float, float, float]:
+    """The median of *values* and a 95% percentile-bootstrap interval of it (fixed
+    seed: the same rounds give the same interval)."""
+    import random
+
+    rng = random.Random(0)
+    n = len(values)
+    medians = sorted(statistics.median(rng.choices(values, k=n)) for _ in range(resamples))
+    return (
+        statistics.median(values),
+        medians[int(0.025 * resamples)],
+        medians[int(0.975 * resamples) - 1],
     )

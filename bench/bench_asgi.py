@@ -9,7 +9,8 @@ endpoint, a ``StreamingResponse`` of 20 chunks, from one application per path:
 * ``/errclass``: ``app.add_middleware(ErrclassMiddleware)`` (default counter and
   logger);
 * ``/otel``: OpenTelemetry's ``OpenTelemetryMiddleware``, given an SDK
-  ``TracerProvider`` (batch span processor, an exporter that drops the spans)
+  ``TracerProvider`` (batch span processor with a queue that holds a whole
+  burst's spans, an exporter that drops them)
   and an SDK ``MeterProvider`` (an in-memory reader), so that it really records
   (handed to the middleware, not set globally: errclass, which looks for a
   global tracer provider for exemplars, runs as in an app without OpenTelemetry;
@@ -20,26 +21,40 @@ endpoint, a ``StreamingResponse`` of 20 chunks, from one application per path:
   gives hypercorn before the last message (so that a disconnect already on its
   way is seen), to state what they cost.
 
-A load generator in a second process reads every body whole over keep-alive
-connections, in bounded bursts whose order rotates every round, so that other
-load on the machine hits the paths alike. Per round and path it takes requests
-per second of wall-clock time and requests per CPU-second of the server process
-(``time.process_time()`` read in the server before and after the burst: one
-path's burst runs at a time). Ratios are medians of the per-round ratios against
-``/plain``. Run: ``python bench/bench_asgi.py`` (or ``make bench``);
-``ERRCLASS_BENCH_ASGI_ROUNDS`` / ``ERRCLASS_BENCH_ASGI_BURST`` set the rounds
-and the requests per burst.
+A load generator in a second process measures, per round and path, one burst
+of requests over fresh keep-alive connections (each warmed by one request, not
+timed) by the server process's own CPU clock, read from outside it (Linux's
+per-process CPU clock: all its threads, user + system, to the nanosecond; the
+load generator's CPU time is not in it, and time the server waits for the
+load generator or for other processes on the machine is not either). Only one
+path's burst runs at a time; before each the server exports OpenTelemetry's
+queued spans and collects garbage (untimed: nothing of one burst is paid in
+the next), after each it exports the burst's spans (timed). Rounds come in
+ABBA pairs (an order, then the same order reversed, rotated from pair to pair),
+so that drift in the machine's speed weighs on every path alike. The load
+generator reads each response as raw bytes (checked against the first one it
+parsed) and asks the kernel to wake it once per 64 KB rather than per chunk:
+every wake-up preempts the server mid-response, and made its CPU time per
+request both higher and much noisier. The ratio of a path is, per pair, its
+requests per server CPU-second over ``/plain``'s; the table gives the median
+over the pairs and a 95% bootstrap interval of that median. Run:
+``python bench/bench_asgi.py`` (or ``make bench``); ``ERRCLASS_BENCH_ASGI_PAIRS``
+/ ``ERRCLASS_BENCH_ASGI_BURST`` set the pairs of rounds and the requests per
+burst.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
@@ -49,10 +64,11 @@ import _load  # bench/ is on sys.path: this script's directory
 
 CHUNKS = 20
 WORKLOADS = (1024, 16384)  # chunk sizes: a 20 KB and a 320 KB stream
-ROUNDS = int(os.environ.get("ERRCLASS_BENCH_ASGI_ROUNDS", "30"))
-BURST = int(os.environ.get("ERRCLASS_BENCH_ASGI_BURST", "100"))
-CONCURRENCY = 4
-WARM_UP = BURST // 4 // CONCURRENCY * CONCURRENCY  # requests per path before the rounds
+PAIRS = int(os.environ.get("ERRCLASS_BENCH_ASGI_PAIRS", "16"))  # ABBA pairs of rounds
+BURST = int(os.environ.get("ERRCLASS_BENCH_ASGI_BURST", "200"))  # requests per burst
+CONCURRENCY = int(os.environ.get("ERRCLASS_BENCH_ASGI_CONNECTIONS", "4"))
+WAKE_BYTES = int(os.environ.get("ERRCLASS_BENCH_ASGI_WAKE_BYTES", "65536"))  # see get_known
+WARM_UP = BURST  # requests per path before the rounds (discarded)
 TARGET = 0.98
 PEERS = ("/plain", "/control", "/errclass", "/otel", "/prometheus")
 HYPERCORN = ("/plain", "/control", "/errclass", "/errclass-no-settle")
@@ -129,6 +145,13 @@ class _Recorded:
     def __init__(self) -> None:
         self.spans = _Spans()
         self.metrics: Any = None  # the SDK MeterProvider's in-memory reader, once made
+        self.tracer_provider: Any = None  # the SDK TracerProvider, once made
+
+    def flush(self) -> None:
+        """Export the spans queued so far (the span processor's thread would do it
+        later, during another endpoint's burst)."""
+        if self.tracer_provider is not None:
+            self.tracer_provider.force_flush()
 
     def otel_requests(self) -> int:
         """Requests in OpenTelemetry's server-duration histogram."""
@@ -157,8 +180,11 @@ def _instrument(app: Any, path: str, recorded: _Recorded) -> Any:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        tracer_provider = TracerProvider()
-        tracer_provider.add_span_processor(BatchSpanProcessor(recorded.spans))  # type: ignore[arg-type]
+        tracer_provider = recorded.tracer_provider = TracerProvider()
+        # a queue that holds a whole burst's spans (one per message and the request's):
+        # the default 2,048 drops spans, which would measure less than OTel's real work
+        processor = BatchSpanProcessor(recorded.spans, max_queue_size=1 << 17)  # type: ignore[arg-type]
+        tracer_provider.add_span_processor(processor)
         recorded.metrics = InMemoryMetricReader()
         meter_provider = MeterProvider(metric_readers=[recorded.metrics])
         app.add_middleware(
@@ -219,6 +245,13 @@ def build(framework: str, chunk: int, paths: Sequence[str]) -> ASGIApp:
             return
         if scope["path"] == "/cpu":
             status, body = 200, json.dumps({"cpu": time.process_time(), **_stats(recorded)})
+        elif scope["path"] == "/before":  # before a burst: leave nothing of the last one
+            recorded.flush()
+            gc.collect()
+            status, body = 200, "{}"
+        elif scope["path"] == "/after":  # after a burst: its spans exported within it
+            recorded.flush()
+            status, body = 200, "{}"
         else:
             status, body = 404, "{}"
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
@@ -264,6 +297,38 @@ class Connection:
     def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.buf = bytearray()
+        self.consumed = 0  # bytes of responses read so far
+        self.known: tuple[int, bytes, bytes] | None = None  # length, start, end
+        self.raw = bytearray()
+        self.low = 1  # the socket's SO_RCVLOWAT
+
+    def get_known(self, path: str) -> None:
+        """``GET path``, reading the response as raw bytes: no parsing, so that the load
+        generator's own cost, which competes with the server for the 2 cores, stays
+        small. It must be as long as the last one ``get`` read, with the same start
+        (status line) and the same end (the last chunk, or the body's last bytes)."""
+        if self.known is None or self.buf:
+            raise RuntimeError("get_known() before a whole response, or with bytes left over")
+        want, head, tail = self.known
+        if len(self.raw) != want:
+            self.raw = bytearray(want)
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        got, view = 0, memoryview(self.raw)
+        while got < want:
+            # wake this reader once per WAKE_BYTES (or the rest), not once per chunk: each
+            # wake-up preempts the server mid-response and makes its CPU time noisier.
+            # (The kernel wakes a reader by SO_RCVLOWAT alone, not by how much it asked
+            # for: the last piece must lower it, or the read waits for bytes never sent.)
+            low = min(want - got, WAKE_BYTES)
+            if low != self.low:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, low)
+                self.low = low
+            n = self.sock.recv_into(view[got:])
+            if not n:
+                raise ConnectionError("the server closed the connection")
+            got += n
+        if not (self.raw.startswith(head) and self.raw.endswith(tail)):
+            raise RuntimeError(f"{path}: not the response read before: {bytes(view[:64])!r}")
 
     def close(self) -> None:
         self.sock.close()
@@ -279,6 +344,7 @@ class Connection:
             self._fill()
         line = bytes(self.buf[:i])
         del self.buf[: i + len(end)]
+        self.consumed += i + len(end)
         return line
 
     def _exactly(self, n: int) -> bytes:
@@ -286,12 +352,15 @@ class Connection:
             self._fill()
         data = bytes(self.buf[:n])
         del self.buf[:n]
+        self.consumed += n
         return data
 
     def get(self, path: str) -> tuple[int, dict[str, str], bytes]:
         """Status, headers (lower-case names) and the decoded body of ``GET path``."""
         self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-        status_line, *lines = self._line(b"\r\n\r\n").decode("latin-1").split("\r\n")
+        start = self.consumed
+        head = self._line(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
         headers = {}
         for line in lines:
             name, _, value = line.partition(":")
@@ -305,37 +374,79 @@ class Connection:
             body = b"".join(parts)
         else:
             body = self._exactly(int(headers.get("content-length", "0")))
+        # what get_known() expects next time: this length, start and end
+        chunked = headers.get("transfer-encoding") == "chunked"
+        self.known = (self.consumed - start, head[:16], b"0\r\n\r\n" if chunked else body[-5:])
         return int(status_line.split()[1]), headers, body
 
 
-def _cpu(port: int) -> float:
-    conn = Connection(port)
-    try:
-        return float(json.loads(conn.get("/cpu")[2])["cpu"])
-    finally:
-        conn.close()
+class Loader:
+    """The load generator: bursts of GETs of one path on fresh keep-alive connections,
+    timed by the server's own CPU clock (read from this process: the load
+    generator's own CPU time is not in it)."""
+
+    def __init__(self, port: int, pid: int, size: int) -> None:
+        self.port, self.size = port, size
+        self.cpu = _load.cpu_clock(pid)
+        self.control = Connection(port)  # for /before and /after, outside the bursts
+        self.sent: dict[str, int] = {}  # requests per path (for the check)
+
+    def _sync(self, path: str) -> None:
+        if self.control.get(path)[0] != 200:
+            raise RuntimeError(f"{path} failed")
+
+    def _first(self, conn: Connection, path: str) -> None:
+        """One fully parsed and checked request: the connection learns the response."""
+        status, _, body = conn.get(path)
+        if status != 200 or len(body) != self.size:
+            raise RuntimeError(f"{path}: {status}, {len(body)} bytes, not {self.size}")
+
+    def burst(self, path: str, n: int) -> list[float]:
+        """``[requests, wall seconds, server CPU seconds]`` of *n* GETs of *path*
+        on CONCURRENCY connections, each warmed by one request first (not timed)."""
+        conns = [Connection(self.port) for _ in range(CONCURRENCY)]
+        per_conn, failed = n // CONCURRENCY, []
+
+        def run(conn: Connection) -> None:
+            try:
+                for _ in range(per_conn):
+                    conn.get_known(path)
+            except BaseException as e:  # re-raised below: a burst that failed measures nothing
+                failed.append(e)
+
+        try:
+            for conn in conns:
+                self._first(conn, path)
+            workers = [threading.Thread(target=run, args=(conn,)) for conn in conns]
+            self._sync("/before")
+            cpu0, t0 = self.cpu(), time.perf_counter()
+            for t in workers:
+                t.start()
+            for t in workers:
+                t.join()
+            self._sync("/after")  # the server has finished the burst's requests
+            cpu, wall = self.cpu() - cpu0, time.perf_counter() - t0
+        finally:
+            for conn in conns:
+                conn.close()
+        if failed:
+            raise failed[0]
+        self.sent[path] = self.sent.get(path, 0) + CONCURRENCY * (per_conn + 1)
+        return [CONCURRENCY * per_conn, wall, cpu]
 
 
-def measure(port: int, path: str, n: int, size: int) -> list[float]:
-    """``[requests, wall seconds, server CPU seconds]`` of one burst of *n* GETs."""
-    conns: list[Connection] = []
-
-    def connect() -> Callable[[], object]:
-        conn = Connection(port)
-        conns.append(conn)
-
-        def one() -> None:
-            status, _, body = conn.get(path)
-            if status != 200 or len(body) != size:
-                raise RuntimeError(f"{path}: {status}, {len(body)} bytes, not {size}")
-
-        return one
-
-    try:
-        return _load.burst(connect, lambda: _cpu(port), n, CONCURRENCY)
-    finally:
-        for conn in conns:
-            conn.close()
+def load(argv: Sequence[str]) -> None:
+    """The load generator's process (``port pid pairs burst size path...``): a warm-up
+    burst per path (discarded), *pairs* ABBA pairs of rounds; prints the rounds and
+    the requests sent per path."""
+    port, pid, pairs, n, size = (int(a) for a in argv[:5])
+    paths = argv[5:]
+    loader = Loader(port, pid, size)
+    for path in paths:
+        loader.burst(path, WARM_UP)
+    rounds = _load.abba(paths, pairs, lambda path: loader.burst(path, n))
+    loader.control.close()
+    print(json.dumps({"rounds": rounds, "sent": loader.sent}))
 
 
 # -- the run ------------------------------------------------------------------------
@@ -358,14 +469,17 @@ def start(server: str, framework: str, chunk: int) -> tuple[subprocess.Popen[byt
 
 def run(server: str, framework: str, chunk: int) -> tuple[list[_load.Round], dict[str, Any]]:
     """One server streaming *chunk*-byte chunks: the rounds measured, and what the
-    instrumentations recorded."""
+    instrumentations recorded (checked against the requests sent)."""
     paths = HYPERCORN if server == "hypercorn" else PEERS
     proc, port = start(server, framework, chunk)
     try:
-        size = str(CHUNKS * chunk)
-        _load.load(__file__, str(port), "1", str(WARM_UP), size, *paths)
-        rounds = _load.load(__file__, str(port), str(ROUNDS), str(BURST), size, *paths)
-        return rounds, recorded(port)
+        args = (str(port), str(proc.pid), str(PAIRS), str(BURST), str(CHUNKS * chunk))
+        out = _load.load(__file__, *args, *paths)
+        sent = set(out["sent"].values())
+        if len(sent) != 1:
+            raise RuntimeError(f"unequal requests per path: {out['sent']}")
+        check(recorded(port), paths, sent.pop())
+        return out["rounds"], out["sent"]
     finally:
         _load.stop(proc)
 
@@ -399,32 +513,42 @@ def check(stats: dict[str, Any], paths: Sequence[str], per_path: int) -> None:
 
 
 def _table(server: str, framework: str, chunk: int) -> dict[str, float]:
-    rounds, stats = run(server, framework, chunk)
-    paths = list(rounds[0])
-    per_path = int(sum(r[paths[0]][0] for r in rounds)) + WARM_UP
-    check(stats, paths, per_path)
+    rounds, _ = run(server, framework, chunk)
     what = f"{server} + {framework.capitalize()}, {CHUNKS} x {chunk // 1024} KB"
     results = {}
-    for path in (p for p in NAMES if p in paths):
-        rps, rps_ratio, cap, cap_ratio = _load.ratios(rounds, path, "/plain")
-        results[path] = cap_ratio
+    for path in (p for p in NAMES if p in rounds[0]):
+        rps = statistics.median(r[path][0] / r[path][1] for r in rounds)
+        us = statistics.median(r[path][2] / r[path][0] * 1e6 for r in rounds)
+        ratio, low, high = _load.median_interval(_load.cpu_ratios(rounds, path, "/plain"))
+        results[path] = ratio
         print(
-            f"| {what} | {NAMES[path]} | {rps:,.0f} | {rps_ratio:.3f} | {cap:,.0f} | "
-            f"{cap_ratio:.3f} |",
+            f"| {what} | {NAMES[path]} | {rps:,.0f} | {us:,.0f} | {ratio:.3f} | "
+            f"{low:.3f} to {high:.3f} |",
             flush=True,
         )
     return results
 
 
+def _load_average() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
+    began = time.monotonic()
     print(
-        f"one server process; a {CHUNKS}-chunk StreamingResponse per request; {ROUNDS} rounds "
-        f"of one {BURST}-request burst per endpoint (order rotated), {CONCURRENCY} keep-alive "
-        "connections, load generator in its own process; ratios are medians of per-round "
-        "ratios to the uninstrumented endpoint\n"
+        f"one server process per table, serving a {CHUNKS}-chunk StreamingResponse from one "
+        f"application per endpoint; {PAIRS} ABBA pairs of rounds of one {BURST}-request burst "
+        f"per endpoint over {CONCURRENCY} keep-alive connections (warm-up discarded), from a "
+        "load generator in its own process. The ratio is requests per CPU-second of the "
+        "server process (its own CPU clock: all its threads, user + system; not the load "
+        "generator's) over the uninstrumented endpoint's, per pair; median of the pairs and a "
+        f"95% bootstrap interval of it. Load average at the start: {_load_average()}.\n"
     )
-    print("| server, stream | endpoint | req/s | ratio | req per server CPU-s | ratio |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(
+        "| server, stream | endpoint | req/s (wall clock) | server CPU µs/request | "
+        "capacity ratio | 95% interval |"
+    )
+    print("|---|---|---:|---:|---:|---|")
     verdicts = []
     for framework in ("starlette", "fastapi"):
         for chunk in WORKLOADS:
@@ -441,7 +565,8 @@ def main() -> None:
         + "; ".join(verdicts)
         + f".\nhypercorn: errclass {h['/errclass']:.3f}, without the loop turns before the last "
         f"message {h['/errclass-no-settle']:.3f} (A/A {h['/control']:.3f}): the turns cost "
-        f"{h['/errclass-no-settle'] - h['/errclass']:+.3f} of the uninstrumented capacity."
+        f"{h['/errclass-no-settle'] - h['/errclass']:+.3f} of the uninstrumented capacity.\n"
+        f"Load average at the end: {_load_average()}; {time.monotonic() - began:.0f} s."
     )
 
 
@@ -449,8 +574,6 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve"]:
         serve(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     elif sys.argv[1:2] == ["--load"]:
-        port, rounds, n, size = (int(a) for a in sys.argv[2:6])
-        out = _load.schedule(sys.argv[6:], rounds, lambda path: measure(port, path, n, size))
-        print(json.dumps(out))
+        load(sys.argv[2:])
     else:
         main()

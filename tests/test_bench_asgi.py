@@ -43,6 +43,11 @@ def test_every_endpoint_serves_the_same_stream_and_is_recorded(
                     seen[path] = (status, headers, body)
             finally:
                 conn.close()
+        # the bursts the bench times: raw reads checked against the parsed one, and the
+        # server's CPU clock read from outside it
+        loader = bench.Loader(port, proc.pid, 1024 * bench.CHUNKS)
+        bursts = {path: loader.burst(path, 2 * bench.CONCURRENCY) for path in paths}
+        loader.control.close()
         stats = bench.recorded(port)
     finally:
         bench._load.stop(proc)
@@ -50,6 +55,48 @@ def test_every_endpoint_serves_the_same_stream_and_is_recorded(
     assert (status, headers["content-type"]) == (200, "application/octet-stream")
     assert body == b"x" * 1024 * bench.CHUNKS
     assert seen == dict.fromkeys(paths, seen["/plain"])
-    bench.check(stats, paths, 2)  # raises unless each one recorded both requests
+    assert loader.sent == dict.fromkeys(paths, 3 * bench.CONCURRENCY)  # 1 warm-up + 2 each
+    for requests, wall, cpu in bursts.values():
+        assert (requests, wall > 0, cpu > 0) == (2 * bench.CONCURRENCY, True, True)
+    bench.check(stats, paths, 2 + 3 * bench.CONCURRENCY)  # each one recorded every request
     if "/otel" in paths:
-        assert stats["otel"] == 2
+        assert stats["otel"] == 2 + 3 * bench.CONCURRENCY
+
+
+def test_a_burst_fails_on_a_response_unlike_the_first(bench: ModuleType) -> None:
+    """The raw reads do check: a response that does not start (status line) or end
+    (last chunk) as the one the connection parsed first fails the burst."""
+    proc, port = bench.start("uvicorn", "starlette", 1024)
+    try:
+        conn = bench.Connection(port)
+        try:
+            assert conn.get("/plain")[0] == 200
+            conn.get_known("/plain")
+            size, head, tail = conn.known
+            conn.known = (size, head.replace(b"200", b"201"), tail)
+            with pytest.raises(RuntimeError, match="not the response read before"):
+                conn.get_known("/plain")
+            conn.known = (size, head, b"1" + tail[1:])
+            with pytest.raises(RuntimeError, match="not the response read before"):
+                conn.get_known("/plain")
+        finally:
+            conn.close()
+    finally:
+        bench._load.stop(proc)
+
+
+def test_the_load_generator_reads_the_servers_cpu_clock(bench: ModuleType) -> None:
+    """_load.cpu_clock() reads another process's CPU time, and only its own."""
+    import subprocess
+
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    proc = subprocess.Popen([sys.executable, "-c", spin + "time.sleep(30)"])
+    try:
+        clock = bench._load.cpu_clock(proc.pid)
+        while clock() < 0.3:  # the child spins 0.3 CPU-s, then sleeps
+            assert proc.poll() is None
+        first = clock()
+        assert 0.3 <= first < 1.0 and clock() - first < 0.05  # asleep: no more CPU time
+    finally:
+        proc.kill()
+        proc.wait()
