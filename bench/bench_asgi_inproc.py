@@ -1,0 +1,187 @@
+"""What ``ErrclassMiddleware`` costs per request, in-process, on uvicorn's own objects.
+
+No socket and no second process: uvicorn's ``HttpToolsProtocol`` (the protocol
+``uvicorn.run`` picks when httptools is installed) is given a transport that
+keeps nothing of what it is written, then fed one keep-alive ``GET`` after
+another; each request is one real ``RequestResponseCycle`` running the
+application in its own task, as on a server. The application is the one
+``bench_asgi.py`` serves: a Starlette or FastAPI ``StreamingResponse`` of 20
+chunks (1 KB and 16 KB), uninstrumented and with
+``app.add_middleware(ErrclassMiddleware)`` (default counter and logger).
+
+The two take turns in short rounds; per row, the fastest round of each
+(the slower ones measure the other processes on a shared machine), then the
+cost of the middleware in µs per request and the ratio of the server's
+per-request time. This is the server-CPU side of ``bench_asgi.py``'s capacity
+ratio without the kernel, the client or the load generator.
+Run: ``python bench/bench_asgi_inproc.py`` or ``python bench/run.py bench_asgi_inproc``;
+``ERRCLASS_BENCH_INPROC_ROUNDS`` / ``ERRCLASS_BENCH_INPROC_BURST`` set the rounds and the
+requests per round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+CHUNKS = 20
+WORKLOADS = (1024, 16384)
+ROUNDS = int(os.environ.get("ERRCLASS_BENCH_INPROC_ROUNDS", "40"))
+BURST = int(os.environ.get("ERRCLASS_BENCH_INPROC_BURST", "200"))
+REQUEST = b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+class _Transport(asyncio.Transport):
+    """A connected transport that counts what it is written and keeps nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = 0
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(
+            name, default
+        )
+
+    def write(self, data: Any) -> None:
+        self.written += len(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _body(chunk: bytes) -> AsyncIterator[bytes]:
+    for _ in range(CHUNKS):
+        yield chunk
+
+
+def application(framework: str, chunk: int, instrumented: bool) -> Any:
+    """``bench_asgi.py``'s endpoint: a 20-chunk ``StreamingResponse`` at ``/stream``."""
+    data = b"x" * chunk
+    if framework == "starlette":
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import StreamingResponse
+        from starlette.routing import Route
+
+        async def stream(request: Request) -> StreamingResponse:
+            return StreamingResponse(_body(data), media_type="application/octet-stream")
+
+        app: Any = Starlette(routes=[Route("/stream", stream)])
+    else:
+        from fastapi import FastAPI
+        from fastapi.responses import StreamingResponse as FastAPIStreamingResponse
+
+        app = FastAPI()
+
+        @app.get("/stream")
+        async def fastapi_stream() -> FastAPIStreamingResponse:
+            return FastAPIStreamingResponse(_body(data), media_type="application/octet-stream")
+
+    if instrumented:
+        from errclass.integrations.asgi import ErrclassMiddleware
+
+        app.add_middleware(ErrclassMiddleware)
+    return app
+
+
+class Connection:
+    """One keep-alive connection of uvicorn's httptools protocol serving *app*."""
+
+    def __init__(self, app: Any, loop: asyncio.AbstractEventLoop) -> None:
+        from uvicorn.config import Config
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        from uvicorn.server import ServerState
+
+        config = Config(app, http="httptools", lifespan="off", access_log=False)
+        self.state = ServerState()
+        self.protocol = HttpToolsProtocol(config, self.state, {}, _loop=loop)
+        self.transport = _Transport()
+        self.protocol.connection_made(self.transport)
+
+    async def requests(self, n: int) -> float:
+        """Serve *n* requests one after another; their wall-clock seconds."""
+        tasks, data_received = self.state.tasks, self.protocol.data_received
+        t0 = time.thread_time()
+        for _ in range(n):
+            data_received(REQUEST)
+            (task,) = tasks
+            await task
+        return time.thread_time() - t0
+
+    def close(self) -> None:
+        self.protocol.connection_lost(None)
+
+
+async def _row(framework: str, chunk: int) -> tuple[float, float]:
+    """(µs per request uninstrumented, µs per request with errclass): fastest rounds."""
+    loop = asyncio.get_running_loop()
+    conns = {
+        instrumented: Connection(application(framework, chunk, instrumented), loop)
+        for instrumented in (False, True)
+    }
+    try:
+        for conn in conns.values():  # warm up (and check that a response is whole)
+            before = conn.transport.written
+            await conn.requests(1)
+            if conn.transport.written - before < CHUNKS * chunk:
+                raise RuntimeError("the response was not written whole")
+            await conn.requests(BURST // 4)
+        best = {key: float("inf") for key in conns}
+        for i in range(ROUNDS):
+            order = (False, True) if i % 2 == 0 else (True, False)
+            for key in order:
+                best[key] = min(best[key], await conns[key].requests(BURST) / BURST)
+    finally:
+        for conn in conns.values():
+            conn.close()
+    return best[False] * 1e6, best[True] * 1e6
+
+
+def _loop_name() -> str:
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+
+async def _table() -> None:
+    print(
+        f"uvicorn's HttpToolsProtocol in-process (loop: {_loop_name()}), a {CHUNKS}-chunk "
+        f"StreamingResponse per keep-alive request; {ROUNDS} interleaved rounds of {BURST} "
+        "requests per app, fastest round of each\n"
+    )
+    print("| framework, stream | uninstrumented µs/req | errclass µs/req | cost µs/req | ratio |")
+    print("|---|---:|---:|---:|---:|")
+    for framework in ("starlette", "fastapi"):
+        for chunk in WORKLOADS:
+            plain, instrumented = await _row(framework, chunk)
+            print(
+                f"| {framework.capitalize()}, {CHUNKS} x {chunk // 1024} KB | {plain:.1f} | "
+                f"{instrumented:.1f} | {instrumented - plain:.1f} | {plain / instrumented:.3f} |",
+                flush=True,
+            )
+
+
+def main() -> None:
+    try:
+        import uvloop
+    except ImportError:  # uvicorn's "auto" loop is asyncio's then too
+        asyncio.run(_table())
+    else:
+        uvloop.run(_table())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
