@@ -7,12 +7,14 @@ another; each request is one real ``RequestResponseCycle`` running the
 application in its own task, as on a server. The application is the one
 ``bench_asgi.py`` serves: a Starlette or FastAPI ``StreamingResponse`` of 20
 chunks (1 KB and 16 KB), uninstrumented and with
-``app.add_middleware(ErrclassMiddleware)`` (default counter and logger).
+``app.add_middleware(ErrclassMiddleware)`` (default counter and logger); and,
+to time the middleware alone, a bare ASGI application that sends the same 22
+messages, without and with ``ErrclassMiddleware(app)``.
 
-The two take turns in short rounds; per row, the fastest round of each
-(the slower ones measure the other processes on a shared machine), then the
-cost of the middleware in µs per request and the ratio of the server's
-per-request time. This is the server-CPU side of ``bench_asgi.py``'s capacity
+The two take turns in short rounds, timed in CPU seconds of this thread; per
+row, the fastest round of each (the slower ones measure the other processes on
+a shared machine), then the cost of the middleware in µs per request and the
+ratio of the per-request times. This is the server-CPU side of ``bench_asgi.py``'s capacity
 ratio without the kernel, the client or the load generator.
 Run: ``python bench/bench_asgi_inproc.py`` or ``python bench/run.py bench_asgi_inproc``;
 ``ERRCLASS_BENCH_INPROC_ROUNDS`` / ``ERRCLASS_BENCH_INPROC_BURST`` set the rounds and the
@@ -30,8 +32,13 @@ from typing import Any
 
 CHUNKS = 20
 WORKLOADS = (1024, 16384)
-ROUNDS = int(os.environ.get("ERRCLASS_BENCH_INPROC_ROUNDS", "40"))
-BURST = int(os.environ.get("ERRCLASS_BENCH_INPROC_BURST", "200"))
+ROUNDS = int(os.environ.get("ERRCLASS_BENCH_INPROC_ROUNDS", "100"))
+BURST = int(os.environ.get("ERRCLASS_BENCH_INPROC_BURST", "50"))
+NAMES = {
+    "bare": "bare ASGI app (the middleware alone)",
+    "starlette": "Starlette",
+    "fastapi": "FastAPI",
+}
 REQUEST = b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
@@ -69,9 +76,30 @@ async def _body(chunk: bytes) -> AsyncIterator[bytes]:
         yield chunk
 
 
+def _bare(chunk: bytes) -> Any:
+    """The same response as a bare ASGI application: start, 20 chunks, the end."""
+    start = {"type": "http.response.start", "status": 200, "headers": []}
+    part = {"type": "http.response.body", "body": chunk, "more_body": True}
+    end = {"type": "http.response.body", "body": b"", "more_body": False}
+
+    async def bare(scope: Any, receive: Any, send: Any) -> None:
+        scope["endpoint"] = bare  # named as Starlette names an endpoint
+        await send(start)
+        for _ in range(CHUNKS):
+            await send(part)
+        await send(end)
+
+    return bare
+
+
 def application(framework: str, chunk: int, instrumented: bool) -> Any:
-    """``bench_asgi.py``'s endpoint: a 20-chunk ``StreamingResponse`` at ``/stream``."""
+    """``bench_asgi.py``'s endpoint: a 20-chunk ``StreamingResponse`` at ``/stream``
+    (*framework* ``"bare"``: the same messages from a bare ASGI application)."""
     data = b"x" * chunk
+    if framework == "bare":
+        from errclass.integrations.asgi import ErrclassMiddleware
+
+        return ErrclassMiddleware(_bare(data)) if instrumented else _bare(data)
     if framework == "starlette":
         from starlette.applications import Starlette
         from starlette.requests import Request
@@ -160,15 +188,15 @@ async def _table() -> None:
     print(
         f"uvicorn's HttpToolsProtocol in-process (loop: {_loop_name()}), a {CHUNKS}-chunk "
         f"StreamingResponse per keep-alive request; {ROUNDS} interleaved rounds of {BURST} "
-        "requests per app, fastest round of each\n"
+        "requests per app, fastest round of each (CPU time of this thread)\n"
     )
     print("| framework, stream | uninstrumented µs/req | errclass µs/req | cost µs/req | ratio |")
     print("|---|---:|---:|---:|---:|")
-    for framework in ("starlette", "fastapi"):
-        for chunk in WORKLOADS:
+    for framework in ("bare", "starlette", "fastapi"):
+        for chunk in WORKLOADS if framework != "bare" else WORKLOADS[:1]:
             plain, instrumented = await _row(framework, chunk)
             print(
-                f"| {framework.capitalize()}, {CHUNKS} x {chunk // 1024} KB | {plain:.1f} | "
+                f"| {NAMES[framework]}, {CHUNKS} x {chunk // 1024} KB | {plain:.1f} | "
                 f"{instrumented:.1f} | {instrumented - plain:.1f} | {plain / instrumented:.3f} |",
                 flush=True,
             )

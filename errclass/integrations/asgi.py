@@ -5,7 +5,9 @@ has left, so a producer that never awaits completes "successfully" into a
 closed socket, and Starlette only cancels one that does await. The reliable
 signal is ``{"type": "http.disconnect"}`` arriving from ``receive`` before the
 response completed. This middleware listens for it (also when the application
-itself never calls ``receive``) and:
+itself never calls ``receive``; on uvicorn's h11 and httptools protocols it
+reads the same fact from uvicorn's request cycle instead, and the application
+gets uvicorn's own ``receive``) and:
 
 * records one outcome per HTTP request under its own producer name (unless
   ``record=False``): ``client_gone`` when the server reported the client gone
@@ -40,6 +42,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
+from types import FunctionType
 from typing import Any, TypeVar
 
 from .. import _client_state, _trace
@@ -70,6 +73,7 @@ class ResponseIncomplete(Exception):
     response (and no disconnect explains it). Never raised."""
 
 
+_KEYS = (str, FunctionType)  # what Endpoints.by_endpoint is keyed by
 _OVERFLOW = "errclass.asgi.other"  # the producer of endpoints past MAX_ENDPOINTS
 _INCOMPLETE = Outcome(Reason.WRITE_FAILED, "errclass.ResponseIncomplete", "response_incomplete")
 _DEADLINE_CUT = Outcome(Reason.DEADLINE_EXCEEDED, "TimeoutError", "response_deadline")
@@ -151,8 +155,16 @@ class ErrclassMiddleware:
                 verdict: _Verdict = _OK
             else:
                 verdict = self._verdict(transport, raised)
-            if self._endpoints is not None:
-                tracker = self._endpoints.tracker(route(scope, self.app))
+            endpoints = self._endpoints
+            if endpoints is not None:
+                # The tracker of a route seen before, as route() and tracker() find it:
+                # the framework layer's name, else Starlette's or FastAPI's endpoint.
+                key = scope.get(ROUTE_KEY)
+                if key is None:
+                    key = scope.get("endpoint")
+                tracker = endpoints.by_endpoint.get(key) if type(key) in _KEYS else None
+                if tracker is None:
+                    tracker = endpoints.tracker(route(scope, self.app))
                 t0, ctx = t0 if tracker.timed else 0.0, ctx if tracker.traced else None
                 if verdict is _OK:
                     tracker.ok(t0, ctx)
@@ -405,7 +417,9 @@ class _UvicornRequest(_client_state.Transport):
     _listener = None  # there is none: see above
 
     def __init__(self, cycle: Any) -> None:
-        _client_state.Transport.__init__(self)
+        # Transport.__init__ written out: one call fewer per request.
+        self.gone = self.deadline = self.complete = False
+        self.probe, self.closers, self.pending = None, [], []
         self._cycle = cycle
 
     def sender(self, send: Send) -> Send:
