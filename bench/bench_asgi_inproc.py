@@ -11,8 +11,9 @@ chunks (1 KB and 16 KB), uninstrumented and with
 to time the middleware alone, a bare ASGI application that sends the same 22
 messages, without and with ``ErrclassMiddleware(app)``.
 
-The two take turns in short rounds, timed in CPU seconds of this thread; per
-row, the fastest round of each (the slower ones measure the other processes on
+The two, and a second uninstrumented instance (an A/A pair: the noise), take
+turns in short rounds, timed in CPU seconds of this thread; per row, the
+fastest round of each (the slower ones measure the other processes on
 a shared machine), then the cost of the middleware in µs per request and the
 ratio of the per-request times. This is the server-CPU side of ``bench_asgi.py``'s capacity
 ratio without the kernel, the client or the load generator.
@@ -155,12 +156,14 @@ class Connection:
         self.protocol.connection_lost(None)
 
 
-async def _row(framework: str, chunk: int) -> tuple[float, float]:
-    """(µs per request uninstrumented, µs per request with errclass): fastest rounds."""
+async def _row(framework: str, chunk: int) -> dict[str, float]:
+    """µs per request (fastest round) of the uninstrumented app (``plain``), a second
+    instance of it (``control``: their difference is the noise) and ``errclass``."""
     loop = asyncio.get_running_loop()
+    apps = {"plain": False, "control": False, "errclass": True}
     conns = {
-        instrumented: Connection(application(framework, chunk, instrumented), loop)
-        for instrumented in (False, True)
+        key: Connection(application(framework, chunk, instrumented), loop)
+        for key, instrumented in apps.items()
     }
     try:
         for conn in conns.values():  # warm up (and check that a response is whole)
@@ -171,13 +174,12 @@ async def _row(framework: str, chunk: int) -> tuple[float, float]:
             await conn.requests(BURST // 4)
         best = {key: float("inf") for key in conns}
         for i in range(ROUNDS):
-            order = (False, True) if i % 2 == 0 else (True, False)
-            for key in order:
+            for key in list(conns) if i % 2 == 0 else reversed(conns):
                 best[key] = min(best[key], await conns[key].requests(BURST) / BURST)
     finally:
         for conn in conns.values():
             conn.close()
-    return best[False] * 1e6, best[True] * 1e6
+    return {key: t * 1e6 for key, t in best.items()}
 
 
 def _loop_name() -> str:
@@ -190,14 +192,19 @@ async def _table() -> None:
         f"StreamingResponse per keep-alive request; {ROUNDS} interleaved rounds of {BURST} "
         "requests per app, fastest round of each (CPU time of this thread)\n"
     )
-    print("| framework, stream | uninstrumented µs/req | errclass µs/req | cost µs/req | ratio |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| framework, stream | uninstrumented µs/req | errclass µs/req | cost µs/req | ratio "
+        "| A/A: a second uninstrumented instance, cost µs/req |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for framework in ("bare", "starlette", "fastapi"):
         for chunk in WORKLOADS if framework != "bare" else WORKLOADS[:1]:
-            plain, instrumented = await _row(framework, chunk)
+            t = await _row(framework, chunk)
+            plain, instrumented = t["plain"], t["errclass"]
             print(
                 f"| {NAMES[framework]}, {CHUNKS} x {chunk // 1024} KB | {plain:.1f} | "
-                f"{instrumented:.1f} | {instrumented - plain:.1f} | {plain / instrumented:.3f} |",
+                f"{instrumented:.1f} | {instrumented - plain:.1f} | {plain / instrumented:.3f} "
+                f"| {t['control'] - plain:+.1f} |",
                 flush=True,
             )
 
