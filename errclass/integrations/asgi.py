@@ -4,10 +4,18 @@ uvicorn, hypercorn and granian make ``send()`` a silent no-op once the client
 has left, so a producer that never awaits completes "successfully" into a
 closed socket, and Starlette only cancels one that does await. The reliable
 signal is ``{"type": "http.disconnect"}`` arriving from ``receive`` before the
-response completed. This middleware listens for it (also when the application
-itself never calls ``receive``; on uvicorn's h11 and httptools protocols it
-reads the same fact from uvicorn's request cycle instead, and the application
-gets uvicorn's own ``receive``) and:
+response completed. How the middleware learns it depends on the server:
+
+* on uvicorn's HTTP/1 protocols (h11, httptools) it reads the fact from
+  uvicorn's request cycle, which answers ``receive()`` with ``http.disconnect``
+  exactly when it says ``disconnected``: the application gets uvicorn's own
+  ``receive``, no listener task runs and no ``receive`` wrapper is built, and
+  the cycle is asked only when a producer records or the request ends;
+* elsewhere (hypercorn, granian, a uvicorn whose cycle has changed, any other
+  server) it wraps ``receive`` and watches it, and once the response has
+  started a listener task reads for an application that is not reading.
+
+Either way it:
 
 * records one outcome per HTTP request under its own producer name (unless
   ``record=False``): ``client_gone`` when the server reported the client gone
