@@ -198,7 +198,7 @@ def test_an_endpoint_tracker_is_looked_up_once_and_the_cache_is_bounded() -> Non
     for f in functions:
         f.__qualname__ = f"f{id(f)}"
     producers = [endpoints.tracker(f).producer for f in functions]
-    assert len(endpoints._by_endpoint) <= MAX_ENDPOINTS
+    assert len(endpoints.by_endpoint) <= MAX_ENDPOINTS
     assert producers[-1] == "x.other"  # past the bound: the overflow producer, as before
     assert endpoints.tracker(endpoint) is first
 

@@ -34,7 +34,7 @@ class Endpoints:
     ones share the producer *overflow*.
     """
 
-    __slots__ = ("_by_endpoint", "_lock", "_name", "_overflow", "_policy", "_sinks", "_trackers")
+    __slots__ = ("_lock", "_name", "_overflow", "_policy", "_sinks", "_trackers", "by_endpoint")
 
     def __init__(
         self,
@@ -48,21 +48,22 @@ class Endpoints:
         self._sinks = resolve_sinks(sinks, logger)
         self._name, self._policy, self._overflow = name, policy, overflow
         self._trackers: dict[str, Tracker] = {}
-        # The tracker of each endpoint seen so far, keyed by the name or the function
-        # itself (both hash and compare as themselves): one dict lookup per request.
-        self._by_endpoint: dict[object, Tracker] = {}
+        #: The tracker of each endpoint seen so far, keyed by the name or the function
+        #: itself (both hash and compare as themselves): one dict lookup per request
+        #: (the ASGI middleware reads it directly; a miss goes to ``tracker()``).
+        self.by_endpoint: dict[object, Tracker] = {}
         self._lock = threading.Lock()
 
     def tracker(self, endpoint: object) -> Tracker:
         """The tracker for *endpoint*: a name, or an object named ``module.qualname``."""
         cacheable = type(endpoint) is str or type(endpoint) is FunctionType
         if cacheable:
-            tracker = self._by_endpoint.get(endpoint)
+            tracker = self.by_endpoint.get(endpoint)
             if tracker is not None:
                 return tracker
         tracker = self._named(endpoint)
-        if cacheable and len(self._by_endpoint) < MAX_ENDPOINTS:
-            self._by_endpoint[endpoint] = tracker
+        if cacheable and len(self.by_endpoint) < MAX_ENDPOINTS:
+            self.by_endpoint[endpoint] = tracker
         return tracker
 
     def _named(self, endpoint: object) -> Tracker:

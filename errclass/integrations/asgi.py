@@ -4,8 +4,18 @@ uvicorn, hypercorn and granian make ``send()`` a silent no-op once the client
 has left, so a producer that never awaits completes "successfully" into a
 closed socket, and Starlette only cancels one that does await. The reliable
 signal is ``{"type": "http.disconnect"}`` arriving from ``receive`` before the
-response completed. This middleware listens for it (also when the application
-itself never calls ``receive``) and:
+response completed. How the middleware learns it depends on the server:
+
+* on uvicorn's HTTP/1 protocols (h11, httptools) it reads the fact from
+  uvicorn's request cycle, which answers ``receive()`` with ``http.disconnect``
+  exactly when it says ``disconnected``: the application gets uvicorn's own
+  ``receive``, no listener task runs and no ``receive`` wrapper is built, and
+  the cycle is asked only when a producer records or the request ends;
+* elsewhere (hypercorn, granian, a uvicorn whose cycle has changed, any other
+  server) it wraps ``receive`` and watches it, and once the response has
+  started a listener task reads for an application that is not reading.
+
+Either way it:
 
 * records one outcome per HTTP request under its own producer name (unless
   ``record=False``): ``client_gone`` when the server reported the client gone
@@ -40,6 +50,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
+from types import FunctionType
 from typing import Any, TypeVar
 
 from .. import _client_state, _trace
@@ -70,6 +81,7 @@ class ResponseIncomplete(Exception):
     response (and no disconnect explains it). Never raised."""
 
 
+_KEYS = (str, FunctionType)  # what Endpoints.by_endpoint is keyed by
 _OVERFLOW = "errclass.asgi.other"  # the producer of endpoints past MAX_ENDPOINTS
 _INCOMPLETE = Outcome(Reason.WRITE_FAILED, "errclass.ResponseIncomplete", "response_incomplete")
 _DEADLINE_CUT = Outcome(Reason.DEADLINE_EXCEEDED, "TimeoutError", "response_deadline")
@@ -122,8 +134,17 @@ class ErrclassMiddleware:
             await self.app(scope, receive, send)
             return
         scope.setdefault(ROUTE_KEY, None)  # the framework layers name the route here
-        exchange = _Exchange(receive, send, self._settle_steps)
-        transport = exchange.transport
+        # uvicorn's receive is a method of its request cycle (see _UvicornRequest).
+        cycle = getattr(receive, "__self__", None)
+        uvicorn = _CYCLES.get(type(cycle))
+        exchange: _Exchange | _UvicornRequest
+        transport: _client_state.Transport
+        if uvicorn or (uvicorn is None and _uvicorn_cycle(cycle)):
+            exchange = transport = _UvicornRequest(cycle)
+            app_send = transport.sender(send)
+        else:
+            exchange = _Exchange(receive, send, self._settle_steps)
+            transport, receive, app_send = exchange.transport, exchange.receive, exchange.send
         # Every request pays this: the calls of _trace.capture() and of
         # _client_state.serving() are written out here.
         t0, trace = perf_counter(), _trace.trace
@@ -131,18 +152,27 @@ class ErrclassMiddleware:
         raised: BaseException | None = None
         token = _client_state.publish(transport)
         try:
-            await self.app(scope, exchange.receive, exchange.send)
+            await self.app(scope, receive, app_send)
         except BaseException as exc:
             raised = exc
             raise
         finally:
             _client_state.unpublish(token)
+            exchange.ended()
             if raised is None and transport.complete and not transport.gone:
                 verdict: _Verdict = _OK
             else:
-                verdict = self._verdict(exchange, raised)
-            if self._endpoints is not None:
-                tracker = self._endpoints.tracker(route(scope, self.app))
+                verdict = self._verdict(transport, raised)
+            endpoints = self._endpoints
+            if endpoints is not None:
+                # The tracker of a route seen before, as route() and tracker() find it:
+                # the framework layer's name, else Starlette's or FastAPI's endpoint.
+                key = scope.get(ROUTE_KEY)
+                if key is None:
+                    key = scope.get("endpoint")
+                tracker = endpoints.by_endpoint.get(key) if type(key) in _KEYS else None
+                if tracker is None:
+                    tracker = endpoints.tracker(route(scope, self.app))
                 t0, ctx = t0 if tracker.timed else 0.0, ctx if tracker.traced else None
                 if verdict is _OK:
                     tracker.ok(t0, ctx)
@@ -153,22 +183,22 @@ class ErrclassMiddleware:
             if exchange._listener is not None or transport.closers:
                 await exchange.finish()
 
-    def _verdict(self, ex: _Exchange, exc: BaseException | None) -> _Verdict:
+    def _verdict(self, transport: _client_state.Transport, exc: BaseException | None) -> _Verdict:
         """What ended the request: an outcome decided here and what to hand the
         sinks, or ``(None, exc)`` to classify *exc* (``(None, None)``: ``ok``)."""
         exc = _unwrap(exc)
-        if ex.transport.gone:
+        if transport.gone:
             # The server said the client left before the response completed: whatever
             # the app did afterwards (returned, was cancelled, failed to write) is that.
             if exc is None or _cancellation(exc):
                 return _client_state.TRANSPORT_GONE, exc or _client_state.ClientDisconnected()
             return None, exc
-        if exc is None and not ex.transport.complete:
+        if exc is None and not transport.complete:
             # The app returned without finishing its response: the server cuts the
             # stream (uvicorn: "ASGI callable returned without completing response").
             # After an expired errclass.deadline() that is the deadline (Quart
             # swallows the TimeoutError of a response body).
-            cut = _DEADLINE_CUT if ex.transport.deadline else _INCOMPLETE
+            cut = _DEADLINE_CUT if transport.deadline else _INCOMPLETE
             return cut, ResponseIncomplete()
         if exc is not None and _cancellation(exc):
             # No http.disconnect came, yet the request was cancelled: by the server
@@ -329,6 +359,9 @@ class _Exchange:
                 if self.transport.gone:
                     return
 
+    def ended(self) -> None:
+        """The application returned or raised: what the server said is in ``transport``."""
+
     def _observe(self, message: Message) -> None:
         # After the response completed, servers answer receive() with
         # http.disconnect whether or not the client is still there.
@@ -370,9 +403,100 @@ class _Exchange:
             listener.cancel()
             _background.add(listener)
             listener.add_done_callback(_background.discard)
-        closers, self.transport.closers = self.transport.closers, []
-        for producer in closers:
-            await _close(producer)
+        await _close_adopted(self.transport)
+
+
+class _UvicornRequest(_client_state.Transport):
+    """One request on uvicorn's HTTP/1 protocols (h11, httptools): the transport
+    its producers ask, and the ``send`` its application gets.
+
+    uvicorn answers ``receive()`` with ``http.disconnect`` exactly when its
+    request cycle says ``disconnected`` (the connection was lost before the
+    response completed) or the response is complete. So the application gets
+    uvicorn's own ``receive``, no listener task runs, and whether the client left
+    is read from the cycle when someone asks: a producer recording, or the end of
+    the request. Messages go straight to the ``send`` given; the response is
+    complete with the last body message (uvicorn has no trailers), before which
+    the connection's transport is asked whether a write already failed (uvicorn
+    then drops the rest silently), as ``_Exchange`` does.
+    """
+
+    __slots__ = ("_cycle",)
+    _listener = None  # there is none: see above
+
+    def __init__(self, cycle: Any) -> None:
+        # Transport.__init__ written out: one call fewer per request.
+        self.gone = self.deadline = self.complete = False
+        self.probe, self.closers, self.pending = None, [], []
+        self._cycle = cycle
+
+    def sender(self, send: Send) -> Send:
+        """The ``send`` the application gets: a closure over *send* (the cheapest
+        call there is: a streaming response sends dozens of messages)."""
+        closing = self._cycle.transport.is_closing
+
+        def checked(message: Message) -> Awaitable[None]:
+            if message.get("more_body", False):  # a body chunk, not the last
+                return send(message)
+            if message["type"] == "http.response.body" and not self.complete:
+                if not self.gone:
+                    self.gone = closing()
+                self.complete = True
+            return send(message)
+
+        return checked
+
+    def client_gone(self) -> bool:
+        if self.gone:
+            return True
+        if self.complete:
+            return False
+        cycle = self._cycle
+        try:
+            return bool(cycle.disconnected or cycle.transport.is_closing())
+        except Exception:  # a broken probe must not break recording
+            return False
+
+    def ended(self) -> None:
+        """Whether the client left before the response completed: the last send
+        may also have waited on flow control until it did (uvicorn then returns
+        quietly). Once uvicorn completed the response, it no longer says
+        ``disconnected``."""
+        if self._cycle.disconnected:
+            self.gone = True
+
+    async def finish(self) -> None:
+        await _close_adopted(self)
+
+
+#: Per type of the object whose method ``receive`` is: whether it is the request
+#: cycle of uvicorn's h11 or httptools protocol, as errclass knows it (see
+#: ``_UvicornRequest``). Other servers, and a uvicorn that changed, take ``_Exchange``.
+_CYCLES: dict[type, bool] = {}
+_UVICORN_HTTP1 = ("uvicorn.protocols.http.h11_impl", "uvicorn.protocols.http.httptools_impl")
+
+
+def _uvicorn_cycle(cycle: object) -> bool:
+    cls = type(cycle)
+    module = getattr(cls, "__module__", None)
+    known = (
+        type(module) is str
+        and module in _UVICORN_HTTP1
+        and cls.__name__ == "RequestResponseCycle"
+        and type(getattr(cycle, "disconnected", None)) is bool
+        and type(getattr(cycle, "response_complete", None)) is bool
+        and callable(getattr(getattr(cycle, "transport", None), "is_closing", None))
+    )
+    if len(_CYCLES) < 64:  # a few types ever: bounded all the same
+        _CYCLES[cls] = known
+    return known
+
+
+async def _close_adopted(transport: _client_state.Transport) -> None:
+    """Close the producers adopted during the request."""
+    closers, transport.closers = transport.closers, []
+    for producer in closers:
+        await _close(producer)
 
 
 async def _close(producer: object) -> None:

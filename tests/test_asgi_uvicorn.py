@@ -1,0 +1,392 @@
+"""ErrclassMiddleware on uvicorn's own HTTP/1 protocols (h11, httptools): the path
+that reads the client's state from uvicorn's request cycle.
+
+Each test serves its application with a real ``uvicorn.Server`` in the test's
+event loop, on a loopback port, and talks to it over a real socket. On this path
+the application gets uvicorn's own ``receive`` (flow control is uvicorn's, no
+listener task runs), and every guarantee of the general path holds: a producer
+that completes after its client left is ``client_gone``, so is one whose last
+message follows a failed write, a completed response is ``ok`` whatever the
+connection does next, a request the server cancels is ``shutdown``, adopted
+producers are closed when the request ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+import errclass
+from errclass.integrations import asgi
+from errclass.integrations.asgi import ErrclassMiddleware
+from tests.support import async_wait_until, free_port
+
+HTTPS = ["h11", "httptools"]
+START = {"type": "http.response.start", "status": 200, "headers": []}
+App = Callable[[Any, Any, Any], Awaitable[None]]
+
+
+def body(data: bytes, more: bool) -> dict[str, Any]:
+    return {"type": "http.response.body", "body": data, "more_body": more}
+
+
+class Served:
+    """A running server: its port, and uvicorn's request cycle of each request as
+    the server handed it to the application (seen outside errclass), in order."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.cycles: list[Any] = []
+        self.ended = 0  # requests whose application returned or raised
+
+    def cycle(self) -> Any:
+        return self.cycles[-1]
+
+
+@asynccontextmanager
+async def uvicorn_serving(app: App, http: str, grace: float = 1.0) -> AsyncIterator[Served]:
+    """A real uvicorn server for *app* on a loopback port, in this event loop."""
+    import uvicorn
+
+    served = Served(free_port())
+
+    async def outside(scope: Any, receive: Any, send: Any) -> None:
+        served.cycles.append(receive.__self__)
+        try:
+            await app(scope, receive, send)
+        finally:
+            served.ended += 1
+
+    config = uvicorn.Config(
+        outside,
+        host="127.0.0.1",
+        port=served.port,
+        http=http,
+        lifespan="off",
+        log_level="critical",
+        access_log=False,
+        timeout_graceful_shutdown=grace,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    try:
+        await async_wait_until(lambda: server.started or task.done(), what="uvicorn started")
+        assert not task.done(), task
+        yield served
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+
+
+class Client:
+    """One raw HTTP/1.1 connection to the server."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def get(cls, port: int, request: bytes = b"") -> Client:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request or b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        return cls(reader, writer)
+
+    async def read_until(self, marker: bytes) -> bytes:
+        return await asyncio.wait_for(self.reader.readuntil(marker), 10)
+
+    def reset(self) -> None:
+        """Leave with a TCP RST."""
+        sock: socket.socket = self.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def listeners() -> list[asyncio.Task[Any]]:
+    """The middleware's listener tasks running now."""
+    return [t for t in asyncio.all_tasks() if "_listen_loop" in repr(t.get_coro())]
+
+
+@pytest.mark.parametrize("http", HTTPS)
+async def test_the_app_gets_uvicorns_own_receive_and_no_listener_runs(http: str) -> None:
+    """An application that never reads: on the general path a listener task reads for
+    it; on uvicorn, its cycle says when the client leaves, so none runs, and the
+    request body is uvicorn's to hand out (read after the response started, in full)."""
+    events: list[errclass.Event] = []
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await asyncio.sleep(0.01)  # the general path's listener would be running now
+        seen["receive"], seen["listeners"] = receive, listeners()
+        got = b""
+        while True:
+            message = await receive()
+            got += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await send(body(b"got %d" % len(got) if got == posted else b"not the body", False))
+
+    posted = b"p" * 200_000
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(posted)
+    async with uvicorn_serving(ErrclassMiddleware(app, events.append, name="p"), http) as served:
+        client = await Client.get(served.port, request + posted)
+        await client.read_until(b"\r\n\r\n")
+        assert b"got 200000" in await client.read_until(b"0\r\n\r\n")
+        await async_wait_until(lambda: events, what="the request recorded")
+        client.close()
+    cycle = served.cycle()
+    assert type(cycle).__name__ == "RequestResponseCycle"
+    assert type(cycle).__module__ == f"uvicorn.protocols.http.{http}_impl"
+    assert seen["receive"] == cycle.receive  # uvicorn's own, not errclass's
+    assert seen["listeners"] == []
+    assert [e.reason for e in events] == ["ok"]
+
+
+@pytest.mark.parametrize("http", HTTPS)
+@pytest.mark.parametrize("leave", ["reset", "close"])
+async def test_an_app_that_returns_normally_after_its_client_left_is_client_gone(
+    http: str, leave: str
+) -> None:
+    """Nobody calls receive(): the cycle's ``disconnected`` is what tells."""
+    events: list[errclass.Event] = []
+    sent = asyncio.Event()
+    left: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await send(body(b"a" * 100, True))
+        sent.set()
+        cycle = served.cycle()
+        await async_wait_until(lambda: cycle.disconnected, what="uvicorn saw the client leave")
+        left.append(listeners())
+        await send(body(b"late", False))  # a no-op on uvicorn: the client is gone
+
+    async with uvicorn_serving(ErrclassMiddleware(app, events.append, name="p"), http) as served:
+        client = await Client.get(served.port)
+        await sent.wait()
+        await client.read_until(b"a" * 100)
+        client.reset() if leave == "reset" else client.close()
+        await async_wait_until(lambda: events, what="the request recorded")
+    assert left == [[]]
+    assert [(e.reason, e.outcome.rule) for e in events] == [("client_gone", "transport_disconnect")]
+
+
+@pytest.mark.parametrize("http", HTTPS)
+async def test_a_write_that_failed_before_the_last_message_is_client_gone(http: str) -> None:
+    """The transport closes under a producer that never yields (what a failed write
+    does: ``abort()`` is that path), and its last message follows in the same loop
+    turn: uvicorn drops it and completes the response, and never says
+    ``disconnected``. The transport, asked before the last message, tells."""
+    events: list[errclass.Event] = []
+    seen: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await send(body(b"a", True))
+        cycle = served.cycle()
+        cycle.transport.abort()
+        await send(body(b"", False))
+        seen.append(cycle.response_complete)
+        await async_wait_until(lambda: cycle.transport.is_closing())
+        seen.append(cycle.disconnected)
+
+    async with uvicorn_serving(ErrclassMiddleware(app, events.append, name="p"), http) as served:
+        client = await Client.get(served.port)
+        await async_wait_until(lambda: events, what="the request recorded")
+        client.close()
+    assert seen == [True, False]  # uvicorn itself never says so
+    assert [(e.reason, e.outcome.rule) for e in events] == [("client_gone", "transport_disconnect")]
+
+
+@pytest.mark.parametrize("http", HTTPS)
+async def test_a_completed_response_is_ok_whatever_the_connection_does_next(http: str) -> None:
+    """``Connection: close``: uvicorn closes the transport once the response is complete,
+    and the client leaves. Neither is the client leaving before the end: the request,
+    and a producer that finishes afterwards, are ok."""
+    events: list[errclass.Event] = []
+    closed: list[bool] = []
+
+    @errclass.track(events.append, name="after")
+    async def after() -> None:
+        return None
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({**START, "headers": [(b"connection", b"close")]})
+        await send(body(b"whole", False))
+        cycle = served.cycle()
+        await async_wait_until(lambda: cycle.transport.is_closing(), what="uvicorn closed")
+        closed.append(True)
+        await after()
+
+    middleware = ErrclassMiddleware(app, events.append, name="p")
+    async with uvicorn_serving(middleware, http) as served:
+        client = await Client.get(served.port)
+        assert (await client.read_until(b"whole")).endswith(b"whole")
+        await async_wait_until(lambda: len(events) == 2, what="both recorded")
+        client.close()
+    assert closed == [True]
+    assert [(e.producer, e.reason) for e in events] == [("after", "ok"), ("p", "ok")]
+
+
+@pytest.mark.parametrize("http", HTTPS)
+async def test_a_producer_that_completes_after_its_client_left_is_client_gone(http: str) -> None:
+    """``record=False``: only the producers record; the cycle speaks for the request
+    until its response completed."""
+    events: list[errclass.Event] = []
+    sent = asyncio.Event()
+
+    @errclass.track(events.append, name="inner")
+    async def inner() -> None:
+        return None
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await inner()  # the client is still there
+        await send(body(b"a" * 100, True))
+        sent.set()
+        cycle = served.cycle()
+        await async_wait_until(lambda: cycle.disconnected, what="uvicorn saw the client leave")
+        await inner()
+
+    async with uvicorn_serving(ErrclassMiddleware(app, record=False), http) as served:
+        client = await Client.get(served.port)
+        await sent.wait()
+        await client.read_until(b"a" * 100)
+        client.reset()
+        await async_wait_until(lambda: len(events) == 2, what="both recorded")
+    assert [(e.producer, e.reason) for e in events] == [("inner", "ok"), ("inner", "client_gone")]
+
+
+@pytest.mark.parametrize("http", HTTPS)
+async def test_an_adopted_producer_is_closed_before_the_request_ends(http: str) -> None:
+    events: list[errclass.Event] = []
+    kept: list[Any] = []
+
+    async def produce() -> AsyncIterator[bytes]:
+        while True:
+            yield b"x" * 100
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        body_iter = errclass.stream(produce(), events.append, name="adopted")
+        kept.append(body_iter)  # alive: only the middleware may close it
+        await send(START)
+        await send(body(await body_iter.__anext__(), True))
+        cycle = served.cycle()
+        await async_wait_until(lambda: cycle.disconnected, what="uvicorn saw the client leave")
+
+    async with uvicorn_serving(ErrclassMiddleware(app, record=False), http) as served:
+        client = await Client.get(served.port)
+        await client.read_until(b"x" * 100)
+        client.reset()
+        await async_wait_until(lambda: served.ended, what="the request ended")
+        recorded = [(e.producer, e.reason) for e in events]  # when the request ended
+    assert recorded == [("adopted", "client_gone")]
+
+
+@pytest.mark.parametrize("http", HTTPS)
+async def test_returning_without_finishing_is_write_failed_and_errors_are_classified(
+    http: str,
+) -> None:
+    events: list[errclass.Event] = []
+    error = KeyError("x")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await send(body(b"a", True))
+        if scope["path"] == "/raise":
+            raise error
+
+    raised: list[BaseException] = []
+
+    async def outer(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await middleware(scope, receive, send)
+        except BaseException as e:
+            raised.append(e)  # uvicorn would log it and close the connection
+            served.cycle().transport.close()
+
+    middleware = ErrclassMiddleware(app, events.append, name="p")
+    async with uvicorn_serving(outer, http) as served:
+        for path in (b"/return", b"/raise"):
+            client = await Client.get(served.port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+            n = len(events)
+            await async_wait_until(lambda n=n: len(events) > n, what="the request recorded")
+            client.close()
+    assert raised == [error]  # the same object
+    returned, failed = events
+    assert (returned.reason, returned.outcome.rule) == ("write_failed", "response_incomplete")
+    assert (failed.reason, failed.exception) == ("write_failed", error)
+
+
+@pytest.mark.parametrize("http", HTTPS)
+async def test_a_request_the_server_cancels_at_shutdown_is_shutdown(http: str) -> None:
+    """uvicorn's ``timeout_graceful_shutdown`` cancels the request: no client left."""
+    events: list[errclass.Event] = []
+    started = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        started.set()
+        await asyncio.sleep(60)
+
+    middleware = ErrclassMiddleware(app, events.append, name="p")
+    async with uvicorn_serving(middleware, http, grace=0.2) as served:
+        client = await Client.get(served.port)
+        await asyncio.wait_for(started.wait(), 10)
+    client.close()
+    assert [(e.reason, e.outcome.rule) for e in events] == [
+        ("deadline_exceeded", "server_cancelled")
+    ]
+
+
+async def test_only_uvicorns_own_request_cycles_take_this_path() -> None:
+    """A lookalike (uvicorn's module name, not its attributes; or its attributes in
+    another module) takes the general path, where errclass wraps ``receive``."""
+
+    class Transport:
+        def is_closing(self) -> bool:
+            return False
+
+    def cycle_class(module: str, disconnected: object) -> Any:
+        class RequestResponseCycle:
+            def __init__(self) -> None:
+                self.disconnected, self.response_complete = disconnected, False
+                self.transport = Transport()
+                self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+            async def receive(self) -> dict[str, Any]:
+                return await self.inbox.get()
+
+            async def send(self, message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.body" and not message["more_body"]:
+                    self.response_complete = True
+                    self.inbox.put_nowait({"type": "http.disconnect"})
+
+        RequestResponseCycle.__module__ = module
+        return RequestResponseCycle
+
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(receive)
+        await send(START)
+        await send(body(b"", False))
+
+    middleware = ErrclassMiddleware(app, name="p", logger=None)
+    for module, disconnected in [
+        ("uvicorn.protocols.http.h11_impl", None),  # not uvicorn's attributes
+        ("tests.uvicorn_lookalike", False),  # not uvicorn's module
+    ]:
+        cycle = cycle_class(module, disconnected)()
+        cycle.inbox.put_nowait({"type": "http.request", "body": b"", "more_body": False})
+        await middleware({"type": "http", "path": "/"}, cycle.receive, cycle.send)
+        assert isinstance(seen.pop().__self__, asgi._Exchange)
+        assert asgi._CYCLES[type(cycle)] is False
