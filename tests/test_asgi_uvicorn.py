@@ -125,7 +125,7 @@ async def test_the_app_gets_uvicorns_own_receive_and_no_listener_runs(http: str)
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send(START)
         await asyncio.sleep(0.01)  # the general path's listener would be running now
-        seen["receive"], seen["listeners"] = receive, listeners()
+        seen["receive"], seen["send"], seen["listeners"] = receive, send, listeners()
         got = b""
         while True:
             message = await receive()
@@ -146,7 +146,9 @@ async def test_the_app_gets_uvicorns_own_receive_and_no_listener_runs(http: str)
     assert type(cycle).__name__ == "RequestResponseCycle"
     assert type(cycle).__module__ == f"uvicorn.protocols.http.{http}_impl"
     assert seen["receive"] == cycle.receive  # uvicorn's own, not errclass's
+    assert seen["send"] == cycle.send
     assert seen["listeners"] == []
+    assert "set" not in vars(cycle.message_event)  # errclass's hook is gone with the request
     assert [e.reason for e in events] == ["ok"]
 
 
@@ -180,16 +182,22 @@ async def test_an_app_that_returns_normally_after_its_client_left_is_client_gone
 
 
 @pytest.mark.parametrize("http", HTTPS)
-async def test_a_write_that_failed_before_the_last_message_is_client_gone(http: str) -> None:
+@pytest.mark.parametrize("keep_alive", [True, False])
+async def test_a_write_that_failed_before_the_last_message_is_client_gone(
+    http: str, keep_alive: bool
+) -> None:
     """The transport closes under a producer that never yields (what a failed write
     does: ``abort()`` is that path), and its last message follows in the same loop
     turn: uvicorn drops it and completes the response, and never says
-    ``disconnected``. The transport, asked before the last message, tells."""
+    ``disconnected``. The transport, asked as the response completes, tells; also
+    on a response that is not kept alive, whose transport uvicorn closes itself
+    right after completing it."""
     events: list[errclass.Event] = []
     seen: list[bool] = []
+    start = START if keep_alive else {**START, "headers": [(b"connection", b"close")]}
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send(START)
+        await send(start)
         await send(body(b"a", True))
         cycle = served.cycle()
         cycle.transport.abort()
@@ -390,3 +398,38 @@ async def test_only_uvicorns_own_request_cycles_take_this_path() -> None:
         await middleware({"type": "http", "path": "/"}, cycle.receive, cycle.send)
         assert isinstance(seen.pop().__self__, asgi._Exchange)
         assert asgi._CYCLES[type(cycle)] is False
+
+
+@pytest.mark.parametrize("http", HTTPS)
+@pytest.mark.parametrize("leave", [False, True])
+async def test_nested_middlewares_each_record_and_leave_uvicorns_event_as_it_was(
+    http: str, leave: bool
+) -> None:
+    """Two layers on one request (an app mounted under another): each reads the same
+    cycle, each records once, and the cycle's event is uvicorn's own afterwards."""
+    events: list[errclass.Event] = []
+    sent = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await send(body(b"a", True))
+        if leave:
+            sent.set()
+            cycle = served.cycle()
+            await async_wait_until(lambda: cycle.disconnected, what="uvicorn saw the client go")
+        await send(body(b"", False))
+
+    inner = ErrclassMiddleware(app, events.append, name="inner")
+    async with uvicorn_serving(
+        ErrclassMiddleware(inner, events.append, name="outer"), http
+    ) as served:
+        client = await Client.get(served.port)
+        if leave:
+            await asyncio.wait_for(sent.wait(), 10)
+            client.reset()
+        await async_wait_until(lambda: len(events) == 2, what="both layers recorded")
+        if not leave:
+            client.close()
+    reason = "client_gone" if leave else "ok"
+    assert [(e.producer, e.reason) for e in events] == [("inner", reason), ("outer", reason)]
+    assert "set" not in vars(served.cycle().message_event)

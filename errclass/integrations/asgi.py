@@ -141,10 +141,9 @@ class ErrclassMiddleware:
         transport: _client_state.Transport
         if uvicorn or (uvicorn is None and _uvicorn_cycle(cycle)):
             exchange = transport = _UvicornRequest(cycle)
-            app_send = transport.sender(send)
         else:
             exchange = _Exchange(receive, send, self._settle_steps)
-            transport, receive, app_send = exchange.transport, exchange.receive, exchange.send
+            transport, receive, send = exchange.transport, exchange.receive, exchange.send
         # Every request pays this: the calls of _trace.capture() and of
         # _client_state.serving() are written out here.
         t0, trace = perf_counter(), _trace.trace
@@ -152,7 +151,7 @@ class ErrclassMiddleware:
         raised: BaseException | None = None
         token = _client_state.publish(transport)
         try:
-            await self.app(scope, receive, app_send)
+            await self.app(scope, receive, send)
         except BaseException as exc:
             raised = exc
             raise
@@ -408,20 +407,25 @@ class _Exchange:
 
 class _UvicornRequest(_client_state.Transport):
     """One request on uvicorn's HTTP/1 protocols (h11, httptools): the transport
-    its producers ask, and the ``send`` its application gets.
+    its producers ask.
 
     uvicorn answers ``receive()`` with ``http.disconnect`` exactly when its
     request cycle says ``disconnected`` (the connection was lost before the
     response completed) or the response is complete. So the application gets
-    uvicorn's own ``receive``, no listener task runs, and whether the client left
-    is read from the cycle when someone asks: a producer recording, or the end of
-    the request. Messages go straight to the ``send`` given; the response is
-    complete with the last body message (uvicorn has no trailers), before which
-    the connection's transport is asked whether a write already failed (uvicorn
-    then drops the rest silently), as ``_Exchange`` does.
+    uvicorn's own ``receive`` and ``send``, no listener task runs, and whether
+    the client left is read from the cycle when someone asks: a producer
+    recording, or the end of the request.
+
+    One fact the cycle does not keep: a write that failed just before the last
+    message (uvicorn then drops the rest silently, completes the response and
+    never says ``disconnected``). uvicorn sets the cycle's ``message_event`` the
+    moment the response completes, before it closes a connection it does not
+    keep alive, so for the request that event's ``set`` is this object's
+    ``_responded``, which asks the transport then (as ``_Exchange`` does before
+    the last message): one call per request instead of one per message.
     """
 
-    __slots__ = ("_cycle",)
+    __slots__ = ("_cycle", "_event", "_outer", "_set")
     _listener = None  # there is none: see above
 
     def __init__(self, cycle: Any) -> None:
@@ -429,22 +433,19 @@ class _UvicornRequest(_client_state.Transport):
         self.gone = self.deadline = self.complete = False
         self.probe, self.closers, self.pending = None, [], []
         self._cycle = cycle
+        event = self._event = cycle.message_event
+        self._outer = event.__dict__.get("set")  # an outer middleware's, if nested
+        self._set = event.set
+        event.set = self._responded
 
-    def sender(self, send: Send) -> Send:
-        """The ``send`` the application gets: a closure over *send* (the cheapest
-        call there is: a streaming response sends dozens of messages)."""
-        closing = self._cycle.transport.is_closing
-
-        def checked(message: Message) -> Awaitable[None]:
-            if message.get("more_body", False):  # a body chunk, not the last
-                return send(message)
-            if message["type"] == "http.response.body" and not self.complete:
-                if not self.gone:
-                    self.gone = closing()
-                self.complete = True
-            return send(message)
-
-        return checked
+    def _responded(self) -> None:
+        """The cycle's event is set: the response completed, a request body
+        arrived, or the connection was lost."""
+        if not self.complete and self._cycle.response_complete:
+            self.complete = True
+            if not self.gone:
+                self.gone = self._cycle.transport.is_closing()
+        self._set()
 
     def client_gone(self) -> bool:
         if self.gone:
@@ -462,8 +463,16 @@ class _UvicornRequest(_client_state.Transport):
         may also have waited on flow control until it did (uvicorn then returns
         quietly). Once uvicorn completed the response, it no longer says
         ``disconnected``."""
-        if self._cycle.disconnected:
+        event, outer = self._event, self._outer
+        if outer is None:
+            event.__dict__.pop("set", None)  # the cycle's own again; no reference cycle left
+        else:
+            event.set = outer
+        cycle = self._cycle
+        if cycle.disconnected:
             self.gone = True
+        elif not self.complete and cycle.response_complete:
+            self.complete = True  # completed without our hook seeing it (nested oddly)
 
     async def finish(self) -> None:
         await _close_adopted(self)
@@ -486,6 +495,7 @@ def _uvicorn_cycle(cycle: object) -> bool:
         and type(getattr(cycle, "disconnected", None)) is bool
         and type(getattr(cycle, "response_complete", None)) is bool
         and callable(getattr(getattr(cycle, "transport", None), "is_closing", None))
+        and type(getattr(cycle, "message_event", None)) is asyncio.Event
     )
     if len(_CYCLES) < 64:  # a few types ever: bounded all the same
         _CYCLES[cls] = known
