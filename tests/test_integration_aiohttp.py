@@ -4,11 +4,15 @@ handler is cancelled), counts scraped from the server's ``/metrics``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +20,7 @@ import errclass
 from errclass.integrations.aiohttp import middleware, setup
 from tests.support import (
     ROOT,
+    async_wait_until,
     counted_streams,
     fin_close,
     free_port,
@@ -109,6 +114,186 @@ async def test_a_raised_http_response_is_ok_and_an_error_is_not() -> None:
         ("redirect", "ok"),
         ("broken", "write_failed"),
     ]
+
+
+@asynccontextmanager
+async def serving(handler: Any, events: list[errclass.Event]) -> AsyncIterator[int]:
+    """A real aiohttp server on loopback, as users run it (``handler_cancellation``
+    off: aiohttp's TestServer turns it on), with the middleware recording to
+    *events* as ``request`` and *handler* at ``/``; yields its port."""
+    from aiohttp import web
+
+    app = web.Application()
+    setup(app, events.append, name="request", logger=None)
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+async def get(port: int) -> tuple[int, bytes]:
+    """``GET /`` with aiohttp's client: the status and the whole body."""
+    import aiohttp
+
+    url = f"http://127.0.0.1:{port}/"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.read()
+
+
+def endings(events: list[errclass.Event]) -> list[tuple[str, str, str]]:
+    return [(e.producer, e.reason, e.outcome.rule) for e in events]
+
+
+async def test_a_stream_the_handler_stopped_is_closed_and_recorded_before_the_response() -> None:
+    """A handler that stops iterating an ``errclass.stream()`` (and keeps it, so
+    refcounting cannot close it): the middleware closes it as the request ends,
+    and records it with what ended the request (it ended well: ``generator_exit``)."""
+    from aiohttp import web
+
+    events: list[errclass.Event] = []
+    kept: list[Any] = []
+    finished: list[bool] = []
+
+    async def produce() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"x"
+        finally:
+            finished.append(True)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = errclass.stream(produce(), events.append, name="body", logger=None)
+        kept.append(body)
+        chunks = []
+        async for chunk in body:
+            chunks.append(chunk)
+            if len(chunks) == 3:
+                break  # an async generator left at yield: not closed by the break
+        return web.Response(body=b"".join(chunks))
+
+    async with serving(handler, events) as port:
+        assert await get(port) == (200, b"xxx")
+        # (a plain response is sent after the middleware returned: all is recorded now)
+        recorded, closed = endings(events), list(finished)
+    assert recorded == [
+        ("request", "ok", "ok"),
+        ("body", "client_gone", "generator_exit"),
+    ]
+    assert closed == [True], "the producer's finally ran before the response was sent"
+
+
+async def test_a_tracked_generator_left_suspended_is_recorded_once_as_the_request_ends() -> None:
+    from aiohttp import web
+
+    events: list[errclass.Event] = []
+    kept: list[Any] = []
+
+    @errclass.track(events.append, name="tracked", logger=None)
+    async def produce() -> AsyncIterator[bytes]:
+        while True:
+            yield b"x"
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = produce()
+        kept.append(body)
+        first = await body.__anext__()
+        return web.Response(body=first)
+
+    async with serving(handler, events) as port:
+        assert await get(port) == (200, b"x")
+        recorded = endings(events)
+    assert recorded == [
+        ("request", "ok", "ok"),
+        ("tracked", "client_gone", "generator_exit"),
+    ]
+    await kept[0].aclose()  # its own ending comes later: not recorded again
+    assert endings(events) == recorded
+
+
+async def test_a_stream_parked_when_the_client_left_is_client_gone_once() -> None:
+    """The client leaves mid-stream; the handler swallows the failed write and
+    returns, leaving its stream at ``yield``: the stream is ``client_gone`` (what
+    the server saw), recorded and closed as the request ends, exactly once."""
+    from aiohttp import web
+
+    events: list[errclass.Event] = []
+    kept: list[Any] = []
+    finished: list[bool] = []
+
+    async def produce() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"x" * 1000
+                await asyncio.sleep(0.005)
+        finally:
+            finished.append(True)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        body = errclass.stream(produce(), events.append, name="body", logger=None)
+        kept.append(body)
+        try:
+            async for chunk in body:
+                await resp.write(chunk)
+        except ConnectionResetError:
+            pass  # aiohttp's ClientConnectionResetError: the handler goes on as if all went well
+        return resp
+
+    async with serving(handler, events) as port:
+        await asyncio.to_thread(leave_after(rst_close, 3000), port, "/")
+        await async_wait_until(
+            lambda: len(events) == 2 and finished, timeout=5, what=lambda: str(endings(events))
+        )
+    await kept[0].aclose()  # already closed: nothing more to record
+    assert endings(events) == [
+        ("request", "client_gone", "transport_disconnect"),
+        ("body", "client_gone", "transport_disconnect"),
+    ]
+    assert finished == [True]
+
+
+async def test_a_producer_whose_close_fails_is_logged_and_changes_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Closing an adopted producer raises: a warning, not an error into aiohttp,
+    and the request's outcome and response are what the handler made."""
+    from aiohttp import web
+
+    events: list[errclass.Event] = []
+    kept: list[Any] = []
+
+    async def produce() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"x"
+        finally:
+            raise RuntimeError("cleanup failed")
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = errclass.stream(produce(), events.append, name="body", logger=None)
+        kept.append(body)
+        return web.Response(body=await body.__anext__())
+
+    with caplog.at_level(logging.WARNING):
+        async with serving(handler, events) as port:
+            assert await get(port) == (200, b"x")
+            recorded = endings(events)
+    assert recorded == [
+        ("request", "ok", "ok"),
+        ("body", "client_gone", "generator_exit"),
+    ]
+    warned = [r for r in caplog.records if r.name == "errclass" and r.exc_info]
+    assert [r.getMessage() for r in warned] == [
+        "closing a producer at the end of its request raised"
+    ]
+    assert isinstance(warned[0].exc_info[1], RuntimeError)  # type: ignore[index]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], "nothing was raised into aiohttp"
 
 
 def test_bad_arguments_are_refused_clearly() -> None:
