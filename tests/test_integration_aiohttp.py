@@ -9,7 +9,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -148,60 +148,81 @@ def endings(events: list[errclass.Event]) -> list[tuple[str, str, str]]:
     return [(e.producer, e.reason, e.outcome.rule) for e in events]
 
 
-async def test_a_stream_the_handler_stopped_is_closed_and_recorded_before_the_response() -> None:
-    """A handler that stops iterating an ``errclass.stream()`` (and keeps it, so
-    refcounting cannot close it): the middleware closes it as the request ends,
-    and records it with what ended the request (it ended well: ``generator_exit``)."""
-    from aiohttp import web
+class Bodies:
+    """The ``errclass.stream()`` bodies a handler makes, recorded to ``events`` as
+    ``body`` and kept alive (refcounting cannot close them: only the middleware
+    may). ``finished`` counts the generators whose ``finally`` ran; with
+    *failing_close* it raises there."""
 
-    events: list[errclass.Event] = []
-    kept: list[Any] = []
-    finished: list[bool] = []
+    def __init__(self, size: int = 1, delay: float = 0.0, failing_close: bool = False) -> None:
+        self.events: list[errclass.Event] = []
+        self.kept: list[AsyncGenerator[bytes, Any]] = []
+        self.finished = 0
+        self._size, self._delay, self._failing = size, delay, failing_close
 
-    async def produce() -> AsyncIterator[bytes]:
+    async def _produce(self) -> AsyncIterator[bytes]:
         try:
             while True:
-                yield b"x"
+                yield b"x" * self._size
+                if self._delay:
+                    await asyncio.sleep(self._delay)
         finally:
-            finished.append(True)
+            self.finished += 1
+            if self._failing:
+                raise RuntimeError("cleanup failed")
+
+    def stream(self) -> AsyncGenerator[bytes, Any]:
+        body = errclass.stream(self._produce(), self.events.append, name="body", logger=None)
+        self.kept.append(body)
+        return body
+
+
+#: The request ended well; the body it left at ``yield`` was closed and recorded then.
+ENDED_WELL = [("request", "ok", "ok"), ("body", "client_gone", "generator_exit")]
+
+
+async def served_once(handler: Any, bodies: Bodies) -> tuple[Any, ...]:
+    """One ``GET /``: what the client got, then what was recorded and how many
+    bodies were closed by then (a plain response is sent after the middleware
+    returned: the request's end is over when the client has it)."""
+    async with serving(handler, bodies.events) as port:
+        got = await get(port)
+        return got, endings(bodies.events), bodies.finished
+
+
+async def test_a_stream_the_handler_stopped_is_closed_and_recorded_before_the_response() -> None:
+    """A handler that stops iterating an ``errclass.stream()``: the middleware
+    closes it as the request ends, and records it with what ended the request
+    (it ended well: the policy's ``generator_exit``)."""
+    from aiohttp import web
+
+    bodies = Bodies()
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        body = errclass.stream(produce(), events.append, name="body", logger=None)
-        kept.append(body)
         chunks = []
-        async for chunk in body:
+        async for chunk in bodies.stream():
             chunks.append(chunk)
             if len(chunks) == 3:
                 break  # an async generator left at yield: not closed by the break
         return web.Response(body=b"".join(chunks))
 
-    async with serving(handler, events) as port:
-        assert await get(port) == (200, b"xxx")
-        # (a plain response is sent after the middleware returned: all is recorded now)
-        recorded, closed = endings(events), list(finished)
-    assert recorded == [
-        ("request", "ok", "ok"),
-        ("body", "client_gone", "generator_exit"),
-    ]
-    assert closed == [True], "the producer's finally ran before the response was sent"
+    assert await served_once(handler, bodies) == ((200, b"xxx"), ENDED_WELL, 1)
 
 
 async def test_a_tracked_generator_left_suspended_is_recorded_once_as_the_request_ends() -> None:
     from aiohttp import web
 
     events: list[errclass.Event] = []
-    kept: list[Any] = []
+    kept: list[AsyncGenerator[bytes, None]] = []
 
     @errclass.track(events.append, name="tracked", logger=None)
-    async def produce() -> AsyncIterator[bytes]:
+    async def produce() -> AsyncGenerator[bytes, None]:
         while True:
             yield b"x"
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        body = produce()
-        kept.append(body)
-        first = await body.__anext__()
-        return web.Response(body=first)
+        kept.append(produce())  # alive: refcounting cannot close it
+        return web.Response(body=await anext(kept[0]))
 
     async with serving(handler, events) as port:
         assert await get(port) == (200, b"x")
@@ -220,41 +241,31 @@ async def test_a_stream_parked_when_the_client_left_is_client_gone_once() -> Non
     the server saw), recorded and closed as the request ends, exactly once."""
     from aiohttp import web
 
-    events: list[errclass.Event] = []
-    kept: list[Any] = []
-    finished: list[bool] = []
-
-    async def produce() -> AsyncIterator[bytes]:
-        try:
-            while True:
-                yield b"x" * 1000
-                await asyncio.sleep(0.005)
-        finally:
-            finished.append(True)
+    bodies = Bodies(size=1000, delay=0.005)
 
     async def handler(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse()
         await resp.prepare(request)
-        body = errclass.stream(produce(), events.append, name="body", logger=None)
-        kept.append(body)
         try:
-            async for chunk in body:
+            async for chunk in bodies.stream():
                 await resp.write(chunk)
         except ConnectionResetError:
             pass  # aiohttp's ClientConnectionResetError: the handler goes on as if all went well
         return resp
 
-    async with serving(handler, events) as port:
+    async with serving(handler, bodies.events) as port:
         await asyncio.to_thread(leave_after(rst_close, 3000), port, "/")
         await async_wait_until(
-            lambda: len(events) == 2 and finished, timeout=5, what=lambda: str(endings(events))
+            lambda: len(bodies.events) == 2 and bodies.finished,
+            timeout=5,
+            what=lambda: f"{endings(bodies.events)}, finished {bodies.finished}",
         )
-    await kept[0].aclose()  # already closed: nothing more to record
-    assert endings(events) == [
+    await bodies.kept[0].aclose()  # already closed: nothing more to record
+    assert endings(bodies.events) == [
         ("request", "client_gone", "transport_disconnect"),
         ("body", "client_gone", "transport_disconnect"),
     ]
-    assert finished == [True]
+    assert bodies.finished == 1
 
 
 async def test_a_producer_whose_close_fails_is_logged_and_changes_nothing(
@@ -264,29 +275,13 @@ async def test_a_producer_whose_close_fails_is_logged_and_changes_nothing(
     and the request's outcome and response are what the handler made."""
     from aiohttp import web
 
-    events: list[errclass.Event] = []
-    kept: list[Any] = []
-
-    async def produce() -> AsyncIterator[bytes]:
-        try:
-            while True:
-                yield b"x"
-        finally:
-            raise RuntimeError("cleanup failed")
+    bodies = Bodies(failing_close=True)
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        body = errclass.stream(produce(), events.append, name="body", logger=None)
-        kept.append(body)
-        return web.Response(body=await body.__anext__())
+        return web.Response(body=await anext(bodies.stream()))
 
     with caplog.at_level(logging.WARNING):
-        async with serving(handler, events) as port:
-            assert await get(port) == (200, b"x")
-            recorded = endings(events)
-    assert recorded == [
-        ("request", "ok", "ok"),
-        ("body", "client_gone", "generator_exit"),
-    ]
+        assert await served_once(handler, bodies) == ((200, b"x"), ENDED_WELL, 1)
     warned = [r for r in caplog.records if r.name == "errclass" and r.exc_info]
     assert [r.getMessage() for r in warned] == [
         "closing a producer at the end of its request raised"

@@ -13,6 +13,15 @@ that swallowed the write error and returned is still ``client_gone`` when the
 connection was lost before it returned. ``errclass.track()``/``stream()``
 producers inside the handler see the same signal.
 
+As the request ends (before its response is sent, for a plain ``web.Response``),
+the producers it left behind are ended as the ASGI middleware ends them, rather
+than by the garbage collector later: a tracked generator still suspended (a
+handler that broke out of its ``async for``, or swallowed the failed write,
+leaves it at ``yield``) is recorded with what ended the request (``client_gone``,
+the handler's error, else the policy's ``generator_exit``), once; and
+``errclass.stream()`` bodies still open are closed (a failing close is logged,
+never raised into aiohttp).
+
 ::
 
     from errclass.integrations import aiohttp as errclass_aiohttp
