@@ -117,16 +117,18 @@ async def test_a_raised_http_response_is_ok_and_an_error_is_not() -> None:
 
 
 @asynccontextmanager
-async def serving(handler: Any, events: list[errclass.Event]) -> AsyncIterator[int]:
+async def serving(
+    handler: Any, events: list[errclass.Event], handler_cancellation: bool = False
+) -> AsyncIterator[int]:
     """A real aiohttp server on loopback, as users run it (``handler_cancellation``
-    off: aiohttp's TestServer turns it on), with the middleware recording to
-    *events* as ``request`` and *handler* at ``/``; yields its port."""
+    off by default: aiohttp's TestServer turns it on), with the middleware
+    recording to *events* as ``request`` and *handler* at ``/``; yields its port."""
     from aiohttp import web
 
     app = web.Application()
     setup(app, events.append, name="request", logger=None)
     app.router.add_get("/", handler)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, handler_cancellation=handler_cancellation)
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -265,6 +267,35 @@ async def test_a_stream_parked_when_the_client_left_is_client_gone_once() -> Non
         ("request", "client_gone", "transport_disconnect"),
         ("body", "client_gone", "transport_disconnect"),
     ]
+    assert bodies.finished == 1
+
+
+async def test_with_handler_cancellation_a_parked_stream_ends_as_its_request_did() -> None:
+    """``handler_cancellation=True``: the client leaves while the handler writes,
+    its stream parked at ``yield`` (a producer that never awaits). Whatever ended
+    the request (the failed write, or aiohttp's cancellation, whichever lands
+    first) ends the stream too: the same exception, recorded once."""
+    from aiohttp import web
+
+    bodies = Bodies(size=65536)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        async for chunk in bodies.stream():
+            await resp.write(chunk)  # the only await: where the request ends
+        return resp
+
+    async with serving(handler, bodies.events, handler_cancellation=True) as port:
+        await asyncio.to_thread(leave_after(rst_close, 3000), port, "/")
+        await async_wait_until(
+            lambda: len(bodies.events) == 2 and bodies.finished,
+            timeout=5,
+            what=lambda: f"{endings(bodies.events)}, finished {bodies.finished}",
+        )
+    (request, body), (ended, parked) = endings(bodies.events), bodies.events
+    assert (request[:2], body[0], body[1:]) == (("request", "client_gone"), "body", request[1:])
+    assert parked.exception is ended.exception
     assert bodies.finished == 1
 
 
