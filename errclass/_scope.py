@@ -297,8 +297,8 @@ def stream(
 
     It owns iteration and closes the inner iterator in its own ``finally``, so
     an early stop is recorded when it happens, not when the garbage collector
-    gets to it; under the ASGI middleware it is also closed when the request
-    ends. An async iterable gives an async generator (``asend``/``athrow``
+    gets to it; under the ASGI or aiohttp middleware it is also closed when the
+    request ends. An async iterable gives an async generator (``asend``/``athrow``
     forwarded); a sync one gives a ``Stream`` that is iterable both ways.
     Sinks and options are those of ``track()``; *name* defaults to the calling
     function.
@@ -314,7 +314,7 @@ def stream(
         wrapped = Stream(iterable, tracker)
     else:
         raise TypeError(f"errclass.stream() needs an iterable or async iterable, got {iterable!r}")
-    # Under an integration's request (ASGI), closed when the request ends, not at GC.
+    # Under an integration's request (ASGI, aiohttp), closed when it ends, not at GC.
     _client_state.adopt(wrapped)
     return wrapped
 

@@ -4,11 +4,15 @@ handler is cancelled), counts scraped from the server's ``/metrics``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +20,7 @@ import errclass
 from errclass.integrations.aiohttp import middleware, setup
 from tests.support import (
     ROOT,
+    async_wait_until,
     counted_streams,
     fin_close,
     free_port,
@@ -109,6 +114,212 @@ async def test_a_raised_http_response_is_ok_and_an_error_is_not() -> None:
         ("redirect", "ok"),
         ("broken", "write_failed"),
     ]
+
+
+@asynccontextmanager
+async def serving(
+    handler: Any, events: list[errclass.Event], handler_cancellation: bool = False
+) -> AsyncIterator[int]:
+    """A real aiohttp server on loopback, as users run it (``handler_cancellation``
+    off by default: aiohttp's TestServer turns it on), with the middleware
+    recording to *events* as ``request`` and *handler* at ``/``; yields its port."""
+    from aiohttp import web
+
+    app = web.Application()
+    setup(app, events.append, name="request", logger=None)
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app, handler_cancellation=handler_cancellation)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+async def get(port: int) -> tuple[int, bytes]:
+    """``GET /`` with aiohttp's client: the status and the whole body."""
+    import aiohttp
+
+    url = f"http://127.0.0.1:{port}/"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.read()
+
+
+def endings(events: list[errclass.Event]) -> list[tuple[str, str, str]]:
+    return [(e.producer, e.reason, e.outcome.rule) for e in events]
+
+
+class Bodies:
+    """The ``errclass.stream()`` bodies a handler makes, recorded to ``events`` as
+    ``body`` and kept alive (refcounting cannot close them: only the middleware
+    may). ``finished`` counts the generators whose ``finally`` ran; with
+    *failing_close* it raises there."""
+
+    def __init__(self, size: int = 1, delay: float = 0.0, failing_close: bool = False) -> None:
+        self.events: list[errclass.Event] = []
+        self.kept: list[AsyncGenerator[bytes, Any]] = []
+        self.finished = 0
+        self._size, self._delay, self._failing = size, delay, failing_close
+
+    async def _produce(self) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"x" * self._size
+                if self._delay:
+                    await asyncio.sleep(self._delay)
+        finally:
+            self.finished += 1
+            if self._failing:
+                raise RuntimeError("cleanup failed")
+
+    def stream(self) -> AsyncGenerator[bytes, Any]:
+        body = errclass.stream(self._produce(), self.events.append, name="body", logger=None)
+        self.kept.append(body)
+        return body
+
+
+#: The request ended well; the body it left at ``yield`` was closed and recorded then.
+ENDED_WELL = [("request", "ok", "ok"), ("body", "client_gone", "generator_exit")]
+
+
+async def served_once(handler: Any, bodies: Bodies) -> tuple[Any, ...]:
+    """One ``GET /``: what the client got, then what was recorded and how many
+    bodies were closed by then (a plain response is sent after the middleware
+    returned: the request's end is over when the client has it)."""
+    async with serving(handler, bodies.events) as port:
+        got = await get(port)
+        return got, endings(bodies.events), bodies.finished
+
+
+async def test_a_stream_the_handler_stopped_is_closed_and_recorded_before_the_response() -> None:
+    """A handler that stops iterating an ``errclass.stream()``: the middleware
+    closes it as the request ends, and records it with what ended the request
+    (it ended well: the policy's ``generator_exit``)."""
+    from aiohttp import web
+
+    bodies = Bodies()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        chunks = []
+        async for chunk in bodies.stream():
+            chunks.append(chunk)
+            if len(chunks) == 3:
+                break  # an async generator left at yield: not closed by the break
+        return web.Response(body=b"".join(chunks))
+
+    assert await served_once(handler, bodies) == ((200, b"xxx"), ENDED_WELL, 1)
+
+
+async def test_a_tracked_generator_left_suspended_is_recorded_once_as_the_request_ends() -> None:
+    from aiohttp import web
+
+    events: list[errclass.Event] = []
+    kept: list[AsyncGenerator[bytes, None]] = []
+
+    @errclass.track(events.append, name="tracked", logger=None)
+    async def produce() -> AsyncGenerator[bytes, None]:
+        while True:
+            yield b"x"
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        kept.append(produce())  # alive: refcounting cannot close it
+        return web.Response(body=await anext(kept[0]))
+
+    async with serving(handler, events) as port:
+        assert await get(port) == (200, b"x")
+        recorded = endings(events)
+    assert recorded == [
+        ("request", "ok", "ok"),
+        ("tracked", "client_gone", "generator_exit"),
+    ]
+    await kept[0].aclose()  # its own ending comes later: not recorded again
+    assert endings(events) == recorded
+
+
+async def test_a_stream_parked_when_the_client_left_is_client_gone_once() -> None:
+    """The client leaves mid-stream; the handler swallows the failed write and
+    returns, leaving its stream at ``yield``: the stream is ``client_gone`` (what
+    the server saw), recorded and closed as the request ends, exactly once."""
+    from aiohttp import web
+
+    bodies = Bodies(size=1000, delay=0.005)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        try:
+            async for chunk in bodies.stream():
+                await resp.write(chunk)
+        except ConnectionResetError:
+            pass  # aiohttp's ClientConnectionResetError: the handler goes on as if all went well
+        return resp
+
+    async with serving(handler, bodies.events) as port:
+        await asyncio.to_thread(leave_after(rst_close, 3000), port, "/")
+        await async_wait_until(
+            lambda: len(bodies.events) == 2 and bodies.finished,
+            timeout=5,
+            what=lambda: f"{endings(bodies.events)}, finished {bodies.finished}",
+        )
+    await bodies.kept[0].aclose()  # already closed: nothing more to record
+    assert endings(bodies.events) == [
+        ("request", "client_gone", "transport_disconnect"),
+        ("body", "client_gone", "transport_disconnect"),
+    ]
+    assert bodies.finished == 1
+
+
+async def test_with_handler_cancellation_a_parked_stream_ends_as_its_request_did() -> None:
+    """``handler_cancellation=True``: the client leaves while the handler writes,
+    its stream parked at ``yield`` (a producer that never awaits). Whatever ended
+    the request (the failed write, or aiohttp's cancellation, whichever lands
+    first) ends the stream too: the same exception, recorded once."""
+    from aiohttp import web
+
+    bodies = Bodies(size=65536)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        async for chunk in bodies.stream():
+            await resp.write(chunk)  # the only await: where the request ends
+        return resp
+
+    async with serving(handler, bodies.events, handler_cancellation=True) as port:
+        await asyncio.to_thread(leave_after(rst_close, 3000), port, "/")
+        await async_wait_until(
+            lambda: len(bodies.events) == 2 and bodies.finished,
+            timeout=5,
+            what=lambda: f"{endings(bodies.events)}, finished {bodies.finished}",
+        )
+    (request, body), (ended, parked) = endings(bodies.events), bodies.events
+    assert (request[:2], body[0], body[1:]) == (("request", "client_gone"), "body", request[1:])
+    assert parked.exception is ended.exception
+    assert bodies.finished == 1
+
+
+async def test_a_producer_whose_close_fails_is_logged_and_changes_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Closing an adopted producer raises: a warning, not an error into aiohttp,
+    and the request's outcome and response are what the handler made."""
+    from aiohttp import web
+
+    bodies = Bodies(failing_close=True)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=await anext(bodies.stream()))
+
+    with caplog.at_level(logging.WARNING):
+        assert await served_once(handler, bodies) == ((200, b"x"), ENDED_WELL, 1)
+    warned = [r for r in caplog.records if r.name == "errclass" and r.exc_info]
+    assert [r.getMessage() for r in warned] == [
+        "closing a producer at the end of its request raised"
+    ]
+    assert isinstance(warned[0].exc_info[1], RuntimeError)  # type: ignore[index]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], "nothing was raised into aiohttp"
 
 
 def test_bad_arguments_are_refused_clearly() -> None:

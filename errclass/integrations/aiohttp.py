@@ -13,6 +13,15 @@ that swallowed the write error and returned is still ``client_gone`` when the
 connection was lost before it returned. ``errclass.track()``/``stream()``
 producers inside the handler see the same signal.
 
+As the request ends (before its response is sent, for a plain ``web.Response``),
+the producers it left behind are ended as the ASGI middleware ends them, rather
+than by the garbage collector later: a tracked generator still suspended (a
+handler that broke out of its ``async for``, or swallowed the failed write,
+leaves it at ``yield``) is recorded with what ended the request (``client_gone``,
+the handler's error, else the policy's ``generator_exit``), once; and
+``errclass.stream()`` bodies still open are closed (a failing close is logged,
+never raised into aiohttp).
+
 ::
 
     from errclass.integrations import aiohttp as errclass_aiohttp
@@ -36,6 +45,7 @@ from .._options import DEFAULT_LOGGER
 from .._outcome import Reason
 from .._policy import Policy
 from ._endpoints import Endpoints, shutdown_outcome
+from ._request_end import OK, Verdict, apply, end_producers
 
 __all__ = ["middleware", "setup"]
 
@@ -67,34 +77,44 @@ def middleware(
         nonlocal stopping
         stopping = True
 
+    def ending(transport: _client_state.Transport, exc: BaseException | None) -> Verdict:
+        """What ended the request (see ``_request_end``)."""
+        if exc is None:
+            if transport.client_gone():
+                # The connection was lost before the handler returned (it swallowed
+                # the failed write, or its plain response can no longer be sent).
+                return _client_state.TRANSPORT_GONE, _client_state.ClientDisconnected()
+            return OK
+        if isinstance(exc, web.HTTPException):
+            return OK  # a raised response is the handler's deliberate answer
+        if isinstance(exc, asyncio.CancelledError) and (stopping or not transport.client_gone()):
+            # The server cancelled us: at shutdown, or with the connection still open.
+            return shutdown_as, exc
+        return None, exc
+
     @web.middleware
     async def errclass_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         tracker = endpoints.tracker(getattr(request.match_info, "handler", handler))
         t0 = perf_counter() if tracker.timed else 0.0
         ctx = _trace.capture() if tracker.traced else None
         transport = _client_state.Transport(probe=lambda: request.transport is None)
+        raised: BaseException | None = None
         try:
             with _client_state.serving(transport):
-                response = await handler(request)
-        except web.HTTPException:
-            tracker.ok(t0, ctx)  # a raised response is the handler's deliberate answer
-            raise
+                return await handler(request)
         except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError) and (
-                stopping or not transport.client_gone()
-            ):
-                # The server cancelled us: at shutdown, or with the connection still open.
-                tracker.record(shutdown_as, exc, t0, ctx)
-            else:
-                tracker.fail(exc, t0, ctx)
+            raised = exc
             raise
-        if transport.client_gone():
-            # The connection was lost before the handler returned (it swallowed
-            # the failed write, or its plain response can no longer be sent).
-            tracker.client_left(t0, ctx)
-        else:
-            tracker.ok(t0, ctx)
-        return response
+        finally:
+            verdict = ending(transport, raised)
+            if verdict is OK:
+                tracker.ok(t0, ctx)
+            else:
+                apply(tracker, verdict, t0, ctx)
+            if transport.pending or transport.closers:
+                # Producers it left suspended or adopted: ended now, while the
+                # request's verdict is known, not by the garbage collector later.
+                await end_producers(transport, verdict)
 
     errclass_middleware.on_shutdown = on_shutdown  # type: ignore[attr-defined]
     return errclass_middleware

@@ -57,8 +57,8 @@ from .. import _client_state, _trace
 from .._options import DEFAULT_LOGGER, check
 from .._outcome import Outcome, Reason
 from .._policy import Policy
-from .._record import Tracker
 from ._endpoints import Endpoints, shutdown_outcome
+from ._request_end import OK, Verdict, apply, close_adopted, settle
 from ._routes import ROUTE_KEY, route
 
 __all__ = ["ErrclassMiddleware", "ResponseIncomplete", "adopt"]
@@ -69,8 +69,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 T = TypeVar("T")
-
-log = logging.getLogger("errclass")
 
 _SETTLE_STEPS = 4  # loop iterations a server needs to turn a reset into http.disconnect
 _background: set[asyncio.Task[Any]] = set()  # listener tasks being cancelled
@@ -159,7 +157,7 @@ class ErrclassMiddleware:
             _client_state.unpublish(token)
             exchange.ended()
             if raised is None and transport.complete and not transport.gone:
-                verdict: _Verdict = _OK
+                verdict: Verdict = OK
             else:
                 verdict = self._verdict(transport, raised)
             endpoints = self._endpoints
@@ -173,16 +171,16 @@ class ErrclassMiddleware:
                 if tracker is None:
                     tracker = endpoints.tracker(route(scope, self.app))
                 t0, ctx = t0 if tracker.timed else 0.0, ctx if tracker.traced else None
-                if verdict is _OK:
+                if verdict is OK:
                     tracker.ok(t0, ctx)
                 else:
-                    _apply(tracker, verdict, t0, ctx)
+                    apply(tracker, verdict, t0, ctx)
             if transport.pending:
-                _settle(transport, verdict)
+                settle(transport, verdict)
             if exchange._listener is not None or transport.closers:
                 await exchange.finish()
 
-    def _verdict(self, transport: _client_state.Transport, exc: BaseException | None) -> _Verdict:
+    def _verdict(self, transport: _client_state.Transport, exc: BaseException | None) -> Verdict:
         """What ended the request: an outcome decided here and what to hand the
         sinks, or ``(None, exc)`` to classify *exc* (``(None, None)``: ``ok``)."""
         exc = _unwrap(exc)
@@ -204,37 +202,6 @@ class ErrclassMiddleware:
             # (graceful-shutdown timeout), not by a client leaving.
             return self._shutdown, exc
         return None, exc
-
-
-# (decided outcome or None, the exception for the sinks or to classify)
-_Verdict = tuple[Outcome | None, BaseException | None]
-_OK: _Verdict = (None, None)  # the app returned, the response completed, the client stayed
-
-
-def _apply(tracker: Tracker, verdict: _Verdict, t0: float, ctx: Any) -> None:
-    outcome, exc = verdict
-    if outcome is _client_state.TRANSPORT_GONE:
-        tracker.client_left(t0, ctx, exc)
-    elif outcome is not None:
-        assert exc is not None
-        tracker.record(outcome, exc, t0, ctx)
-    elif exc is not None:
-        tracker.fail(exc, t0, ctx)
-    else:
-        tracker.ok(t0, ctx)
-
-
-def _settle(transport: _client_state.Transport, verdict: _Verdict) -> None:
-    """Record the tracked producers of this request that are still suspended
-    (Starlette never closes a sync body iterator it stopped; an app cut off by a
-    deadline leaves its producer at ``yield``): what ended the request ended them.
-    A request that ended well left them unfinished: the policy's ``generator_exit``."""
-    runs, transport.pending = transport.pending, []
-    if verdict == (None, None):
-        verdict = (None, GeneratorExit())
-    for run in runs:
-        if run.claim():
-            _apply(run.tracker, verdict, run.t0, run.ctx)
 
 
 def _unwrap(exc: BaseException | None) -> BaseException | None:
@@ -402,7 +369,7 @@ class _Exchange:
             listener.cancel()
             _background.add(listener)
             listener.add_done_callback(_background.discard)
-        await _close_adopted(self.transport)
+        await close_adopted(self.transport)
 
 
 class _UvicornRequest(_client_state.Transport):
@@ -475,7 +442,7 @@ class _UvicornRequest(_client_state.Transport):
             self.complete = True  # completed without our hook seeing it (nested oddly)
 
     async def finish(self) -> None:
-        await _close_adopted(self)
+        await close_adopted(self)
 
 
 #: Per type of the object whose method ``receive`` is: whether it is the request
@@ -500,27 +467,6 @@ def _uvicorn_cycle(cycle: object) -> bool:
     if len(_CYCLES) < 64:  # a few types ever: bounded all the same
         _CYCLES[cls] = known
     return known
-
-
-async def _close_adopted(transport: _client_state.Transport) -> None:
-    """Close the producers adopted during the request."""
-    closers, transport.closers = transport.closers, []
-    for producer in closers:
-        await _close(producer)
-
-
-async def _close(producer: object) -> None:
-    try:
-        aclose = getattr(producer, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        else:
-            close = getattr(producer, "close", None)
-            if close is not None:
-                close()
-    except Exception:
-        # Without errclass this would surface (or not) in the garbage collector.
-        log.warning("closing a producer at the end of its request raised", exc_info=True)
 
 
 def _on_asyncio() -> bool:
