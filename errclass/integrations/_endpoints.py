@@ -27,6 +27,11 @@ def shutdown_outcome(shutdown: object) -> Outcome:
     return Outcome(reason, "asyncio.CancelledError", "server_cancelled")
 
 
+#: The endpoint types ``Endpoints.by_endpoint`` is keyed by: they hash and compare as
+#: themselves (a lookup by any other type would only miss, or raise if unhashable).
+CACHEABLE = (str, FunctionType)
+
+
 class Endpoints:
     """One tracker per endpoint name, over sinks resolved once.
 
@@ -56,7 +61,7 @@ class Endpoints:
 
     def tracker(self, endpoint: object) -> Tracker:
         """The tracker for *endpoint*: a name, or an object named ``module.qualname``."""
-        cacheable = type(endpoint) is str or type(endpoint) is FunctionType
+        cacheable = type(endpoint) in CACHEABLE
         if cacheable:
             tracker = self.by_endpoint.get(endpoint)
             if tracker is not None:

@@ -107,10 +107,7 @@ def middleware(
             raise
         finally:
             verdict = ending(transport, raised)
-            if verdict is OK:
-                tracker.ok(t0, ctx)
-            else:
-                apply(tracker, verdict, t0, ctx)
+            apply(tracker, verdict, t0, ctx)
             if transport.pending or transport.closers:
                 # Producers it left suspended or adopted: ended now, while the
                 # request's verdict is known, not by the garbage collector later.

@@ -50,14 +50,13 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
-from types import FunctionType
 from typing import Any, TypeVar
 
 from .. import _client_state, _trace
 from .._options import DEFAULT_LOGGER, check
 from .._outcome import Outcome, Reason
 from .._policy import Policy
-from ._endpoints import Endpoints, shutdown_outcome
+from ._endpoints import CACHEABLE, Endpoints, shutdown_outcome
 from ._request_end import OK, Verdict, apply, close_adopted, settle
 from ._routes import ROUTE_KEY, route
 
@@ -79,7 +78,6 @@ class ResponseIncomplete(Exception):
     response (and no disconnect explains it). Never raised."""
 
 
-_KEYS = (str, FunctionType)  # what Endpoints.by_endpoint is keyed by
 _OVERFLOW = "errclass.asgi.other"  # the producer of endpoints past MAX_ENDPOINTS
 _INCOMPLETE = Outcome(Reason.WRITE_FAILED, "errclass.ResponseIncomplete", "response_incomplete")
 _DEADLINE_CUT = Outcome(Reason.DEADLINE_EXCEEDED, "TimeoutError", "response_deadline")
@@ -167,7 +165,7 @@ class ErrclassMiddleware:
                 key = scope.get(ROUTE_KEY)
                 if key is None:
                     key = scope.get("endpoint")
-                tracker = endpoints.by_endpoint.get(key) if type(key) in _KEYS else None
+                tracker = endpoints.by_endpoint.get(key) if type(key) in CACHEABLE else None
                 if tracker is None:
                     tracker = endpoints.tracker(route(scope, self.app))
                 t0, ctx = t0 if tracker.timed else 0.0, ctx if tracker.traced else None
@@ -439,7 +437,7 @@ class _UvicornRequest(_client_state.Transport):
         if cycle.disconnected:
             self.gone = True
         elif not self.complete and cycle.response_complete:
-            self.complete = True  # completed without our hook seeing it (nested oddly)
+            self.complete = True  # a uvicorn that completed without setting its event
 
     async def finish(self) -> None:
         await close_adopted(self)
