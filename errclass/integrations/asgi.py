@@ -390,7 +390,7 @@ class _UvicornRequest(_client_state.Transport):
     the last message): one call per request instead of one per message.
     """
 
-    __slots__ = ("_cycle", "_event", "_outer", "_set")
+    __slots__ = ("_cycle", "_event", "_nested", "_set")
     _listener = None  # there is none: see above
 
     def __init__(self, cycle: Any) -> None:
@@ -399,8 +399,12 @@ class _UvicornRequest(_client_state.Transport):
         self.probe, self.closers, self.pending = None, [], []
         self._cycle = cycle
         event = self._event = cycle.message_event
-        self._outer = event.__dict__.get("set")  # an outer middleware's, if nested
-        self._set = event.set
+        self._set = set_ = event.set
+        # Anything but the event's own method is an outer middleware's hook (nested
+        # layers). Never touch event.__dict__: it would turn the event's attributes
+        # from inline values into a dict for the rest of the request, and every
+        # access in asyncio.Event's own methods would miss its specialized form.
+        self._nested = getattr(set_, "__self__", None) is not event
         event.set = self._responded
 
     def _responded(self) -> None:
@@ -428,11 +432,13 @@ class _UvicornRequest(_client_state.Transport):
         may also have waited on flow control until it did (uvicorn then returns
         quietly). Once uvicorn completed the response, it no longer says
         ``disconnected``."""
-        event, outer = self._event, self._outer
-        if outer is None:
-            event.__dict__.pop("set", None)  # the cycle's own again; no reference cycle left
+        if self._nested:
+            self._event.set = self._set
         else:
-            event.set = outer
+            try:  # noqa: SIM105 (a with block per request costs more than this)
+                del self._event.set  # the cycle's own again; no reference cycle left
+            except AttributeError:  # someone else took it away already
+                pass
         cycle = self._cycle
         if cycle.disconnected:
             self.gone = True
