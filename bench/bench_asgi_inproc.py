@@ -19,7 +19,7 @@ seconds of the worker's thread; per worker, its fastest round (the slower ones
 measure the other processes on a shared machine), per app the mean over its
 workers, then the cost of the middleware in µs per request and the ratio of
 the per-request times. (In one shared process the uninstrumented apps ran
-1.3-3 µs per request slower next to the instrumented one: the interpreter's
+1-3 µs per request slower next to the instrumented one: the interpreter's
 state is per process, the specialized bytecode of the code they share and the
 shared attribute keys of a type, which hid that much of the middleware's cost.)
 This is the server-CPU side of ``bench_asgi.py``'s capacity ratio without the
