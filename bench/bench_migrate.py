@@ -4,13 +4,13 @@ the same expressions once with promql-parser (target: at most 2x).
 
 Migration here is everything but the disk and the diff: reading the JSON/YAML, locating
 every expression, parsing it, planning, editing, re-parsing the edit and comparing the
-trees, and reading every edited string back as JSON/YAML. Half of the expressions use the migrated metric, a quarter
-change. Every edit is verified by parsing the edited expression, and promql-parser
-compiles regex matchers while parsing, so "parse before+after" (each expression once,
-each edited one once more) is the floor of any verified migration; it is shown too.
-So is "read + parses": reading each file (the document and its sites) and parsing each
-expression that names the metric once and each edit once more, in place, as the command
-does, and nothing else: what no planning, editing or checking can go below.
+trees, and reading every edited string back as JSON/YAML. Half of the expressions use the
+migrated metric, a quarter change. "parse before+after" parses each expression once and
+each edited one once more, as written (an edit that writes a regex matcher is verified
+through its plain twin, without the regex compiles this column pays: so migration can
+come below twice it). "read + parses": reading each file (the document and its sites)
+and parsing each expression that names the metric once and each edit's twin once more,
+in place, and nothing else: about what no planning, editing or checking goes below.
 
 The real corpus is planned with a regex ``--metric 'ceph_.*'``, so that every one of its
 expressions is parsed; its baseline parses each once after masking Grafana variables
@@ -157,11 +157,14 @@ def main() -> None:
 
             # the floor of a verified edit: the edited text must be parsed as well
             edited = [r.new_text for f in migrate() for _, r in f.sites if r.changed]
+            # as verified: regex operators made plain (the twin; any regex matcher of the
+            # expression's own made plain too, which only lowers this floor)
+            twins = [e.replace("=~", "=").replace("!~", "!=") for e in edited]
 
             def read_and_parse(
                 files: list[tuple[str, str]] = files,
                 metric: str = metric,
-                edited: list[str] = edited,
+                twins: list[str] = twins,
                 mode: str = mode,
             ) -> None:
                 sel = Selection((metric,), mode=mode)
@@ -173,7 +176,7 @@ def main() -> None:
                             if e and e.strip() and e not in seen and sel.mentions(e):
                                 seen.add(e)  # an expression met again: planned once
                                 parse([e], masked_parse)
-                    parse(edited, masked_parse)
+                    parse(twins, masked_parse)
 
             base, took, floor, reading = _best(
                 lambda sites=sites: parse(sites),

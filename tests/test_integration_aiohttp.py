@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import errclass
+from errclass.integrations import asgi
 from errclass.integrations.aiohttp import middleware, setup
 from tests.support import (
     ROOT,
@@ -209,6 +210,36 @@ async def test_a_stream_the_handler_stopped_is_closed_and_recorded_before_the_re
         return web.Response(body=b"".join(chunks))
 
     assert await served_once(handler, bodies) == ((200, b"xxx"), ENDED_WELL, 1)
+
+
+async def test_an_adopted_generator_the_handler_stopped_is_closed_before_the_response() -> None:
+    """``adopt()`` under aiohttp: a plain async generator the handler left at ``yield``
+    is closed by the middleware as the request ends, before the client has the
+    response (without it, only the garbage collector would close it)."""
+    from aiohttp import web
+
+    from errclass.integrations import aiohttp as errclass_aiohttp
+
+    bodies = Bodies()
+    closed: list[bool] = []
+    kept: list[AsyncGenerator[bytes, None]] = []
+
+    async def produce() -> AsyncGenerator[bytes, None]:
+        try:
+            while True:
+                yield b"y"
+        finally:
+            closed.append(True)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        gen = errclass_aiohttp.adopt(produce())
+        kept.append(gen)  # alive: refcounting cannot close it
+        chunks = [await anext(gen), await anext(gen)]
+        return web.Response(body=b"".join(chunks))
+
+    got, recorded, _ = await served_once(handler, bodies)
+    assert (got, recorded, closed) == ((200, b"yy"), [("request", "ok", "ok")], [True])
+    assert errclass_aiohttp.adopt is asgi.adopt  # one function, exported by both
 
 
 async def test_a_tracked_generator_left_suspended_is_recorded_once_as_the_request_ends() -> None:

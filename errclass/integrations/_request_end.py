@@ -10,13 +10,14 @@ here), hands them the same verdict with :func:`end_producers`.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import _client_state
 from .._outcome import Outcome
 from .._record import Tracker
 
 log = logging.getLogger("errclass")
+T = TypeVar("T")
 
 #: What ended a request: an outcome decided by the integration and the exception
 #: for the sinks, or ``(None, exc)`` to classify *exc*; ``(None, None)`` is ``ok``.
@@ -80,3 +81,18 @@ async def _close(producer: object) -> None:
     except Exception:
         # Without errclass this would surface (or not) in the garbage collector.
         log.warning("closing a producer at the end of its request raised", exc_info=True)
+
+
+def adopt(producer: T) -> T:
+    """Have the middleware close *producer* (``aclose()``/``close()``) when the
+    current request ends, if it is still open then. Returns *producer*.
+
+    A body iterator parked at ``yield`` when the client left is otherwise left to
+    the garbage collector (Starlette does not close it; an aiohttp handler that
+    broke out of its ``async for`` or was cancelled in it does not either);
+    adopted, it is closed (and an errclass-wrapped one recorded) before the
+    request is over. ``errclass.stream()`` adopts its stream by itself. Outside a
+    request served by the ASGI or aiohttp middleware this does nothing.
+    """
+    _client_state.adopt(producer)
+    return producer

@@ -19,8 +19,8 @@ than by the garbage collector later: a tracked generator still suspended (a
 handler that broke out of its ``async for``, or swallowed the failed write,
 leaves it at ``yield``) is recorded with what ended the request (``client_gone``,
 the handler's error, else the policy's ``generator_exit``), once; and
-``errclass.stream()`` bodies still open are closed (a failing close is logged,
-never raised into aiohttp).
+``errclass.stream()`` bodies, and producers handed to :func:`adopt`, still open
+are closed (a failing close is logged, never raised into aiohttp).
 
 ::
 
@@ -45,9 +45,9 @@ from .._options import DEFAULT_LOGGER
 from .._outcome import Reason
 from .._policy import Policy
 from ._endpoints import Endpoints, shutdown_outcome
-from ._request_end import OK, Verdict, apply, end_producers
+from ._request_end import OK, Verdict, adopt, apply, end_producers
 
-__all__ = ["middleware", "setup"]
+__all__ = ["adopt", "middleware", "setup"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -50,14 +50,14 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import Any
 
 from .. import _client_state, _trace
 from .._options import DEFAULT_LOGGER, check
 from .._outcome import Outcome, Reason
 from .._policy import Policy
 from ._endpoints import CACHEABLE, Endpoints, shutdown_outcome
-from ._request_end import OK, Verdict, apply, close_adopted, settle
+from ._request_end import OK, Verdict, adopt, apply, close_adopted, settle
 from ._routes import ROUTE_KEY, route
 
 __all__ = ["ErrclassMiddleware", "ResponseIncomplete", "adopt"]
@@ -67,7 +67,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-T = TypeVar("T")
 
 _SETTLE_STEPS = 4  # loop iterations a server needs to turn a reset into http.disconnect
 _background: set[asyncio.Task[Any]] = set()  # listener tasks being cancelled
@@ -499,17 +498,3 @@ def _cancellation(exc: BaseException) -> bool:
     return isinstance(exc, asyncio.CancelledError) or (
         cls.__name__ == "Cancelled" and cls.__module__.startswith("trio")
     )
-
-
-def adopt(producer: T) -> T:
-    """Have the middleware close *producer* (``aclose()``/``close()``) when the
-    current request ends, if it is still open then. Returns *producer*.
-
-    Starlette leaves a body iterator that was parked at ``yield`` when the
-    client left to the garbage collector; adopted, it is closed (and an
-    errclass-wrapped one recorded) before the request is over.
-    ``errclass.stream()`` adopts its stream by itself. Outside a request served
-    by the middleware this does nothing.
-    """
-    _client_state.adopt(producer)
-    return producer

@@ -3,6 +3,8 @@ accept the edit only if re-parsing it gives the intended tree."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -334,6 +336,8 @@ def _edit(
     if spans is None:
         return _untouched(result, "the selectors found in the text do not match the parse tree")
     edits: dict[int, list[tuple[int, int, str]]] = {}
+    twins: dict[int, Plan] = {}  # the plans with regex matchers made plain (_plain)
+    twin: list[tuple[int, int, str]] = []  # their edits
     for i, plan in plans.items():
         span = spans[i]
         if [(m.label, m.op, m.value) for m in span.matchers] != list(walk.sels[i].matchers):
@@ -342,12 +346,18 @@ def _edit(
             )
         try:
             edits[i] = _selector_edits(text, span, plan, spans)
+            twins[i] = _plain(plan)
+            twin += edits[i] if twins[i] is plan else _selector_edits(text, span, twins[i], spans)
         except _lexer.LexError as e:
             return _untouched(result, str(e))
     flat = [e for es in edits.values() for e in es]
     new_text = apply_edits(text, flat)
     intended = {i: plan.apply(walk.sels[i].matchers) for i, plan in plans.items()}
-    why = _verify(new_text, walk, tree, intended)
+    if twin == flat:  # no regex written
+        why = _verify(new_text, walk, tree, intended)
+    else:
+        plain = {i: twin_plan.apply(walk.sels[i].matchers) for i, twin_plan in twins.items()}
+        why = _bad_regex(plans.values()) or _verify(apply_edits(text, twin), walk, tree, plain)
     if why:
         return _untouched(result, why)
     result.new_text = new_text
@@ -410,6 +420,46 @@ def _locate(
     if [s.name for s in spans] != [s.raw_name for s in walk.sels]:
         return None
     return dict(enumerate(spans))
+
+
+# A regex matcher's operator, and the equality one of its verified twin.
+_PLAIN = {"=~": "=", "!~": "!="}
+
+
+def _plain(plan: Plan) -> Plan:
+    """*plan* with equality operators where it writes regex ones.
+
+    An edit is verified through this twin: the same text but for the operators, which
+    the lexer reads as one token either way (``=~"`` and ``="`` start the same string),
+    so both parse to the same tree but for the operators. promql-parser compiles every
+    regex it parses, which made the verification of a regex edit cost three times a
+    plain one; each regex written is compiled once instead, by _bad_regex."""
+    add = plan.add
+    if all(op not in _PLAIN for _, op, _ in plan.replace) and (add is None or add[1] not in _PLAIN):
+        return plan
+    if add is not None:
+        add = (add[0], _PLAIN.get(add[1], add[1]), add[2])
+    return Plan(tuple([(i, _PLAIN.get(op, op), v) for i, op, v in plan.replace]), add)
+
+
+def _bad_regex(plans: Iterable[Plan]) -> str:
+    """Why a regex the plans write does not compile ("" if each does)."""
+    for plan in plans:
+        written = [*plan.replace, *([(0, *plan.add[1:])] if plan.add else [])]
+        for _, op, value in written:
+            if op in _PLAIN and (why := _regex_error(value)):
+                return f"the edited expression does not parse: {why}"
+    return ""
+
+
+@functools.lru_cache(maxsize=1024)
+def _regex_error(value: str) -> str:
+    """promql-parser's error for a regex matcher with *value* ("" if it compiles)."""
+    try:
+        parse('x{_=~"' + _lexer.encode_string(value, '"') + '"}')
+    except ValueError as e:
+        return str(e)
+    return ""
 
 
 def _verify(new_text: str, walk: Walk, tree: Any, intended: dict[int, tuple[Matcher, ...]]) -> str:
