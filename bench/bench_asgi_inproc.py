@@ -1,6 +1,6 @@
 """What ``ErrclassMiddleware`` costs per request, in-process, on uvicorn's own objects.
 
-No socket and no second process: uvicorn's ``HttpToolsProtocol`` (the protocol
+No socket and no load generator: uvicorn's ``HttpToolsProtocol`` (the protocol
 ``uvicorn.run`` picks when httptools is installed) is given a transport that
 keeps nothing of what it is written, then fed one keep-alive ``GET`` after
 another; each request is one real ``RequestResponseCycle`` running the
@@ -12,20 +12,29 @@ to time the middleware alone, a bare ASGI application that sends the same 22
 messages, without and with ``ErrclassMiddleware(app)``.
 
 The two, and a second uninstrumented instance (an A/A pair: the noise), take
-turns in short rounds, timed in CPU seconds of this thread; per row, the
-fastest round of each (the slower ones measure the other processes on
-a shared machine), then the cost of the middleware in µs per request and the
-ratio of the per-request times. This is the server-CPU side of ``bench_asgi.py``'s capacity
-ratio without the kernel, the client or the load generator.
+turns in short rounds, each app in worker processes of its own (three: where a
+process's code and objects land in memory moves its time by a few µs per
+request) that serve a round when asked and then wait. A round is timed in CPU
+seconds of the worker's thread; per worker, its fastest round (the slower ones
+measure the other processes on a shared machine), per app the mean over its
+workers, then the cost of the middleware in µs per request and the ratio of
+the per-request times. (In one shared process the uninstrumented apps ran
+1-3 µs per request slower next to the instrumented one: the interpreter's
+state is per process, the specialized bytecode of the code they share and the
+shared attribute keys of a type, which hid that much of the middleware's cost.)
+This is the server-CPU side of ``bench_asgi.py``'s capacity ratio without the
+kernel, the client or the load generator.
 Run: ``python bench/bench_asgi_inproc.py`` or ``python bench/run.py bench_asgi_inproc``;
-``ERRCLASS_BENCH_INPROC_ROUNDS`` / ``ERRCLASS_BENCH_INPROC_BURST`` set the rounds and the
-requests per round.
+``ERRCLASS_BENCH_INPROC_ROUNDS`` / ``ERRCLASS_BENCH_INPROC_BURST`` /
+``ERRCLASS_BENCH_INPROC_PROCESSES`` set the rounds, the requests per round and the
+worker processes per app.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -35,6 +44,9 @@ CHUNKS = 20
 WORKLOADS = (1024, 16384)
 ROUNDS = int(os.environ.get("ERRCLASS_BENCH_INPROC_ROUNDS", "100"))
 BURST = int(os.environ.get("ERRCLASS_BENCH_INPROC_BURST", "50"))
+WARM = 2  # untimed requests before each timed round
+#: Worker processes per app (see the module docstring): per app, the mean of theirs.
+PROCESSES = int(os.environ.get("ERRCLASS_BENCH_INPROC_PROCESSES", "3"))
 NAMES = {
     "bare": "bare ASGI app (the middleware alone)",
     "starlette": "Starlette",
@@ -156,41 +168,87 @@ class Connection:
         self.protocol.connection_lost(None)
 
 
-async def _row(framework: str, chunk: int) -> dict[str, float]:
-    """µs per request (fastest round) of the uninstrumented app (``plain``), a second
-    instance of it (``control``: their difference is the noise) and ``errclass``."""
-    loop = asyncio.get_running_loop()
-    apps = {"plain": False, "control": False, "errclass": True}
-    conns = {
-        key: Connection(application(framework, chunk, instrumented), loop)
-        for key, instrumented in apps.items()
-    }
+class Worker:
+    """One application served in a process of its own (see the module docstring)."""
+
+    def __init__(self, framework: str, chunk: int, instrumented: bool) -> None:
+        args = [sys.executable, __file__, "--worker", framework, str(chunk), str(int(instrumented))]
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+
+    def requests(self, n: int) -> float:
+        """Have the worker serve *n* requests; their CPU seconds there."""
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(f"{n}\n")
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the bench worker exited ({self.process.wait()})")
+        return float(line)
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+async def _serve(framework: str, chunk: int, instrumented: bool) -> None:
+    """The worker: warm up (and check that a response is whole), then serve each
+    round asked for on stdin, answering with its CPU seconds."""
+    conn = Connection(application(framework, chunk, instrumented), asyncio.get_running_loop())
     try:
-        for conn in conns.values():  # warm up (and check that a response is whole)
-            before = conn.transport.written
-            await conn.requests(1)
-            if conn.transport.written - before < CHUNKS * chunk:
-                raise RuntimeError("the response was not written whole")
-            await conn.requests(BURST // 4)
-        best = {key: float("inf") for key in conns}
-        for i in range(ROUNDS):
-            for key in list(conns) if i % 2 == 0 else reversed(conns):
-                best[key] = min(best[key], await conns[key].requests(BURST) / BURST)
+        before = conn.transport.written
+        await conn.requests(1)
+        if conn.transport.written - before < CHUNKS * chunk:
+            raise RuntimeError("the response was not written whole")
+        await conn.requests(BURST // 4)
+        for line in sys.stdin:
+            await conn.requests(WARM)  # caches the other processes' turns left cold
+            print(await conn.requests(int(line)), flush=True)
     finally:
-        for conn in conns.values():
-            conn.close()
-    return {key: t * 1e6 for key, t in best.items()}
+        conn.close()
+
+
+def _row(framework: str, chunk: int) -> dict[str, float]:
+    """µs per request of the uninstrumented app (``plain``), a second instance of it
+    (``control``: their difference is the noise) and ``errclass``: per app, the
+    mean over its worker processes of each one's fastest round."""
+    apps = {"plain": False, "control": False, "errclass": True}
+    workers: dict[tuple[str, int], Worker] = {}
+    try:
+        for k in range(PROCESSES):
+            for key, instrumented in apps.items():
+                workers[key, k] = Worker(framework, chunk, instrumented)
+        best = {each: float("inf") for each in workers}
+        order = list(workers)
+        for i in range(ROUNDS):
+            # Rotated orders (abc, bca, cab, ...): each worker takes each place about
+            # equally often and never follows itself, so each of its rounds is timed
+            # after another process ran (and WARM requests).
+            shift = i % len(order)
+            for each in order[shift:] + order[:shift]:
+                best[each] = min(best[each], workers[each].requests(BURST) / BURST)
+    finally:
+        for worker in workers.values():
+            worker.close()
+    return {key: sum(best[key, k] for k in range(PROCESSES)) / PROCESSES * 1e6 for key in apps}
 
 
 def _loop_name() -> str:
-    return type(asyncio.get_running_loop()).__module__.split(".")[0]
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:  # uvicorn's "auto" loop is asyncio's then too
+        return "asyncio"
+    return "uvloop"
 
 
-async def _table() -> None:
+def _table() -> None:
     print(
         f"uvicorn's HttpToolsProtocol in-process (loop: {_loop_name()}), a {CHUNKS}-chunk "
         f"StreamingResponse per keep-alive request; {ROUNDS} interleaved rounds of {BURST} "
-        "requests per app, fastest round of each (CPU time of this thread)\n"
+        f"requests per worker, {PROCESSES} worker processes per app, per app the mean of "
+        "each worker's fastest round (CPU time of the worker's thread)\n"
     )
     print(
         "| framework, stream | uninstrumented µs/req | errclass µs/req | cost µs/req | ratio "
@@ -199,7 +257,7 @@ async def _table() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for framework in ("bare", "starlette", "fastapi"):
         for chunk in WORKLOADS if framework != "bare" else WORKLOADS[:1]:
-            t = await _row(framework, chunk)
+            t = _row(framework, chunk)
             plain, instrumented = t["plain"], t["errclass"]
             print(
                 f"| {NAMES[framework]}, {CHUNKS} x {chunk // 1024} KB | {plain:.1f} | "
@@ -209,13 +267,21 @@ async def _table() -> None:
             )
 
 
-def main() -> None:
+def _run(main: Any) -> None:
     try:
         import uvloop
     except ImportError:  # uvicorn's "auto" loop is asyncio's then too
-        asyncio.run(_table())
+        asyncio.run(main)
     else:
-        uvloop.run(_table())
+        uvloop.run(main)
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--worker"]:
+        framework, chunk, instrumented = sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+        _run(_serve(framework, chunk, instrumented))
+    else:
+        _table()
 
 
 if __name__ == "__main__":

@@ -43,3 +43,16 @@ def test_every_app_writes_the_same_stream_and_errclass_records_each_request(
     assert plain == instrumented
     assert plain > 3 * bench.CHUNKS * 1024
     assert [e.reason for e in events] == ["ok"] * 3
+
+
+def test_a_worker_process_serves_the_rounds_it_is_asked_for(bench: ModuleType) -> None:
+    """Each app runs in worker processes of its own (one shared process let the
+    instrumented app slow the uninstrumented ones): a worker answers each round
+    with its CPU seconds and exits cleanly when the bench is done with it."""
+    worker = bench.Worker("bare", 1024, True)
+    try:
+        seconds = [worker.requests(5) for _ in range(2)]
+    finally:
+        worker.close()
+    assert all(0 < s < 5 for s in seconds), seconds
+    assert worker.process.returncode == 0

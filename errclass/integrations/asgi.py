@@ -389,7 +389,7 @@ class _UvicornRequest(_client_state.Transport):
     the last message): one call per request instead of one per message.
     """
 
-    __slots__ = ("_cycle", "_event", "_outer", "_set")
+    __slots__ = ("_cycle", "_event", "_nested", "_set")
     _listener = None  # there is none: see above
 
     def __init__(self, cycle: Any) -> None:
@@ -398,8 +398,14 @@ class _UvicornRequest(_client_state.Transport):
         self.probe, self.closers, self.pending = None, [], []
         self._cycle = cycle
         event = self._event = cycle.message_event
-        self._outer = event.__dict__.get("set")  # an outer middleware's, if nested
-        self._set = event.set
+        self._set = set_ = event.set
+        # Anything but the event's own method is an outer middleware's hook (nested
+        # layers). Never read event.__dict__: it turns the event's inline attribute
+        # values into a dict, and uvicorn's and asyncio.Event's own attribute loads
+        # then miss their specialized forms, for this event and, by the thrash, for
+        # the process's other events. The price of this way is smaller: "set" joins
+        # asyncio.Event's shared attribute keys, so `.set()` calls are not specialized.
+        self._nested = getattr(set_, "__self__", None) is not event
         event.set = self._responded
 
     def _responded(self) -> None:
@@ -427,11 +433,13 @@ class _UvicornRequest(_client_state.Transport):
         may also have waited on flow control until it did (uvicorn then returns
         quietly). Once uvicorn completed the response, it no longer says
         ``disconnected``."""
-        event, outer = self._event, self._outer
-        if outer is None:
-            event.__dict__.pop("set", None)  # the cycle's own again; no reference cycle left
+        if self._nested:
+            self._event.set = self._set
         else:
-            event.set = outer
+            try:  # noqa: SIM105 (a with block per request costs more than this)
+                del self._event.set  # the cycle's own again; no reference cycle left
+            except AttributeError:  # someone else took it away already
+                pass
         cycle = self._cycle
         if cycle.disconnected:
             self.gone = True
