@@ -108,7 +108,10 @@ def test_a_regex_that_does_not_compile_is_refused(monkeypatch: pytest.MonkeyPatc
 def test_a_regex_that_compiles_is_accepted_in_any_place(monkeypatch: pytest.MonkeyPatch) -> None:
     # the check of a value is remembered: the same value written again is accepted again
     monkeypatch.setattr(_expr, "decide", lambda *_: Plan(add=("reason", "!~", "client_gone|x")))
+    _expr._regex_error.cache_clear()
     for before in (f'{M}{{reason="write_failed"}}', f"sum({M})"):
         result = migrate_expr(before, Selection((M,), mode="split"))
         assert result.changed, result.findings
         assert ("reason", "!~", "client_gone|x") in _matchers(result.new_text)
+    info = _expr._regex_error.cache_info()
+    assert (info.misses, info.hits) == (1, 1)  # compiled once, for both expressions

@@ -336,8 +336,6 @@ def _edit(
     if spans is None:
         return _untouched(result, "the selectors found in the text do not match the parse tree")
     edits: dict[int, list[tuple[int, int, str]]] = {}
-    twins: dict[int, Plan] = {}  # the plans with regex matchers made plain (_plain)
-    twin: list[tuple[int, int, str]] = []  # their edits
     for i, plan in plans.items():
         span = spans[i]
         if [(m.label, m.op, m.value) for m in span.matchers] != list(walk.sels[i].matchers):
@@ -346,18 +344,14 @@ def _edit(
             )
         try:
             edits[i] = _selector_edits(text, span, plan, spans)
-            twins[i] = _plain(plan)
-            twin += edits[i] if twins[i] is plan else _selector_edits(text, span, twins[i], spans)
         except _lexer.LexError as e:
             return _untouched(result, str(e))
     flat = [e for es in edits.values() for e in es]
     new_text = apply_edits(text, flat)
     intended = {i: plan.apply(walk.sels[i].matchers) for i, plan in plans.items()}
-    if twin == flat:  # no regex written
-        why = _verify(new_text, walk, tree, intended)
-    else:
-        plain = {i: twin_plan.apply(walk.sels[i].matchers) for i, twin_plan in twins.items()}
-        why = _bad_regex(plans.values()) or _verify(apply_edits(text, twin), walk, tree, plain)
+    why = _checked(
+        text, new_text, walk=walk, tree=tree, plans=plans, spans=spans, intended=intended
+    )
     if why:
         return _untouched(result, why)
     result.new_text = new_text
@@ -442,11 +436,36 @@ def _plain(plan: Plan) -> Plan:
     return Plan(tuple([(i, _PLAIN.get(op, op), v) for i, op, v in plan.replace]), add)
 
 
+def _checked(
+    text: str,
+    new_text: str,
+    *,
+    walk: Walk,
+    tree: Any,
+    plans: dict[int, Plan],
+    spans: dict[int, _lexer.SelectorSpan],
+    intended: dict[int, tuple[Matcher, ...]],
+) -> str:
+    """_verify of the edit *new_text*, through its plain twin where it writes a regex:
+    the same plans' edits with plain operators (their values are the ones already
+    written, so they encode alike), and each regex written compiled on its own."""
+    twins = {i: _plain(plan) for i, plan in plans.items()}
+    if all(twins[i] is plan for i, plan in plans.items()):  # no regex written
+        return _verify(new_text, walk, tree, intended)
+    if why := _bad_regex(plans.values()):
+        return why
+    edits = [e for i, twin in twins.items() for e in _selector_edits(text, spans[i], twin, spans)]
+    plain = {i: twin.apply(walk.sels[i].matchers) for i, twin in twins.items()}
+    return _verify(apply_edits(text, edits), walk, tree, plain)
+
+
 def _bad_regex(plans: Iterable[Plan]) -> str:
     """Why a regex the plans write does not compile ("" if each does)."""
     for plan in plans:
-        written = [*plan.replace, *([(0, *plan.add[1:])] if plan.add else [])]
-        for _, op, value in written:
+        written = [(op, value) for _, op, value in plan.replace]
+        if plan.add is not None:
+            written.append(plan.add[1:])
+        for op, value in written:
             if op in _PLAIN and (why := _regex_error(value)):
                 return f"the edited expression does not parse: {why}"
     return ""
