@@ -1,0 +1,58 @@
+"""bench/bench_aiohttp.py compares like with like: its three endpoints send the same
+response, and errclass records each request to its own endpoint and no other. (No
+timing here: the bench measures, this only checks what it measures.)"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from types import ModuleType
+
+import pytest
+
+from tests.support import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    path = str(ROOT / "bench")
+    if path not in sys.path:  # the bench imports its siblings as a script does
+        sys.path.insert(0, path)
+    return importlib.import_module("bench_aiohttp")
+
+
+def test_every_endpoint_serves_the_same_stream_and_only_errclass_records(
+    bench: ModuleType,
+) -> None:
+    asgi = bench.bench_asgi
+    proc, port = bench.start(1024)
+    try:
+        seen = {}
+        for path in bench.PATHS:
+            conn = asgi.Connection(port)
+            try:
+                for _ in range(2):  # twice on one keep-alive connection
+                    status, headers, body = conn.get(path)
+                    headers.pop("date", None)
+                    seen[path] = (status, headers, body)
+            finally:
+                conn.close()
+        assert bench.recorded(port) == 2  # the errclass endpoint's two, no other
+        # the bursts the bench times, read raw and checked against the parsed one
+        loader = asgi.Loader(port, proc.pid, 1024 * asgi.CHUNKS)
+        bursts = {path: loader.burst(path, 2 * asgi.CONCURRENCY) for path in bench.PATHS}
+        loader.control.close()
+        after = bench.recorded(port)
+    finally:
+        asgi._load.stop(proc)
+    status, headers, body = seen["/plain/s"]
+    assert (status, headers["content-type"]) == (200, "application/octet-stream")
+    assert headers["transfer-encoding"] == "chunked"
+    assert body == b"x" * 1024 * asgi.CHUNKS
+    assert seen == dict.fromkeys(bench.PATHS, seen["/plain/s"])
+    assert loader.sent == dict.fromkeys(bench.PATHS, 3 * asgi.CONCURRENCY)  # warm-up + 2 each
+    for requests, wall, cpu in bursts.values():
+        assert (requests, wall > 0, cpu > 0) == (2 * asgi.CONCURRENCY, True, True)
+    assert after == 2 + 3 * asgi.CONCURRENCY
