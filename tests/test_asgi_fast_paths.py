@@ -193,6 +193,9 @@ def test_an_endpoint_tracker_is_looked_up_once_and_the_cache_is_bounded() -> Non
     assert first.producer.endswith(".<locals>.endpoint")
     assert endpoints.tracker(Handler()).producer.endswith(".<locals>.Handler")
     assert endpoints.tracker(Handler()) is endpoints.tracker(Handler())  # one tracker per name
+    # a class-based view (aiohttp's web.View, Starlette's HTTPEndpoint): cached by the class
+    view = endpoints.tracker(Handler)
+    assert endpoints.by_endpoint[Handler] is view and view.producer.endswith(".<locals>.Handler")
 
     functions = [eval("lambda: None") for _ in range(MAX_ENDPOINTS + 5)]
     for f in functions:

@@ -29,7 +29,9 @@ def shutdown_outcome(shutdown: object) -> Outcome:
 
 #: The endpoint types ``Endpoints.by_endpoint`` is keyed by: they hash and compare as
 #: themselves (a lookup by any other type would only miss, or raise if unhashable).
-CACHEABLE = (str, FunctionType)
+#: ``type``: a class-based view (only classes of the plain metaclass, which compare by
+#: identity).
+CACHEABLE = (str, FunctionType, type)
 
 
 class Endpoints:
