@@ -56,3 +56,16 @@ def test_every_endpoint_serves_the_same_stream_and_only_errclass_records(
     for requests, wall, cpu in bursts.values():
         assert (requests, wall > 0, cpu > 0) == (2 * asgi.CONCURRENCY, True, True)
     assert after == 2 + 3 * asgi.CONCURRENCY
+
+
+def test_the_in_process_rounds_run_the_middleware(bench: ModuleType) -> None:
+    from prometheus_client import REGISTRY
+
+    def ok() -> float:
+        labels = {"producer": "bench_aiohttp.in_process.<locals>.handler", "reason": "ok"}
+        return REGISTRY.get_sample_value("errclass_outcomes_total", labels) or 0.0
+
+    before = ok()
+    bare, instrumented, again = bench.in_process(rounds=2, n=5)
+    assert ok() - before == 10  # each of the rounds' requests recorded once
+    assert min(bare, instrumented, again) > 0
