@@ -2,10 +2,11 @@
 same endpoint uninstrumented, same server, same run.
 
 One aiohttp server process serves the same handler (a ``StreamResponse`` of 20
-chunks, written one ``await resp.write()`` each) from three sub-applications:
+chunks, written one ``await resp.write()`` each) from four sub-applications:
 ``/plain/s`` and ``/control/s`` uninstrumented (an A/A pair: their ratio is the
-noise floor) and ``/errclass/s`` with ``errclass_aiohttp.setup(sub)`` (default
-counter and logger). The measurement is bench_asgi's: a load generator in its own
+noise floor), ``/pass/s`` behind a middleware that only awaits the handler (what
+any middleware costs in aiohttp) and ``/errclass/s`` with
+``errclass_aiohttp.setup(sub)`` (default counter and logger). The measurement is bench_asgi's: a load generator in its own
 process, bursts over fresh keep-alive connections timed by the server process's
 own CPU clock, ABBA pairs of rounds, the median of the per-pair ratios of
 requests per server CPU-second over ``/plain/s``'s, and a 95% bootstrap
@@ -30,10 +31,11 @@ from typing import Any
 import _load  # bench/ is on sys.path: this script's directory
 import bench_asgi
 
-PATHS = ("/plain/s", "/control/s", "/errclass/s")
+PATHS = ("/plain/s", "/control/s", "/pass/s", "/errclass/s")
 NAMES = {
     "/plain/s": "uninstrumented",
     "/control/s": "uninstrumented again (A/A noise)",
+    "/pass/s": "a pass-through middleware (what any middleware costs)",
     "/errclass/s": "errclass `errclass_aiohttp.setup()`",
 }
 
@@ -55,6 +57,10 @@ def build(chunk: int) -> Any:
             await resp.write(data)
         await resp.write_eof()
         return resp
+
+    @web.middleware
+    async def passing(request: web.Request, handler: Any) -> web.StreamResponse:
+        return await handler(request)  # type: ignore[no-any-return]
 
     async def cpu(request: web.Request) -> web.Response:
         ok = sum(
@@ -81,6 +87,8 @@ def build(chunk: int) -> Any:
         sub.router.add_get("/s", stream)
         if path.startswith("/errclass"):
             errclass_aiohttp.setup(sub)
+        elif path.startswith("/pass"):
+            sub.middlewares.append(passing)
         root.add_subapp(path.removesuffix("/s"), sub)
     return root
 
