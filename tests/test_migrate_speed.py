@@ -3,6 +3,9 @@ it is taken where it should be, and that it gives exactly what the slow path giv
 
 from __future__ import annotations
 
+import itertools
+import json
+import re
 from typing import Any
 
 import pytest
@@ -390,3 +393,75 @@ def test_an_edited_json_literal_is_read_back_by_the_scanner() -> None:
     assert not _json_reads_back('"a"b"', "a")  # extra data after the token
     assert not _json_reads_back('"a\x01"', "a\x01")  # a raw control character: strict
     assert not _json_reads_back('"\\x"', "x")  # not a JSON escape
+
+
+# --- JSON spans: str.find and the C string scanner, against a full tokenizer ----------
+
+_STRING_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"')  # every string token, in order
+
+
+def _reference_spans(text: str, key: str) -> list[tuple[tuple[int, int], str]]:
+    """Each ``"key": "string"`` in *text* (valid JSON), found by reading every string
+    token in turn: outside strings JSON has no quotes, so each match is a real token."""
+    tokens = list(_STRING_TOKEN.finditer(text))
+    out = []
+    for a, b in itertools.pairwise(tokens):
+        between = text[a.end() : b.start()]
+        if a.group() == f'"{key}"' and between.strip() == ":" and between.count(":") == 1:
+            out.append((b.span(), json.loads(b.group())))
+    return out
+
+
+_json_value = st.recursive(
+    st.text(alphabet=st.sampled_from(list('"\\/:expr {}\u00e9\n')), max_size=8) | st.integers(),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["expr", "query", 'say "expr', "expr\\", "x", "expr "]),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    doc=st.dictionaries(st.sampled_from(["expr", "panels", "a"]), _json_value, max_size=4),
+    ascii_only=st.booleans(),
+    indent=st.sampled_from([None, 2]),
+    slash=st.booleans(),
+    spaced=st.booleans(),
+)
+def test_json_spans_are_every_key_value_token_the_tokenizer_finds(
+    doc: dict[str, Any], ascii_only: bool, indent: int | None, slash: bool, spaced: bool
+) -> None:
+    from errclass.migrate._documents import JsonView
+
+    text = json.dumps(doc, ensure_ascii=ascii_only, indent=indent)
+    if slash:  # an escape json.dumps does not write: "/" only occurs inside strings
+        text = text.replace("/", "\\/")
+    if spaced:  # more whitespace around the colon (inside a string too: still valid)
+        text = text.replace('": ', '"  :  ')
+    view = JsonView(text)
+    for key in ("expr", "query"):
+        got = sorted((span, value) for value, spans in view._scan(key).items() for span in spans)
+        assert got == sorted(_reference_spans(text, key)), text
+
+
+def test_json_sites_with_one_value_written_two_ways_get_their_own_spans_in_order() -> None:
+    from errclass.migrate._formats import extract
+
+    text = (
+        '{"panels": [{"title": "a", "targets": [{"say \\"expr": "x", "expr": "up/2"}]},'
+        ' {"title": "b", "targets": [{"expr": "up\\/2"}]},'
+        ' {"title": "c", "targets": [{"expr": "up/2"}]}]}'
+    )
+    sites = extract(load(text, "json")).sites
+    assert [(s.location, text[s.start : s.end]) for s in sites] == [
+        ('panel "a" query ?', '"up/2"'),
+        ('panel "b" query ?', '"up\\/2"'),
+        ('panel "c" query ?', '"up/2"'),
+    ]
+    assert {s.value for s in sites} == {"up/2"}

@@ -197,11 +197,14 @@ _NOT_PROMETHEUS = re.compile(
 )
 
 
-def _prometheus(view: View, *holders: Any) -> bool:
+def _prometheus(view: View, *holders: dict[str, Any]) -> bool:
     """False when a datasource (the nearest that says) is not Prometheus: by its type,
-    or by a name such as "Loki" or "${DS_LOKI}" in older dashboards."""
+    or by a name such as "Loki" or "${DS_LOKI}" in older dashboards. *holders*: the
+    mappings of a query and of what holds it."""
     for h in holders:
-        node = (view.map(h) or {}).get("datasource")
+        node = h.get("datasource")
+        if node is None:  # none here (a view's mappings hold no None but JSON's null)
+            continue
         ds = view.map(node)
         if ds is not None:
             kind = view.string(ds.get("type"))
@@ -229,7 +232,7 @@ def _classic(view: View, dash: dict[str, Any], prefix: str, out: Extracted) -> N
     templating = view.map(dash.get("templating")) or {}
     for var in view.seq(templating.get("list")):
         v = view.map(var) or {}
-        if view.string(v.get("type")) != "query" or not _prometheus(view, var):
+        if view.string(v.get("type")) != "query" or not _prometheus(view, v):
             continue
         where = f'{prefix}variable "{view.string(v.get("name")) or "?"}"'
         q = v.get("query")
@@ -238,7 +241,7 @@ def _classic(view: View, dash: dict[str, Any], prefix: str, out: Extracted) -> N
     annotations = view.map(dash.get("annotations")) or {}
     for ann in view.seq(annotations.get("list")):
         a = view.map(ann) or {}
-        if not _prometheus(view, ann):
+        if not _prometheus(view, a):
             continue
         where = f'{prefix}annotation "{view.string(a.get("name")) or "?"}"'
         _add(out, view.site(ann, "expr", where))
@@ -249,13 +252,15 @@ def _panel(view: View, panel: Any, prefix: str, out: Extracted) -> None:
     p = view.map(panel) or {}
     title = view.string(p.get("title")) or f"id {view.string(p.get('id')) or '?'}"
     where = f'{prefix}panel "{title}"'
-    for target in view.seq(p.get("targets")):
-        if not _prometheus(view, target, panel):
-            if view.string((view.map(target) or {}).get("expr")):
+    for target in view.seq(p.get("targets")):  # the hot loop: each mapping read once
+        t = view.map(target) or {}
+        if not _prometheus(view, t, p):
+            if view.string(t.get("expr")):
                 out.skipped[NOT_PROMQL] += 1
             continue
-        ref = view.string((view.map(target) or {}).get("refId")) or "?"
-        _add(out, view.site(target, "expr", f"{where} query {ref}"))
+        site = view.site(t, "expr", f"{where} query {view.string(t.get('refId')) or '?'}")
+        if site is not None:
+            out.sites.append(site)
     for nested in view.seq(p.get("panels")):  # a collapsed row keeps its panels inside
         _panel(view, nested, f'{prefix}row "{title}" / ', out)
 
