@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from errclass.migrate._lexer import (
+    _MASK_SCAN,
     LexError,
     SelectorSpan,
     _name_scanner,
@@ -179,10 +180,11 @@ def test_every_branch_of_the_scanner_starts_with_a_literal() -> None:
     assert found is not None
     scanner, kinds = found
     assert len(kinds) == scanner.groups + 1
-    (op, (_, branches)), *rest = sre_parse.parse(scanner.pattern).data
-    assert op is sre_parse.BRANCH and not rest
-    firsts = [b.data[0][0] for b in branches]
-    assert firsts == [sre_parse.LITERAL] * len(branches)
+    for pattern in (scanner, _MASK_SCAN):  # mask() scans every expression with a variable
+        (op, (_, branches)), *rest = sre_parse.parse(pattern.pattern).data
+        assert op is sre_parse.BRANCH and not rest
+        firsts = [b.data[0][0] for b in branches]
+        assert firsts == [sre_parse.LITERAL] * len(branches)
     # and each branch's one group closes last: what the scan reads the branch's kind by
     for text, kind in [('"a"', "(skip)"), ("# c", "(skip)"), ("$x", "(variable)"), ("'", "(bad)")]:
         m = scanner.search(text)

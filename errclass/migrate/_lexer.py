@@ -108,11 +108,13 @@ def mask(text: str) -> str:
     parts: list[str] = []
     pos = 0
     for m in _MASK_SCAN.finditer(text):
-        if m.lastgroup != "var":
-            continue
+        if _MASK_KINDS[m.lastindex or 0] != _VARIABLE:
+            continue  # a string literal or a comment: left as it is
         before = text[: m.start()].rstrip()
         after = text[m.end() : m.end() + 1]
-        duration = before.endswith(("[", ":")) or _OFFSET_BEFORE.search(before) is not None
+        # (the look-behind search only where it can match: it tries every position)
+        offset = before.endswith("offset") and _OFFSET_BEFORE.search(before) is not None
+        duration = before.endswith(("[", ":")) or offset
         parts.append(text[pos : m.start()])
         parts.append(("5" if after.isalpha() else "5m") if duration else "1")
         pos = m.end()
@@ -122,7 +124,19 @@ def mask(text: str) -> str:
 
 _STRING = r"""(?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`)|(?P<comment>\#[^\n]*)"""
 _VAR = r"(?P<var>\$\{[^}\s]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\[\[[A-Za-z0-9_:.]+\]\]|\{\{[^}]*\}\})"
-_MASK_SCAN = re.compile(_STRING + "|" + _VAR, re.VERBOSE)
+
+# What scanners find beside metric names (none of these is a metric name).
+_SKIP, _VARIABLE, _BAD, _GROUP = "(skip)", "(variable)", "(bad)", "(group)"
+# String literals, comments and template variables, as _STRING and _VAR, in branches that
+# each start with a literal character, with their kind: see _name_scanner.
+_LITERALS = (
+    *((r'"(?:[^"\\\n]|\\.)*"', _SKIP), (r"'(?:[^'\\\n]|\\.)*'", _SKIP)),
+    *((r"`[^`]*`", _SKIP), (r"\#[^\n]*", _SKIP)),
+    *((r"\$\{[^}\s]*\}", _VARIABLE), (r"\$[A-Za-z_][A-Za-z0-9_]*", _VARIABLE)),
+    *((r"\[\[[A-Za-z0-9_:.]+\]\]", _VARIABLE), (r"\{\{[^}]*\}\}", _VARIABLE)),
+)
+_MASK_SCAN = re.compile("|".join(rx + "()" for rx, _ in _LITERALS))
+_MASK_KINDS = ("", *(kind for _, kind in _LITERALS))  # by the index of a branch's group
 _OFFSET_BEFORE = re.compile(r"(?<![A-Za-z0-9_:])offset$")
 
 
@@ -223,9 +237,6 @@ def selectors(text: str) -> list[SelectorSpan]:
     return out
 
 
-# What a branch of the name scanner found, beside a metric name (which names its own
-# branch): none of these is a metric name.
-_SKIP, _VARIABLE, _BAD, _GROUP = "(skip)", "(variable)", "(bad)", "(group)"
 _SCAN_GAP = r"(?:\s|\#[^\n]*)*"
 
 
@@ -249,13 +260,7 @@ def _name_scanner(names: frozenset[str]) -> tuple[re.Pattern[str], tuple[str, ..
     for those characters only, instead of trying every branch at every position."""
     if names & (_KEYWORDS | _AGGREGATORS):
         return None
-    branches = [
-        *((r'"(?:[^"\\\n]|\\.)*"', _SKIP), (r"'(?:[^'\\\n]|\\.)*'", _SKIP)),
-        *((r"`[^`]*`", _SKIP), (r"\#[^\n]*", _SKIP)),
-        *((r"\$\{[^}\s]*\}", _VARIABLE), (r"\$[A-Za-z_][A-Za-z0-9_]*", _VARIABLE)),
-        *((r"\[\[[A-Za-z0-9_:.]+\]\]", _VARIABLE), (r"\{\{[^}]*\}\}", _VARIABLE)),
-        *((r'"', _BAD), (r"'", _BAD), (r"`", _BAD)),
-    ]
+    branches = [*_LITERALS, (r'"', _BAD), (r"'", _BAD), (r"`", _BAD)]
     parts = [rx + "()" for rx, _ in branches]
     parts += [_word(w) + _SCAN_GAP + r"\(()" for w in sorted(_GROUPING)]
     after = r"([{(]|(?:=~|!~|!=|=)" + _SCAN_GAP + r"[\"'`]|)"  # always matches: "" if none
