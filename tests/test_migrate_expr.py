@@ -218,6 +218,9 @@ def test_masking_is_deterministic_and_only_outside_strings() -> None:
     assert mask(text) == 'rate(m{job=~"$job"}[5m]) offset 5m > 1'
     assert mask(text) == mask(text)
     assert mask("rate(m[${__range_s}s])") == "rate(m[5s])"
+    # `offset` as a word only, and outside literals and comments: a duration after it
+    assert mask("m offset\n $d + m_offset $d") == "m offset\n 5m + m_offset 1"
+    assert mask("m # $c\n + 'offset' $d + `$e`") == "m # $c\n + 'offset' 1 + `$e`"
 
 
 def test_edits_are_minimal() -> None:

@@ -108,11 +108,13 @@ def mask(text: str) -> str:
     parts: list[str] = []
     pos = 0
     for m in _MASK_SCAN.finditer(text):
-        if m.lastgroup != "var":
-            continue
+        if _MASK_KINDS[m.lastindex or 0] != _VARIABLE:
+            continue  # a string literal or a comment: left as it is
         before = text[: m.start()].rstrip()
         after = text[m.end() : m.end() + 1]
-        duration = before.endswith(("[", ":")) or _OFFSET_BEFORE.search(before) is not None
+        # (the look-behind search only where it can match: it tries every position)
+        offset = before.endswith("offset") and _OFFSET_BEFORE.search(before) is not None
+        duration = before.endswith(("[", ":")) or offset
         parts.append(text[pos : m.start()])
         parts.append(("5" if after.isalpha() else "5m") if duration else "1")
         pos = m.end()
@@ -122,7 +124,19 @@ def mask(text: str) -> str:
 
 _STRING = r"""(?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`)|(?P<comment>\#[^\n]*)"""
 _VAR = r"(?P<var>\$\{[^}\s]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\[\[[A-Za-z0-9_:.]+\]\]|\{\{[^}]*\}\})"
-_MASK_SCAN = re.compile(_STRING + "|" + _VAR, re.VERBOSE)
+
+# What scanners find beside metric names (none of these is a metric name).
+_SKIP, _VARIABLE, _BAD, _GROUP = "(skip)", "(variable)", "(bad)", "(group)"
+# String literals, comments and template variables, as _STRING and _VAR, in branches that
+# each start with a literal character, with their kind: see _name_scanner.
+_LITERALS = (
+    *((r'"(?:[^"\\\n]|\\.)*"', _SKIP), (r"'(?:[^'\\\n]|\\.)*'", _SKIP)),
+    *((r"`[^`]*`", _SKIP), (r"\#[^\n]*", _SKIP)),
+    *((r"\$\{[^}\s]*\}", _VARIABLE), (r"\$[A-Za-z_][A-Za-z0-9_]*", _VARIABLE)),
+    *((r"\[\[[A-Za-z0-9_:.]+\]\]", _VARIABLE), (r"\{\{[^}]*\}\}", _VARIABLE)),
+)
+_MASK_SCAN = re.compile("|".join(rx + "()" for rx, _ in _LITERALS))
+_MASK_KINDS = ("", *(kind for _, kind in _LITERALS))  # by the index of a branch's group
 _OFFSET_BEFORE = re.compile(r"(?<![A-Za-z0-9_:])offset$")
 
 
@@ -223,39 +237,45 @@ def selectors(text: str) -> list[SelectorSpan]:
     return out
 
 
+_SCAN_GAP = r"(?:\s|\#[^\n]*)*"
+
+
 @functools.lru_cache(maxsize=64)
-def _name_scanner(names: frozenset[str]) -> re.Pattern[str] | None:
+def _name_scanner(names: frozenset[str]) -> tuple[re.Pattern[str], tuple[str, ...]] | None:
     """Searched from a position, finds the next string literal, comment, template
     variable or occurrence of a name (with the gap after it and what follows: ``{``,
     ``(``, or a matcher operator and a quote, as after a label), whichever comes first:
     the others are skipped whole by the caller, so only names outside them count, as
-    ``mask`` reads the text. A quote that opens no literal is ``bad``.
+    ``mask`` reads the text. A quote that opens no literal is bad. With the scanner, what
+    each branch finds by the index of its one group (the last in it, which closes last):
+    a name, or what else it is.
 
     None when a name is also a word the lexer reads otherwise (a keyword, an
     aggregation): those are left to the lexer.
 
     Searching (instead of matching character by character up to the name) lets the
-    regex engine skip the text in between without a Python step per character."""
+    regex engine skip the text in between without a Python step per character; and it
+    skips it fast only when every top-level branch starts with a literal character (not
+    a group, which is why each branch has its group at its end): the engine then looks
+    for those characters only, instead of trying every branch at every position."""
     if names & (_KEYWORDS | _AGGREGATORS):
         return None
-    alternatives = _words(sorted(names, key=len, reverse=True))
-    return re.compile(
-        _STRING + "|" + _VAR + r"|(?P<bad>[\"'`])"
-        r"|(?P<group>(?:" + _words(sorted(_GROUPING)) + r")(?:\s|\#[^\n]*)*\()"
-        r"|(?P<name>(?:" + alternatives + r")(?![A-Za-z0-9_:]))"
-        r"(?:\s|\#[^\n]*)*(?P<next>[{(]|(?:=~|!~|!=|=)(?:\s|\#[^\n]*)*[\"'`])?",
-        re.VERBOSE,
-    )
+    branches = [*_LITERALS, (r'"', _BAD), (r"'", _BAD), (r"`", _BAD)]
+    parts = [rx + "()" for rx, _ in branches]
+    parts += [_word(w) + _SCAN_GAP + r"\(()" for w in sorted(_GROUPING)]
+    after = r"([{(]|(?:=~|!~|!=|=)" + _SCAN_GAP + r"[\"'`]|)"  # always matches: "" if none
+    by_length = sorted(names, key=len, reverse=True)
+    parts += [_word(n) + r"(?![A-Za-z0-9_:])" + _SCAN_GAP + after for n in by_length]
+    kinds = ("", *(k for _, k in branches), *([_GROUP] * len(_GROUPING)), *by_length)
+    scanner = re.compile("|".join(parts))
+    assert scanner.groups == len(kinds) - 1  # one group a branch
+    return scanner, kinds
 
 
-def _words(words: list[str]) -> str:
-    """*words* as alternatives that start no word-character run: each starts with its
-    first character and only then looks behind it, so every branch of the scanner starts
-    with a literal and the regex engine skips the positions that cannot start a match."""
-    return "|".join(
-        re.escape(w[0]) + r"(?<![A-Za-z0-9_:.$]" + re.escape(w[0]) + ")" + re.escape(w[1:])
-        for w in words
-    )
+def _word(w: str) -> str:
+    """*w* where it starts no word-character run: it starts with its first character and
+    only then looks behind it, so that its branch of the scanner starts with a literal."""
+    return re.escape(w[0]) + r"(?<![A-Za-z0-9_:.$]" + re.escape(w[0]) + ")" + re.escape(w[1:])
 
 
 # A hexadecimal number glued to a word: the lexer ends the number where the hex digits
@@ -267,30 +287,35 @@ def named_selectors(text: str, names: frozenset[str]) -> list[SelectorSpan] | No
     """The selectors of the metrics *names* in *text*, in order, found without lexing the
     rest; None when an occurrence may not be a plain selector, or the text is not what
     this scan reads alike with the lexer (the caller lexes all then)."""
-    scanner = _name_scanner(names)
-    if scanner is None or (("0x" in text or "0X" in text) and _HEX_GLUED.search(text)):
+    found = _name_scanner(names)
+    if found is None or (("0x" in text or "0X" in text) and _HEX_GLUED.search(text)):
         return None
+    scanner, kinds = found
     out: list[SelectorSpan] = []
     search = scanner.search
     pos = 0
     var_end = -1
     while (m := search(text, pos)) is not None:
-        name, after = m.group("name", "next")
-        if name is None:
-            if m.start("bad") >= 0:
-                return None  # a quote that opens no literal: the lexer decides
-            if m.start("group") >= 0:  # by (...), on (...): label names, skipped whole
-                close = _closing(text, m.end())
-                if close < 0:
-                    return None
-                pos = close + 1
-                continue
-            if m.start("var") >= 0:
-                var_end = m.end()
-            pos = m.end()  # a string literal, a comment or a template variable
+        group = m.lastindex or 0
+        name = kinds[group]
+        if name == _SKIP:  # a string literal or a comment
+            pos = m.end()
             continue
-        start, end = m.span("name")
-        if start == var_end or (after is not None and after != "{"):
+        if name == _VARIABLE:
+            pos = var_end = m.end()
+            continue
+        if name == _BAD:
+            return None  # a quote that opens no literal: the lexer decides
+        if name == _GROUP:  # by (...), on (...): label names, skipped whole
+            close = _closing(text, m.end())
+            if close < 0:
+                return None
+            pos = close + 1
+            continue
+        start = m.start()
+        end = start + len(name)
+        after = m.group(group)
+        if start == var_end or (after and after != "{"):
             # glued to a variable (a unit, as in ${__range_s}s), a function, or a label
             return None
         if after == "{":
