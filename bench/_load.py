@@ -55,6 +55,21 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(30)
 
 
+def start_server(script: str, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``script --serve *args PORT`` in its own process group, with the bench
+    directory on its path; return it and its port once it listens."""
+    port = free_port()
+    argv = [sys.executable, script, "--serve", *args, str(port)]
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.realpath(script))}
+    proc = subprocess.Popen(argv, env=env, start_new_session=True)
+    try:
+        wait_listening(port, proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, port
+
+
 def burst(
     request: Callable[[], Callable[[], object]], cpu: Callable[[], float], n: int, threads: int
 ) -> list[float]:
@@ -176,3 +191,20 @@ def median_interval(values: Sequence[float], resamples: int = 2000) -> tuple[flo
         medians[int(0.025 * resamples)],
         medians[int(0.975 * resamples) - 1],
     )
+
+
+def table_row(what: str, name: str, rounds: list[Round], path: str, base: str) -> float:
+    """Print *path*'s row of a capacity table (wall-clock req/s, server CPU µs per
+    request, its ratio to *base* with the interval); return the ratio."""
+    rps = statistics.median(r[path][0] / r[path][1] for r in rounds)
+    us = statistics.median(r[path][2] / r[path][0] * 1e6 for r in rounds)
+    ratio, low, high = median_interval(cpu_ratios(rounds, path, base))
+    print(
+        f"| {what} | {name} | {rps:,.0f} | {us:,.0f} | {ratio:.3f} | {low:.3f} to {high:.3f} |",
+        flush=True,
+    )
+    return ratio
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())

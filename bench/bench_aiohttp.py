@@ -19,13 +19,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import _load  # bench/ is on sys.path: this script's directory
@@ -112,16 +109,7 @@ def serve(chunk: int, port: int) -> None:
 def start(chunk: int) -> tuple[subprocess.Popen[bytes], int]:
     """Start the bench server in its own process group; return it and its port once
     it listens."""
-    port = _load.free_port()
-    argv = [sys.executable, __file__, "--serve", str(chunk), str(port)]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
-    proc = subprocess.Popen(argv, env=env, start_new_session=True)
-    try:
-        _load.wait_listening(port, proc)
-    except BaseException:
-        _load.stop(proc)
-        raise
-    return proc, port
+    return _load.start_server(__file__, str(chunk))
 
 
 def recorded(port: int) -> float:
@@ -210,7 +198,7 @@ def main() -> None:
         f"StreamResponse from one sub-application per endpoint; {bench_asgi.PAIRS} ABBA "
         f"pairs of rounds of one {bench_asgi.BURST}-request burst per endpoint, measured "
         "as bench_asgi measures (server CPU clock, median of per-pair ratios, 95% "
-        f"bootstrap interval). Load average at the start: {bench_asgi._load_average()}.\n"
+        f"bootstrap interval). Load average at the start: {_load.load_average()}.\n"
     )
     print(
         "| stream | endpoint | req/s (wall clock) | server CPU µs/request | ratio | 95% interval |"
@@ -220,18 +208,8 @@ def main() -> None:
         rounds = run(chunk)
         what = f"aiohttp, {bench_asgi.CHUNKS} x {chunk // 1024} KB"
         for path in PATHS:
-            rps = statistics.median(r[path][0] / r[path][1] for r in rounds)
-            us = statistics.median(r[path][2] / r[path][0] * 1e6 for r in rounds)
-            ratio, low, high = _load.median_interval(_load.cpu_ratios(rounds, path, PATHS[0]))
-            print(
-                f"| {what} | {NAMES[path]} | {rps:,.0f} | {us:,.0f} | {ratio:.3f} | "
-                f"{low:.3f} to {high:.3f} |",
-                flush=True,
-            )
-    print(
-        f"\nLoad average at the end: {bench_asgi._load_average()}; "
-        f"{time.monotonic() - began:.0f} s."
-    )
+            _load.table_row(what, NAMES[path], rounds, path, PATHS[0])
+    print(f"\nLoad average at the end: {_load.load_average()}; {time.monotonic() - began:.0f} s.")
 
 
 if __name__ == "__main__":

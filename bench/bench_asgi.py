@@ -51,13 +51,11 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import _load  # bench/ is on sys.path: this script's directory
@@ -380,6 +378,23 @@ class Connection:
         return int(status_line.split()[1]), headers, body
 
 
+def served(port: int, paths: Sequence[str]) -> dict[str, tuple[int, dict[str, str], bytes]]:
+    """Each path's response as ``get`` parses it, asked twice on one keep-alive
+    connection (the second, without its Date header): what the bench's endpoints are
+    checked to share."""
+    seen = {}
+    for path in paths:
+        conn = Connection(port)
+        try:
+            for _ in range(2):
+                status, headers, body = conn.get(path)
+                headers.pop("date", None)
+                seen[path] = (status, headers, body)
+        finally:
+            conn.close()
+    return seen
+
+
 class Loader:
     """The load generator: bursts of GETs of one path on fresh keep-alive connections,
     timed by the server's own CPU clock (read from this process: the load
@@ -455,16 +470,7 @@ def load(argv: Sequence[str]) -> None:
 def start(server: str, framework: str, chunk: int) -> tuple[subprocess.Popen[bytes], int]:
     """Start the bench server in its own process group; return it and its port once
     it listens."""
-    port = _load.free_port()
-    argv = [sys.executable, __file__, "--serve", server, framework, str(chunk), str(port)]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
-    proc = subprocess.Popen(argv, env=env, start_new_session=True)
-    try:
-        _load.wait_listening(port, proc)
-    except BaseException:
-        _load.stop(proc)
-        raise
-    return proc, port
+    return _load.start_server(__file__, server, framework, str(chunk))
 
 
 def run(server: str, framework: str, chunk: int) -> tuple[list[_load.Round], dict[str, Any]]:
@@ -517,20 +523,8 @@ def _table(server: str, framework: str, chunk: int) -> dict[str, float]:
     what = f"{server} + {framework.capitalize()}, {CHUNKS} x {chunk // 1024} KB"
     results = {}
     for path in (p for p in NAMES if p in rounds[0]):
-        rps = statistics.median(r[path][0] / r[path][1] for r in rounds)
-        us = statistics.median(r[path][2] / r[path][0] * 1e6 for r in rounds)
-        ratio, low, high = _load.median_interval(_load.cpu_ratios(rounds, path, "/plain"))
-        results[path] = ratio
-        print(
-            f"| {what} | {NAMES[path]} | {rps:,.0f} | {us:,.0f} | {ratio:.3f} | "
-            f"{low:.3f} to {high:.3f} |",
-            flush=True,
-        )
+        results[path] = _load.table_row(what, NAMES[path], rounds, path, "/plain")
     return results
-
-
-def _load_average() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -542,7 +536,7 @@ def main() -> None:
         "load generator in its own process. The ratio is requests per CPU-second of the "
         "server process (its own CPU clock: all its threads, user + system; not the load "
         "generator's) over the uninstrumented endpoint's, per pair; median of the pairs and a "
-        f"95% bootstrap interval of it. Load average at the start: {_load_average()}.\n"
+        f"95% bootstrap interval of it. Load average at the start: {_load.load_average()}.\n"
     )
     print(
         "| server, stream | endpoint | req/s (wall clock) | server CPU µs/request | "
@@ -566,7 +560,7 @@ def main() -> None:
         + f".\nhypercorn: errclass {h['/errclass']:.3f}, without the loop turns before the last "
         f"message {h['/errclass-no-settle']:.3f} (A/A {h['/control']:.3f}): the turns cost "
         f"{h['/errclass-no-settle'] - h['/errclass']:+.3f} of the uninstrumented capacity.\n"
-        f"Load average at the end: {_load_average()}; {time.monotonic() - began:.0f} s."
+        f"Load average at the end: {_load.load_average()}; {time.monotonic() - began:.0f} s."
     )
 
 

@@ -33,16 +33,7 @@ def test_every_endpoint_serves_the_same_stream_and_is_recorded(
     paths = bench.HYPERCORN if server == "hypercorn" else bench.PEERS
     proc, port = bench.start(server, framework, 1024)
     try:
-        seen = {}
-        for path in paths:
-            conn = bench.Connection(port)
-            try:
-                for _ in range(2):  # twice on one keep-alive connection
-                    status, headers, body = conn.get(path)
-                    headers.pop("date", None)
-                    seen[path] = (status, headers, body)
-            finally:
-                conn.close()
+        seen = bench.served(port, paths)
         # the bursts the bench times: raw reads checked against the parsed one, and the
         # server's CPU clock read from outside it
         loader = bench.Loader(port, proc.pid, 1024 * bench.CHUNKS)

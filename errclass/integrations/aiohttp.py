@@ -97,7 +97,8 @@ def middleware(
     @web.middleware
     async def errclass_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         # Every request pays this: Endpoints.tracker()'s cache lookup and
-        # _client_state.serving() are written out here (a with block costs ~1 us).
+        # _client_state.serving() are written out here (a with block here about doubled
+        # the middleware's cost in bench_aiohttp's in-process row).
         key = getattr(request.match_info, "handler", handler)
         tracker = by_endpoint.get(key) if type(key) in CACHEABLE else None
         if tracker is None:
@@ -115,10 +116,7 @@ def middleware(
         finally:
             _client_state.unpublish(token)
             verdict = ending(transport, raised)
-            if verdict is OK:
-                tracker.ok(t0, ctx)
-            else:
-                apply(tracker, verdict, t0, ctx)
+            apply(tracker, verdict, t0, ctx)
             if transport.pending or transport.closers:
                 # Producers it left suspended or adopted: ended now, while the
                 # request's verdict is known, not by the garbage collector later.

@@ -258,9 +258,7 @@ def _panel(view: View, panel: Any, prefix: str, out: Extracted) -> None:
             if view.string(t.get("expr")):
                 out.skipped[NOT_PROMQL] += 1
             continue
-        site = view.site(t, "expr", f"{where} query {view.string(t.get('refId')) or '?'}")
-        if site is not None:
-            out.sites.append(site)
+        _add(out, view.site(t, "expr", f"{where} query {view.string(t.get('refId')) or '?'}"))
     for nested in view.seq(p.get("panels")):  # a collapsed row keeps its panels inside
         _panel(view, nested, f'{prefix}row "{title}" / ', out)
 
