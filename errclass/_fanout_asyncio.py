@@ -85,12 +85,16 @@ class AsyncioFanout:
         if self.active >= run.limit or run.stop or run.next >= len(run.children):
             return  # the common case when a child ends: cheap
         end = None if run.timeout is None else self.loop.time() + run.timeout
-        info = Child(end, self.expired)  # one per batch: they share the deadline
+        # One Child per batch (they share the deadline), set in the context that every
+        # child's own is copied from: a set in each child allocates for each of them, and
+        # with thousands alive at once the garbage collector walks all of that too.
+        self.context.run(CHILD.set, Child(end, self.expired))
+        context, create, done = self.context, self.loop.create_task, self.finished
         while self.active < run.limit and (i := run.take()) is not None:
-            task = self.loop.create_task(self.child(i, info), context=self.context.copy())
+            task = create(self.child(i), context=context.copy())
             self.active += 1
             self.tasks[task] = i
-            task.add_done_callback(self.finished)
+            task.add_done_callback(done)
             if end is not None:
                 self.deadlines.append((end, task))
                 if self.timer is None:
@@ -123,13 +127,12 @@ class AsyncioFanout:
                 task.cancel()
         self.arm()
 
-    async def child(self, i: int, info: Child) -> None:
+    async def child(self, i: int) -> None:
         run = self.run
         if run.caller_cancelled:  # detached, but not yet running: do not start
             run.unstarted.add(i)
             self.active -= 1
             return
-        CHILD.set(info)
         tracker = run.tracker
         t0 = perf_counter() if tracker.timed else 0.0  # Tracker.start(), inlined: per child
         ctx = _trace.capture() if tracker.traced else None

@@ -225,6 +225,21 @@ async def test_timeout_counts_from_each_childs_start(sink: list[Event]) -> None:
     assert out == [0, 1, 2, 3]
 
 
+async def test_detached_bound_is_each_childs_own_deadline(sink: list[Event]) -> None:
+    # Serial children: each detached call is bounded by its own child's deadline (set
+    # once per batch in the context the children are copied from), not an earlier
+    # child's, which has passed by then; and none leaks into the caller's context.
+    async def child(i: int) -> int:
+        await asyncio.sleep(0.1)
+        return int(await errclass.detached(partial(value, i, 0.05)))
+
+    out = await fanout([partial(child, i) for i in range(4)], timeout=0.3, limit=1, **quiet(sink))
+    assert out == [0, 1, 2, 3]
+    assert reasons(sink) == ["ok"] * 4
+    with pytest.raises(RuntimeError, match=r"inside an errclass\.fanout child"):
+        await errclass.detached(partial(value, 0))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
