@@ -11,6 +11,7 @@ per-child timeout.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,7 @@ def _measure(variants: dict[str, Variant]) -> dict[str, float]:
 
     for _ in range(ROUNDS):
         for label, make in variants.items():
+            gc.collect()  # every run starts from the same collector state (untimed)
             t0 = time.perf_counter()
             asyncio.run(call(make))
             best[label] = min(best[label], time.perf_counter() - t0)

@@ -15,6 +15,21 @@ from . import _deadline, _trace
 from ._fanout_run import CHILD, Child, Run, cut
 
 
+class _Late:
+    """The children cut at their own timeout. This, not the fan-out, is what the
+    children's context holds: a fan-out in its own context would be a reference
+    cycle, kept (with every child it ran) until the garbage collector finds it."""
+
+    __slots__ = ("tasks",)
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def expired(self) -> bool:
+        """For the classifier: is the current child past its own timeout?"""
+        return asyncio.current_task() in self.tasks
+
+
 class AsyncioFanout:
     """One task per child (its own context, as with gather). A finishing child
     starts the next; the caller waits until every task is done.
@@ -35,14 +50,10 @@ class AsyncioFanout:
         self.active = 0  # children started whose wrapper has not returned
         self.idle: asyncio.Future[None] | None = None
         self.deadlines: deque[tuple[float, asyncio.Task[None]]] = deque()
-        self.late: set[asyncio.Task[None]] = set()
+        self.late = _Late()
         self.timer: asyncio.TimerHandle | None = None
-        with _deadline.watching(self):  # children classify their own timeout as a deadline
+        with _deadline.watching(self.late):  # children classify their own timeout as a deadline
             self.context = contextvars.copy_context()
-
-    def expired(self) -> bool:
-        """For the classifier: is the current child past its own timeout?"""
-        return asyncio.current_task() in self.late
 
     async def wait(self) -> list[Any]:
         run = self.run
@@ -88,7 +99,7 @@ class AsyncioFanout:
         # One Child per batch (they share the deadline), set in the context that every
         # child's own is copied from: a set in each child allocates for each of them, and
         # with thousands alive at once the garbage collector walks all of that too.
-        self.context.run(CHILD.set, Child(end, self.expired))
+        self.context.run(CHILD.set, Child(end, self.late.expired))
         context, create, done = self.context, self.loop.create_task, self.finished
         while self.active < run.limit and (i := run.take()) is not None:
             task = create(self.child(i), context=context.copy())
@@ -123,7 +134,7 @@ class AsyncioFanout:
         while self.deadlines and self.deadlines[0][0] <= now:
             task = self.deadlines.popleft()[1]
             if not task.done():
-                self.late.add(task)
+                self.late.tasks.add(task)
                 task.cancel()
         self.arm()
 
@@ -155,7 +166,7 @@ class AsyncioFanout:
 
     def cancelled(self, i: int, exc: asyncio.CancelledError, t0: float, ctx: Any) -> None:
         run = self.run
-        if self.expired():  # reported as asyncio.timeout() does
+        if self.late.expired():  # reported as asyncio.timeout() does
             error: BaseException = cut(TimeoutError(f"fanout child {i} exceeded {run.timeout}s"))
             error.__cause__ = exc
         else:

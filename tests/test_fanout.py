@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -421,6 +422,23 @@ async def test_children_run_in_their_own_context(sink: list[Event]) -> None:
         == ["caller"] * 4
     )
     assert VAR.get() == "caller"
+
+
+@pytest.mark.parametrize("timeout", [5, float("inf")])
+async def test_children_freed_when_the_call_returns(sink: list[Event], timeout: float) -> None:
+    # No reference cycle through the fan-out (its children's context held the fan-out
+    # itself): the call's state and every child go with their last reference, not when
+    # a full garbage collection finally finds them.
+    children = [value(i) for i in range(50)]
+    refs = [weakref.ref(c) for c in children]
+    gc.collect()
+    gc.disable()
+    try:
+        assert await fanout(children, timeout=timeout, limit=8, **quiet(sink)) == list(range(50))
+        del children
+        assert [r for r in refs if r() is not None] == []
+    finally:
+        gc.enable()
 
 
 # Recording
