@@ -10,8 +10,7 @@ it here for the request it serves; every producer recording in that context
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -108,17 +107,8 @@ def adopt(producer: object) -> None:
         transport.closers.append(producer)
 
 
-#: Publish a transport in this context (returns the token), and take it back: the
-#: C calls of ``serving()``, for the middleware's per-request path.
+#: Publish a transport to the producers running in this context (and the tasks it
+#: spawns; returns the token), and take it back: C calls, for a middleware's per-request
+#: path (a ``with`` block there costs more than the rest of the publishing).
 publish = _ACTIVE.set
 unpublish = _ACTIVE.reset
-
-
-@contextmanager
-def serving(transport: Transport) -> Iterator[Transport]:
-    """Publish *transport* to producers running in this context (and tasks it spawns)."""
-    token = _ACTIVE.set(transport)
-    try:
-        yield transport
-    finally:
-        _ACTIVE.reset(token)

@@ -99,6 +99,20 @@ def shared_fixture(*parts: str) -> Path:
     return path
 
 
+def check_bursts(asgi: Any, port: int, pid: int, paths: Sequence[str]) -> None:
+    """Time two bursts of every path as the bench does, with *asgi* (the bench_asgi
+    module) reading raw responses checked against the first one parsed and the server's
+    CPU clock from outside it, and check what they counted."""
+    loader = asgi.Loader(port, pid, 1024 * asgi.CHUNKS)
+    try:
+        bursts = {path: loader.burst(path, 2 * asgi.CONCURRENCY) for path in paths}
+    finally:
+        loader.control.close()
+    assert loader.sent == dict.fromkeys(paths, 3 * asgi.CONCURRENCY)  # 1 warm-up + 2 each
+    for requests, wall, cpu in bursts.values():
+        assert (requests, wall > 0, cpu > 0) == (2 * asgi.CONCURRENCY, True, True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

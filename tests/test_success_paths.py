@@ -18,7 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 import errclass
-from errclass._client_state import Transport, serving
+from errclass._client_state import Transport, publish, unpublish
 from errclass.testing import capture_outcomes, counter_value
 
 
@@ -81,8 +81,11 @@ KINDS = {
 def _client_gone() -> Iterator[None]:
     transport = Transport()
     transport.gone = True  # what an integration sets on http.disconnect
-    with serving(transport):
+    token = publish(transport)
+    try:
         yield
+    finally:
+        unpublish(token)
 
 
 PATHS: dict[str, tuple[Callable[[], AbstractContextManager[Any]], bool, str]] = {

@@ -44,7 +44,7 @@ from .. import _client_state, _trace
 from .._options import DEFAULT_LOGGER
 from .._outcome import Reason
 from .._policy import Policy
-from ._endpoints import CACHEABLE, Endpoints, shutdown_outcome
+from ._endpoints import Endpoints, shutdown_outcome
 from ._request_end import OK, Verdict, adopt, apply, end_producers
 
 __all__ = ["adopt", "middleware", "setup"]
@@ -92,21 +92,15 @@ def middleware(
             return shutdown_as, exc
         return None, exc
 
-    by_endpoint = endpoints.by_endpoint
-
     @web.middleware
     async def errclass_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        # Every request pays this: Endpoints.tracker()'s cache lookup and
-        # _client_state.serving() are written out here (a with block here about doubled
-        # the middleware's cost in bench_aiohttp's in-process row).
-        key = getattr(request.match_info, "handler", handler)
-        tracker = by_endpoint.get(key) if type(key) in CACHEABLE else None
-        if tracker is None:
-            tracker = endpoints.tracker(key)
+        tracker = endpoints.tracker(getattr(request.match_info, "handler", handler))
         t0 = perf_counter() if tracker.timed else 0.0
         ctx = _trace.capture() if tracker.traced else None
         transport = _client_state.Transport(probe=lambda: request.transport is None)
         raised: BaseException | None = None
+        # The transport is published without a `with` block: one about doubled the
+        # middleware's cost in bench_aiohttp's in-process row.
         token = _client_state.publish(transport)
         try:
             return await handler(request)

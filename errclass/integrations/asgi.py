@@ -139,8 +139,8 @@ class ErrclassMiddleware:
         else:
             exchange = _Exchange(receive, send, self._settle_steps)
             transport, receive, send = exchange.transport, exchange.receive, exchange.send
-        # Every request pays this: the calls of _trace.capture() and of
-        # _client_state.serving() are written out here.
+        # Every request pays this: _trace.capture() is written out here, and the
+        # transport is published without a `with` block.
         t0, trace = perf_counter(), _trace.trace
         ctx = None if trace is None or trace._TRACER_PROVIDER is None else _trace.get_current()
         raised: BaseException | None = None

@@ -11,12 +11,31 @@ import functools
 import re
 from typing import NamedTuple
 
+# The pieces every scanner here reads alike, written once: string literals ("...", '...',
+# `...`), a comment, Grafana's template variables, and the gap (whitespace and comments)
+# that may stand between tokens.
+_STRINGS = (r'"(?:[^"\\\n]|\\.)*"', r"'(?:[^'\\\n]|\\.)*'", r"`[^`]*`")
+_COMMENT = r"\#[^\n]*"
+_VARIABLES = (
+    r"\$\{[^}\s]*\}",
+    r"\$[A-Za-z_][A-Za-z0-9_]*",
+    r"\[\[[A-Za-z0-9_:.]+\]\]",
+    r"\{\{[^}]*\}\}",
+)
+_GAP = r"(?:\s|" + _COMMENT + r")*"
+
 _TOKEN = re.compile(
     r"""
     (?P<ws>\s+)
-  | (?P<comment>\#[^\n]*)
-  | (?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`)
-  | (?P<var>\$\{[^}\s]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\[\[[A-Za-z0-9_:.]+\]\]|\{\{[^}]*\}\})
+  | (?P<comment>"""
+    + _COMMENT
+    + r""")
+  | (?P<str>"""
+    + "|".join(_STRINGS)
+    + r""")
+  | (?P<var>"""
+    + "|".join(_VARIABLES)
+    + r""")
   | (?P<ident>(?:[A-Za-z_]|:(?=[A-Za-z_]))[A-Za-z0-9_:]*)  # a name may start with ":"
   | (?P<num>0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?:[a-zA-Z]+\d*)*)
   | (?P<op>=~|!~|!=|==|<=|>=|[=<>+\-*/%^@:,(){}\[\]])
@@ -122,18 +141,13 @@ def mask(text: str) -> str:
     return "".join(parts)
 
 
-_STRING = r"""(?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`)|(?P<comment>\#[^\n]*)"""
-_VAR = r"(?P<var>\$\{[^}\s]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\[\[[A-Za-z0-9_:.]+\]\]|\{\{[^}]*\}\})"
-
 # What scanners find beside metric names (none of these is a metric name).
 _SKIP, _VARIABLE, _BAD, _GROUP = "(skip)", "(variable)", "(bad)", "(group)"
-# String literals, comments and template variables, as _STRING and _VAR, in branches that
-# each start with a literal character, with their kind: see _name_scanner.
+# String literals, comments and template variables, each a branch that starts with a
+# literal character, with its kind: see _name_scanner.
 _LITERALS = (
-    *((r'"(?:[^"\\\n]|\\.)*"', _SKIP), (r"'(?:[^'\\\n]|\\.)*'", _SKIP)),
-    *((r"`[^`]*`", _SKIP), (r"\#[^\n]*", _SKIP)),
-    *((r"\$\{[^}\s]*\}", _VARIABLE), (r"\$[A-Za-z_][A-Za-z0-9_]*", _VARIABLE)),
-    *((r"\[\[[A-Za-z0-9_:.]+\]\]", _VARIABLE), (r"\{\{[^}]*\}\}", _VARIABLE)),
+    *((rx, _SKIP) for rx in (*_STRINGS, _COMMENT)),
+    *((rx, _VARIABLE) for rx in _VARIABLES),
 )
 _MASK_SCAN = re.compile("|".join(rx + "()" for rx, _ in _LITERALS))
 _MASK_KINDS = ("", *(kind for _, kind in _LITERALS))  # by the index of a branch's group
@@ -237,9 +251,6 @@ def selectors(text: str) -> list[SelectorSpan]:
     return out
 
 
-_SCAN_GAP = r"(?:\s|\#[^\n]*)*"
-
-
 @functools.lru_cache(maxsize=64)
 def _name_scanner(names: frozenset[str]) -> tuple[re.Pattern[str], tuple[str, ...]] | None:
     """Searched from a position, finds the next string literal, comment, template
@@ -262,10 +273,10 @@ def _name_scanner(names: frozenset[str]) -> tuple[re.Pattern[str], tuple[str, ..
         return None
     branches = [*_LITERALS, (r'"', _BAD), (r"'", _BAD), (r"`", _BAD)]
     parts = [rx + "()" for rx, _ in branches]
-    parts += [_word(w) + _SCAN_GAP + r"\(()" for w in sorted(_GROUPING)]
-    after = r"([{(]|(?:=~|!~|!=|=)" + _SCAN_GAP + r"[\"'`]|)"  # always matches: "" if none
+    parts += [_word(w) + _GAP + r"\(()" for w in sorted(_GROUPING)]
+    after = r"([{(]|(?:=~|!~|!=|=)" + _GAP + r"[\"'`]|)"  # always matches: "" if none
     by_length = sorted(names, key=len, reverse=True)
-    parts += [_word(n) + r"(?![A-Za-z0-9_:])" + _SCAN_GAP + after for n in by_length]
+    parts += [_word(n) + r"(?![A-Za-z0-9_:])" + _GAP + after for n in by_length]
     kinds = ("", *(k for _, k in branches), *([_GROUP] * len(_GROUPING)), *by_length)
     scanner = re.compile("|".join(parts))
     assert scanner.groups == len(kinds) - 1  # one group a branch
@@ -332,7 +343,7 @@ def named_selectors(text: str, names: frozenset[str]) -> list[SelectorSpan] | No
 
 
 _PLAIN_LABELS = re.compile(r"[^()\"'`#$\[{]*\)")
-_PAREN_SCAN = re.compile(_STRING + "|" + _VAR + r"|(?P<paren>[()])", re.VERBOSE)
+_PAREN_SCAN = re.compile("|".join(rx for rx, _ in _LITERALS) + r"|(?P<paren>[()])")
 
 
 def _closing(text: str, pos: int) -> int:
@@ -350,16 +361,14 @@ def _closing(text: str, pos: int) -> int:
     return -1
 
 
-_QUOTED = r"""(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`)"""
 _MATCHER = re.compile(
-    r'(?P<label>[A-Za-z_][A-Za-z0-9_]*|"(?:[^"\\\n]|\\.)*")(?:\s|\#[^\n]*)*'
-    r"(?P<op>=~|!~|!=|=)(?:\s|\#[^\n]*)*(?P<value>" + _QUOTED + ")"
-)
+    r"(?P<label>[A-Za-z_][A-Za-z0-9_]*|" + _STRINGS[0] + ")" + _GAP
+    + r"(?P<op>=~|!~|!=|=)" + _GAP + "(?P<value>(?:" + "|".join(_STRINGS) + "))"
+)  # fmt: skip
 
 
 # One matcher with the gaps around it, the comma after it and the closing brace, if any: a
 # selector's matchers are read with one regex match each.
-_GAP = r"(?:\s|\#[^\n]*)*"
 _ITEM = re.compile(_GAP + _MATCHER.pattern + _GAP + r"(?:(?P<comma>,)" + _GAP + r")?(?P<close>\})?")
 assert tuple(_ITEM.groupindex) == ("label", "op", "value", "comma", "close")
 _EMPTY = re.compile(_GAP + r"\}")
