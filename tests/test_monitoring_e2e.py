@@ -481,6 +481,9 @@ def test_every_panel_query_returns_the_expected_series(scheme: tuple[Prom, Schem
         assert share["steady"] == 0
 
 
+# It reads what the stack fixture saw; asking for the fixture makes sure it ran on this
+# worker (under xdist, the module's other tests may all run on the other one).
+@pytest.mark.usefixtures("stack")
 def test_panels_read_zero_not_no_data_before_the_burst() -> None:
     """Issue 14, item 3: the incident job has no write_failed series (a Go counter never
     incremented). Every ratio panel and write_failed line reads 0 for it, not nothing,
