@@ -113,10 +113,32 @@ def check_bursts(asgi: Any, port: int, pid: int, paths: Sequence[str]) -> None:
         assert (requests, wall > 0, cpu > 0) == (2 * asgi.CONCURRENCY, True, True)
 
 
+# Ports for the servers tests start: below the kernel's ephemeral range (32768-60999),
+# so no client socket of the suite holds one, and a block per xdist worker, handed out
+# in turn, so two workers (or two servers of one test) never pick the same port. A
+# port the kernel gave out by bind(0) was free when asked but could be taken by a
+# client's connection, or the other worker's server, before the server bound it
+# ("Address already in use": CI stop 25, a hypercorn cell).
+_PORT_BLOCK = 2500
+_PORT_BASE = 22000
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_next_port = _PORT_BASE + _PORT_BLOCK * (int(_WORKER[2:]) % 3 if _WORKER[2:].isdigit() else 3)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port of this worker's block that nothing is bound to now."""
+    global _next_port
+    block = (_next_port - _PORT_BASE) // _PORT_BLOCK * _PORT_BLOCK + _PORT_BASE
+    for _ in range(_PORT_BLOCK):
+        port = _next_port
+        _next_port = block + (port + 1 - block) % _PORT_BLOCK
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))  # no SO_REUSEADDR: a TIME_WAIT port is skipped
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in 127.0.0.1:{block}-{block + _PORT_BLOCK - 1}")
 
 
 def wait_for_port(
