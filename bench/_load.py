@@ -58,16 +58,31 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def start_server(script: str, *args: str) -> tuple[subprocess.Popen[bytes], int]:
     """Start ``script --serve *args PORT`` in its own process group, with the bench
     directory on its path; return it and its port once it listens."""
-    port = free_port()
-    argv = [sys.executable, script, "--serve", *args, str(port)]
     env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.realpath(script))}
-    proc = subprocess.Popen(argv, env=env, start_new_session=True)
-    try:
-        wait_listening(port, proc)
-    except BaseException:
-        stop(proc)
-        raise
-    return proc, port
+    return start(lambda port: [sys.executable, script, "--serve", *args, str(port)], env)
+
+
+def start(
+    argv: Callable[[int], list[str]], env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the server ``argv(port)`` on a free port in its own process group; return
+    it and its port once it listens. A port free when picked may be taken before the
+    server binds it (by another process's connection): a server that exits before it
+    listens is started again on another port, twice at most."""
+    for attempt in range(3):
+        port = free_port()
+        proc = subprocess.Popen(argv(port), env=env, start_new_session=True)
+        try:
+            wait_listening(port, proc)
+        except RuntimeError:  # it exited
+            if attempt == 2:
+                raise
+            continue
+        except BaseException:
+            stop(proc)
+            raise
+        return proc, port
+    raise AssertionError("unreachable")
 
 
 def burst(

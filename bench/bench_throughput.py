@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -137,11 +136,9 @@ def _in_process_cost(n: int = 20_000) -> float:
 def run(chunk: int) -> list[dict[str, list[float]]]:
     """One server streaming *chunk*-byte chunks; the rounds the load generator measured."""
     here = Path(__file__).resolve().parent
-    port = _load.free_port()
     argv = [
         sys.executable, "-m", "gunicorn", "-k", "sync", "-w", "1", "--timeout", "60",
-        "--log-level", "warning", "--chdir", str(here), "-b", f"127.0.0.1:{port}",
-        "-c", "python:bench_throughput", "bench_throughput:app",
+        "--log-level", "warning", "--chdir", str(here), "-c", "python:bench_throughput",
     ]  # fmt: skip
     # PYTHONPATH: gunicorn reads the config module before it changes directory.
     env = {
@@ -150,9 +147,10 @@ def run(chunk: int) -> list[dict[str, list[float]]]:
         "ERRCLASS_BENCH_CHUNK": str(chunk),
         "PYTHONPATH": str(here),
     }
-    proc = subprocess.Popen(argv, env=env, start_new_session=True)
+    proc, port = _load.start(
+        lambda port: [*argv, "-b", f"127.0.0.1:{port}", "bench_throughput:app"], env
+    )
     try:
-        _load.wait_listening(port, proc)
         _load.load(__file__, str(port), "1")  # warm up every path
         return _load.load(__file__, str(port), str(ROUNDS))
     finally:
