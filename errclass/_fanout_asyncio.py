@@ -14,6 +14,8 @@ from typing import Any
 from . import _deadline, _trace
 from ._fanout_run import CHILD, Child, Run, cut
 
+_SHARED = 0.001  # s: children started this close together share one Child (start_more)
+
 
 class _Late:
     """The children cut at their own timeout. This, not the fan-out, is what the
@@ -40,7 +42,7 @@ class AsyncioFanout:
 
     __slots__ = (
         "active", "context", "deadlines", "detached", "idle", "late", "loop", "run",
-        "tasks", "timer",
+        "shared", "tasks", "timer",
     )  # fmt: skip
 
     def __init__(self, run: Run[Any], detached: bool) -> None:
@@ -52,6 +54,7 @@ class AsyncioFanout:
         self.deadlines: deque[tuple[float, asyncio.Task[None]]] = deque()
         self.late = _Late()
         self.timer: asyncio.TimerHandle | None = None
+        self.shared: Child | None = None  # the Child the children started last share
         with _deadline.watching(self.late):  # children classify their own timeout as a deadline
             self.context = contextvars.copy_context()
 
@@ -96,10 +99,18 @@ class AsyncioFanout:
         if self.active >= run.limit or run.stop or run.next >= len(run.children):
             return  # the common case when a child ends: cheap
         end = None if run.timeout is None else self.loop.time() + run.timeout
-        # One Child per batch (they share the deadline), set in the context that every
-        # child's own is copied from: a set in each child allocates for each of them, and
-        # with thousands alive at once the garbage collector walks all of that too.
-        self.context.run(CHILD.set, Child(end, self.late.expired))
+        # The Child that detached() reads is set in the context every child's own is
+        # copied from, not in each child: a set allocates, and with thousands alive the
+        # garbage collector walks all of that. It is shared by the children started
+        # within _SHARED s of each other (at the default limit each finishing child
+        # starts one: a set per child cost a fifth of a fan-out of trivial children),
+        # so its bound is up to _SHARED s past a child's own deadline; the child's own
+        # timer still cuts the child, and a detached() in it, at its own.
+        shared = self.shared
+        if shared is None or (end is not None and end > (shared.deadline or 0.0)):
+            bound = None if end is None else end + _SHARED
+            self.shared = shared = Child(bound, self.late.expired)
+            self.context.run(CHILD.set, shared)
         context, create, done = self.context, self.loop.create_task, self.finished
         while self.active < run.limit and (i := run.take()) is not None:
             task = create(self.child(i), context=context.copy())

@@ -10,6 +10,7 @@ import threading
 import time
 import warnings
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -239,6 +240,50 @@ async def test_detached_bound_is_each_childs_own_deadline(sink: list[Event]) -> 
     assert reasons(sink) == ["ok"] * 4
     with pytest.raises(RuntimeError, match=r"inside an errclass\.fanout child"):
         await errclass.detached(partial(value, 0))
+
+
+async def test_children_started_together_share_a_bound_never_before_their_own(
+    sink: list[Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fast path: children started within _SHARED s of each other share one Child
+    # (one ContextVar set, not one per child), whose detached() bound is at or just
+    # after each one's own deadline (the end its timer is armed with), never before.
+    from errclass import _fanout_asyncio
+    from errclass._fanout_run import CHILD
+
+    ends: dict[asyncio.Task[Any], float] = {}  # every child's own deadline
+    seen: dict[asyncio.Task[Any], Any] = {}  # the Child it runs under
+
+    class Armed(deque[tuple[float, asyncio.Task[None]]]):
+        def append(self, item: tuple[float, asyncio.Task[None]]) -> None:
+            ends[item[1]] = item[0]
+            super().append(item)
+
+    init = _fanout_asyncio.AsyncioFanout.__init__
+
+    def spying(self: Any, *args: Any) -> None:
+        init(self, *args)
+        self.deadlines = Armed()
+
+    monkeypatch.setattr(_fanout_asyncio.AsyncioFanout, "__init__", spying)
+
+    async def child(i: int) -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        seen[task] = CHILD.get()
+        if i % 50 == 49:
+            await asyncio.sleep(2 * _fanout_asyncio._SHARED)  # the next start is later
+        return i
+
+    n = 300
+    children = [partial(child, i) for i in range(n)]
+    out = await fanout(children, timeout=5, limit=1, **quiet(sink))  # a pause stops starts
+    assert out == list(range(n))
+    assert seen.keys() == ends.keys() and len(seen) == n
+    for task, end in ends.items():
+        assert end <= seen[task].deadline <= end + _fanout_asyncio._SHARED
+    shared = {id(c) for c in seen.values()}
+    assert n // 50 <= len(shared) < n // 2  # renewed after each pause, shared between
 
 
 @pytest.mark.parametrize(
