@@ -203,14 +203,18 @@ async def detached(fn: Callable[[], Awaitable[Any]], child: Child) -> Any:
             return await fn()
 
     inner = asyncio.get_running_loop().create_task(bounded())
+    caller_cancelled = False
     while not inner.done():
         try:
-            await asyncio.shield(inner)
+            if caller_cancelled:  # the fetch runs on, bounded; every later cancel too
+                with _shielded():
+                    await asyncio.wait([inner])
+            else:
+                await asyncio.shield(inner)
         except asyncio.CancelledError:
             if child.expired():  # the child's own timeout: that one does cut it
                 inner.cancel()
                 await asyncio.wait([inner])
                 raise
-            with _shielded():  # the caller's cancellation: the fetch runs on, bounded
-                await asyncio.wait([inner])
+            caller_cancelled = True
     return inner.result()

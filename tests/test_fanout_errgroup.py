@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 import uuid
@@ -252,6 +253,68 @@ async def test_detached_still_bounded_by_the_childs_timeout(sink: list[Event]) -
         await fanout([never], timeout=0.1, **quiet(sink))
     assert time.monotonic() - t0 < 5
     assert isinstance(info.value.exceptions[0], TimeoutError)
+    assert [e.reason.value for e in sink] == ["deadline_exceeded"]
+
+
+@pytest.mark.parametrize("anyio_loaded", [False, True])
+async def test_detached_fetch_outlives_repeated_cancellation(
+    sink: list[Event], monkeypatch: pytest.MonkeyPatch, anyio_loaded: bool
+) -> None:
+    # The caller cancelled three times while a detached fetch runs: the fetch still
+    # completes before the fan-out re-raises, and its result is the child's. Without
+    # anyio in the process (a plain asyncio app) the second cancellation used to end
+    # detached()'s wait: the fan-out returned while the fetch ran on, orphaned.
+    if not anyio_loaded:
+        monkeypatch.delitem(sys.modules, "anyio", raising=False)
+    fetched = []
+
+    async def fetch() -> int:
+        await asyncio.sleep(0.15)
+        fetched.append(1)
+        return 7
+
+    async def child() -> int:
+        return int(await errclass.detached(fetch))
+
+    caller = asyncio.create_task(fanout([child], timeout=5, **quiet(sink)))
+    await asyncio.sleep(0.02)
+    for _ in range(3):
+        caller.cancel()
+        await asyncio.sleep(0.01)
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert fetched == [1]  # done when the fan-out returned, not later
+    assert [e.reason.value for e in sink] == ["ok"]
+
+
+@pytest.mark.parametrize("anyio_loaded", [False, True])
+async def test_detached_fetch_cut_by_its_childs_timeout_after_the_caller_cancelled(
+    sink: list[Event], monkeypatch: pytest.MonkeyPatch, anyio_loaded: bool
+) -> None:
+    # Past the caller's cancellation the fetch runs on, until the child's own timeout:
+    # that cuts it, and it has ended by the time the fan-out re-raises.
+    if not anyio_loaded:
+        monkeypatch.delitem(sys.modules, "anyio", raising=False)
+    ended = []
+
+    async def fetch() -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            ended.append(1)
+
+    async def child() -> None:
+        await errclass.detached(fetch)
+
+    t0 = time.monotonic()
+    caller = asyncio.create_task(fanout([child], timeout=0.2, **quiet(sink)))
+    await asyncio.sleep(0.05)
+    caller.cancel()
+    with pytest.raises(FanoutError) as info:
+        await caller
+    assert ended == [1] and time.monotonic() - t0 < 5
+    timed_out, cancel = info.value.exceptions
+    assert isinstance(timed_out, TimeoutError) and isinstance(cancel, asyncio.CancelledError)
     assert [e.reason.value for e in sink] == ["deadline_exceeded"]
 
 
