@@ -207,7 +207,9 @@ class Child:
     __slots__ = ("deadline", "expired")
 
     def __init__(self, deadline: float | None, expired: Callable[[], bool]) -> None:
-        self.deadline = deadline  # in the event loop's clock; None: no bound
+        # detached()'s bound, in the event loop's clock (None: none): the child's deadline
+        # (on asyncio up to 1 ms past it, as children started within 1 ms share one Child)
+        self.deadline = deadline
         self.expired = expired  # did the child's own timeout cut it?
 
 
