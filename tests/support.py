@@ -7,6 +7,7 @@ import asyncio
 import http.server
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -118,11 +119,17 @@ def check_bursts(asgi: Any, port: int, pid: int, paths: Sequence[str]) -> None:
 # in turn, so two workers (or two servers of one test) never pick the same port. A
 # port the kernel gave out by bind(0) was free when asked but could be taken by a
 # client's connection, or the other worker's server, before the server bound it
-# ("Address already in use": CI stop 25, a hypercorn cell).
+# ("Address already in use": CI stop 25, a hypercorn cell). Each process starts at a
+# random place in its block, so that two suites run at once on one machine (two
+# checkouts) do not walk the same ports in step.
 _PORT_BLOCK = 2500
 _PORT_BASE = 22000
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
-_next_port = _PORT_BASE + _PORT_BLOCK * (int(_WORKER[2:]) % 3 if _WORKER[2:].isdigit() else 3)
+_next_port = (
+    _PORT_BASE
+    + _PORT_BLOCK * (int(_WORKER[2:]) % 3 if _WORKER[2:].isdigit() else 3)
+    + random.randrange(_PORT_BLOCK)
+)
 
 
 def free_port() -> int:
