@@ -41,7 +41,7 @@ class AsyncioFanout:
     many short children)."""
 
     __slots__ = (
-        "active", "context", "deadlines", "detached", "idle", "late", "loop", "run",
+        "active", "context", "detached", "due", "ends", "idle", "late", "loop", "run",
         "shared", "tasks", "timer",
     )  # fmt: skip
 
@@ -51,7 +51,12 @@ class AsyncioFanout:
         self.tasks: dict[asyncio.Task[None], int] = {}
         self.active = 0  # children started whose wrapper has not returned
         self.idle: asyncio.Future[None] | None = None
-        self.deadlines: deque[tuple[float, asyncio.Task[None]]] = deque()
+        # The started children with a deadline, in start order, and their deadlines: two
+        # queues, not one of (end, task) pairs, since a pair per child is one more object
+        # for the garbage collector to walk while thousands are alive (a batch shares
+        # its one `end`).
+        self.due: deque[asyncio.Task[None]] = deque()
+        self.ends: deque[float] = deque()
         self.late = _Late()
         self.timer: asyncio.TimerHandle | None = None
         self.shared: Child | None = None  # the Child the children started last share
@@ -118,15 +123,14 @@ class AsyncioFanout:
             self.tasks[task] = i
             task.add_done_callback(done)
             if end is not None:
-                self.deadlines.append((end, task))
+                self.due.append(task)
+                self.ends.append(end)
                 if self.timer is None:
                     self.arm()
 
     def finished(self, task: asyncio.Task[None]) -> None:
         i = self.tasks.pop(task)
-        deadlines = self.deadlines
-        while deadlines and deadlines[0][1].done():  # keep no finished task alive
-            deadlines.popleft()
+        self.forget_done()  # keep no finished task alive
         if task.cancelled():  # cancelled before its first step: it never ran
             self.run.unstarted.add(i)
             self.active -= 1
@@ -134,16 +138,23 @@ class AsyncioFanout:
         if not self.tasks and self.idle is not None and not self.idle.done():
             self.idle.set_result(None)
 
+    def forget_done(self) -> None:
+        due, ends = self.due, self.ends
+        while due and due[0].done():
+            due.popleft()
+            ends.popleft()
+
     def arm(self) -> None:
-        while self.deadlines and self.deadlines[0][1].done():
-            self.deadlines.popleft()
-        when = self.deadlines[0][0] if self.deadlines else None
+        self.forget_done()
+        when = self.ends[0] if self.ends else None
         self.timer = None if when is None else self.loop.call_at(when, self.fire)
 
     def fire(self) -> None:
         now = self.loop.time()
-        while self.deadlines and self.deadlines[0][0] <= now:
-            task = self.deadlines.popleft()[1]
+        due, ends = self.due, self.ends
+        while ends and ends[0] <= now:
+            ends.popleft()
+            task = due.popleft()
             if not task.done():
                 self.late.tasks.add(task)
                 task.cancel()

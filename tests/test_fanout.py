@@ -251,21 +251,26 @@ async def test_children_started_together_share_a_bound_never_before_their_own(
     from errclass import _fanout_asyncio
     from errclass._fanout_run import CHILD
 
-    ends: dict[asyncio.Task[Any], float] = {}  # every child's own deadline
-    seen: dict[asyncio.Task[Any], Any] = {}  # the Child it runs under
+    tasks: list[asyncio.Task[Any]] = []  # every child with a timer, in start order
+    deadlines: list[float] = []  # and the deadline its timer has
 
-    class Armed(deque[tuple[float, asyncio.Task[None]]]):
-        def append(self, item: tuple[float, asyncio.Task[None]]) -> None:
-            ends[item[1]] = item[0]
+    class Armed(deque[Any]):
+        def __init__(self, log: list[Any]) -> None:
+            super().__init__()
+            self.log = log
+
+        def append(self, item: Any) -> None:
+            self.log.append(item)
             super().append(item)
 
     init = _fanout_asyncio.AsyncioFanout.__init__
 
     def spying(self: Any, *args: Any) -> None:
         init(self, *args)
-        self.deadlines = Armed()
+        self.due, self.ends = Armed(tasks), Armed(deadlines)
 
     monkeypatch.setattr(_fanout_asyncio.AsyncioFanout, "__init__", spying)
+    seen: dict[asyncio.Task[Any], Any] = {}  # the Child each child runs under
 
     async def child(i: int) -> int:
         task = asyncio.current_task()
@@ -279,6 +284,7 @@ async def test_children_started_together_share_a_bound_never_before_their_own(
     children = [partial(child, i) for i in range(n)]
     out = await fanout(children, timeout=5, limit=1, **quiet(sink))  # a pause stops starts
     assert out == list(range(n))
+    ends = dict(zip(tasks, deadlines, strict=True))
     assert seen.keys() == ends.keys() and len(seen) == n
     for task, end in ends.items():
         assert end <= seen[task].deadline <= end + _fanout_asyncio._SHARED
