@@ -108,7 +108,7 @@ class AsyncioFanout:
         # copied from, not in each child: a set allocates, and with thousands alive the
         # garbage collector walks all of that. It is shared by the children started
         # within _SHARED s of each other (at the default limit each finishing child
-        # starts one: a set per child cost a fifth of a fan-out of trivial children),
+        # starts one: a set per child cost about 8% of a fan-out of trivial children),
         # so its bound is up to _SHARED s past a child's own deadline; the child's own
         # timer still cuts the child, and a detached() in it, at its own.
         shared = self.shared
