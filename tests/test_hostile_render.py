@@ -257,6 +257,8 @@ configs = st.fixed_dictionaries(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=configs)
 @example(data={"selector": "", "dashboard": {"tags": []}})  # found by hypothesis: no tags
+@example(data={"reasons": {"client_gone": ["\x85"]}})  # found by hypothesis: NEL, a YAML break
+@example(data={"reasons": {"ok": ["a\u2028b"], "write_failed": ["c\nd\u2029"]}})
 def test_every_accepted_config_renders_files_promtool_and_the_lint_accept(
     data: dict[str, object],
 ) -> None:
@@ -285,3 +287,14 @@ def test_every_accepted_config_renders_files_promtool_and_the_lint_accept(
         assert r.returncode == 0, f"{data!r}\n{r.stdout}{r.stderr}"
         for board in sorted(Path(tmp, "grafana").rglob("*.json")):
             assert lint_dashboard(json.loads(board.read_text())) == [], (data, board)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(st.characters(codec="utf-8"), max_size=30))
+@example(value="a|\x85")  # NEL: PyYAML wrote it raw and read it back as a space
+@example(value="x\ny\u2028z\u2029")
+def test_every_rendered_yaml_string_reads_back_as_written(value: str) -> None:
+    from errclass.monitoring import _yaml
+
+    text = _yaml({"expr": value, "list": [value]})
+    assert yaml.safe_load(text) == {"expr": value, "list": [value]}
