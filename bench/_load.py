@@ -69,20 +69,25 @@ def start(
     it and its port once it listens. A port free when picked may be taken before the
     server binds it (by another process's connection): a server that exits before it
     listens is started again on another port, twice at most."""
-    for attempt in range(3):
-        port = free_port()
-        proc = subprocess.Popen(argv(port), env=env, start_new_session=True)
+    for _ in range(2):
         try:
-            wait_listening(port, proc)
-        except RuntimeError:  # it exited
-            if attempt == 2:
-                raise
-            continue
-        except BaseException:
-            stop(proc)
-            raise
-        return proc, port
-    raise AssertionError("unreachable")
+            return _listening(argv, env)
+        except RuntimeError:  # it exited before it listened
+            pass
+    return _listening(argv, env)
+
+
+def _listening(
+    argv: Callable[[int], list[str]], env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen(argv(port), env=env, start_new_session=True)
+    try:
+        wait_listening(port, proc)
+    except BaseException:
+        stop(proc)  # nothing to do for one that exited
+        raise
+    return proc, port
 
 
 def burst(

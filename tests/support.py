@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
@@ -130,6 +130,18 @@ _next_port = (
     + _PORT_BLOCK * (int(_WORKER[2:]) % 3 if _WORKER[2:].isdigit() else 3)
     + random.randrange(_PORT_BLOCK)
 )
+
+
+async def cancelled_repeatedly(aw: Awaitable[object], times: int = 3) -> None:
+    """Run *aw* in a task, cancel it *times* times, 10 ms apart once it has run 20 ms,
+    and check that it ends cancelled (the caller of a fan-out pressing Ctrl-C again)."""
+    task = asyncio.ensure_future(aw)
+    await asyncio.sleep(0.02)
+    for _ in range(times):
+        task.cancel()
+        await asyncio.sleep(0.01)
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 def free_port() -> int:

@@ -1,6 +1,6 @@
-"""bench/_load.py starts its servers on a port that is really theirs: a port taken
-between the pick and the bind (by another process) means another try, not a
-failed bench or a load generator timing someone else's server."""
+"""bench/_load.py starts its servers again on another port when theirs was taken
+between the pick and the bind (by another process's connection): another try, not a
+failed bench."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ import errclass
 from errclass import Event
 from errclass._fanout import FanoutError, fanout, fanout_sync
 from errclass.testing import counter_value
-from tests.support import async_wait_until, holds_for
+from tests.support import async_wait_until, cancelled_repeatedly, holds_for
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("fanout_test_var", default="unset")
 
@@ -449,13 +449,7 @@ async def test_repeated_cancellation_while_detached_still_waits(sink: list[Event
         await asyncio.sleep(0.15)
         done.append(1)
 
-    caller = asyncio.create_task(fanout([child], timeout=5, detached=True, **quiet(sink)))
-    await asyncio.sleep(0.02)
-    for _ in range(3):
-        caller.cancel()
-        await asyncio.sleep(0.01)
-    with pytest.raises(asyncio.CancelledError):
-        await caller
+    await cancelled_repeatedly(fanout([child], timeout=5, detached=True, **quiet(sink)))
     assert done == [1]
 
 

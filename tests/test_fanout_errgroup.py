@@ -18,7 +18,7 @@ import errclass
 from errclass import Event
 from errclass._fanout import FanoutError, fanout, fanout_sync
 from errclass.testing import counter_value
-from tests.support import QuietHandler, serve_http, wait_until
+from tests.support import QuietHandler, cancelled_repeatedly, serve_http, wait_until
 
 
 def quiet(sink: list[Event]) -> dict[str, Any]:
@@ -256,16 +256,21 @@ async def test_detached_still_bounded_by_the_childs_timeout(sink: list[Event]) -
     assert [e.reason.value for e in sink] == ["deadline_exceeded"]
 
 
-@pytest.mark.parametrize("anyio_loaded", [False, True])
-async def test_detached_fetch_outlives_repeated_cancellation(
-    sink: list[Event], monkeypatch: pytest.MonkeyPatch, anyio_loaded: bool
-) -> None:
+@pytest.fixture(params=[False, True], ids=["plain-asyncio", "anyio-loaded"])
+def anyio_loaded(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Whether anyio is in the process: detached() then waits in an anyio shield. A
+    plain asyncio app has no anyio loaded (the test process always has: its plugin)."""
+    if not request.param:
+        monkeypatch.delitem(sys.modules, "anyio", raising=False)
+    return bool(request.param)
+
+
+@pytest.mark.usefixtures("anyio_loaded")
+async def test_detached_fetch_outlives_repeated_cancellation(sink: list[Event]) -> None:
     # The caller cancelled three times while a detached fetch runs: the fetch still
     # completes before the fan-out re-raises, and its result is the child's. Without
     # anyio in the process (a plain asyncio app) the second cancellation used to end
     # detached()'s wait: the fan-out returned while the fetch ran on, orphaned.
-    if not anyio_loaded:
-        monkeypatch.delitem(sys.modules, "anyio", raising=False)
     fetched = []
 
     async def fetch() -> int:
@@ -276,25 +281,17 @@ async def test_detached_fetch_outlives_repeated_cancellation(
     async def child() -> int:
         return int(await errclass.detached(fetch))
 
-    caller = asyncio.create_task(fanout([child], timeout=5, **quiet(sink)))
-    await asyncio.sleep(0.02)
-    for _ in range(3):
-        caller.cancel()
-        await asyncio.sleep(0.01)
-    with pytest.raises(asyncio.CancelledError):
-        await caller
+    await cancelled_repeatedly(fanout([child], timeout=5, **quiet(sink)))
     assert fetched == [1]  # done when the fan-out returned, not later
     assert [e.reason.value for e in sink] == ["ok"]
 
 
-@pytest.mark.parametrize("anyio_loaded", [False, True])
+@pytest.mark.usefixtures("anyio_loaded")
 async def test_detached_fetch_cut_by_its_childs_timeout_after_the_caller_cancelled(
-    sink: list[Event], monkeypatch: pytest.MonkeyPatch, anyio_loaded: bool
+    sink: list[Event],
 ) -> None:
     # Past the caller's cancellation the fetch runs on, until the child's own timeout:
     # that cuts it, and it has ended by the time the fan-out re-raises.
-    if not anyio_loaded:
-        monkeypatch.delitem(sys.modules, "anyio", raising=False)
     ended = []
 
     async def fetch() -> None:

@@ -292,7 +292,7 @@ def run_threads(sc: Scenario) -> None:
     outcome: Any = None
     # The interrupt lands at the main thread's next bytecode: with the collector on, that
     # may be in a gc callback (hypothesis times collections), where it is only reported
-    # as unraisable and fails the test for nothing errclass did (seen once in ~40 runs).
+    # as unraisable and fails the test for nothing errclass did (seen once in 31 seeded runs).
     collecting = gc.isenabled()
     gc.disable()
     try:

@@ -148,20 +148,25 @@ class Pool:
         for ahead in [*CELLS[index : index + 1 + self.ahead], (framework, server)]:
             self.start(*ahead)
         cell = self.cells[(framework, server)]
-        for attempt in range(2):
-            if cell.ready:
-                break
-            try:
-                wait_for_port(cell.port, 60, cell.proc)
-            except (RuntimeError, TimeoutError) as e:
-                log = cell.log.read_text()
-                if attempt == 0 and "in use" in log:  # its port taken before it bound it
-                    del self.cells[(framework, server)]
-                    cell = self.start(framework, server)  # on another port
-                    continue
-                raise AssertionError(f"{e}\n{log[-3000:]}") from None
-            cell.ready = True
+        if not cell.ready:
+            error = self.wait(cell)
+            if error is not None and "in use" in error:  # its port taken before it bound it
+                del self.cells[(framework, server)]
+                cell = self.start(framework, server)  # on another port
+                error = self.wait(cell)
+            if error is not None:
+                raise AssertionError(error)
         return cell
+
+    @staticmethod
+    def wait(cell: Cell) -> str | None:
+        """None once *cell* listens (it is then ready), else why not, with its log."""
+        try:
+            wait_for_port(cell.port, 60, cell.proc)
+        except (RuntimeError, TimeoutError) as e:
+            return f"{e}\n{cell.log.read_text()[-3000:]}"
+        cell.ready = True
+        return None
 
     def close(self) -> None:
         for cell in self.cells.values():

@@ -291,7 +291,7 @@ def test_every_accepted_config_renders_files_promtool_and_the_lint_accept(
 
 @settings(max_examples=300, deadline=None)
 @given(value=st.text(st.characters(codec="utf-8"), max_size=30))
-@example(value="a|\x85")  # NEL: PyYAML wrote it raw and read it back as a space
+@example(value="a|\x85")  # NEL: PyYAML wrote it raw and read it back as other text
 @example(value="x\ny\u2028z\u2029")
 def test_every_rendered_yaml_string_reads_back_as_written(value: str) -> None:
     from errclass.monitoring import _yaml
