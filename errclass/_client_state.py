@@ -26,6 +26,13 @@ class ClientDisconnected(Exception):
 TRANSPORT_GONE = Outcome(Reason.CLIENT_GONE, "errclass.ClientDisconnected", "transport_disconnect")
 
 
+#: One entry per Transport alive: appended when one is made, taken when it is
+#: freed. A context that holds a transport keeps it alive, so while this is empty
+#: ``active()`` is None in every context, and a success need not ask (a list:
+#: append and pop are atomic across threads).
+alive: list[None] = []
+
+
 class Transport:
     """One request's connection as an integration sees it.
 
@@ -42,12 +49,17 @@ class Transport:
     __slots__ = ("closers", "complete", "deadline", "gone", "pending", "probe")
 
     def __init__(self, probe: Callable[[], bool] | None = None) -> None:
+        alive.append(None)
         self.gone = False
         self.deadline = False
         self.complete = False
         self.probe = probe
         self.closers: list[object] = []
         self.pending: list[Pending] = []
+
+    def __del__(self, _pop: Callable[[], None] = alive.pop) -> None:
+        # Bound when the class is made: at shutdown, the module's globals may be gone.
+        _pop()
 
     def client_gone(self) -> bool:
         if self.gone:

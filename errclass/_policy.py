@@ -97,6 +97,12 @@ class Policy:
     def generator_exit(self) -> Reason:
         return self._generator_exit
 
+    def _lookups(self, role: str) -> tuple[dict[type, Outcome], dict[type, Outcome]]:
+        """The two tables ``classify()`` reads first for *role* (the second only while
+        no deadline is watched), for a hot path that reads them itself; a miss in
+        both goes to ``classify()``."""
+        return self._static[role], self._unwatched[role]
+
     def __repr__(self) -> str:
         return (
             f"Policy({len(self._rules)} rules, fold_deadlines={self.fold_deadlines}, "

@@ -8,6 +8,7 @@ from time import perf_counter
 from typing import Any
 
 from . import _client_state, _trace
+from ._deadline import watched
 from ._outcome import OK, R_DEADLINE, R_FAILED, R_GONE, R_OK, Event, Outcome, Reason, Role
 from ._policy import DEFAULT_POLICY, Policy
 from ._rule import PASS_THROUGH
@@ -248,8 +249,17 @@ def _fast_fail(tr: Tracker, recorders: tuple[_Bound, ...]) -> Any:
     gate = gated[0].fail_gate if gated else (None, {})
     if gate is None:
         return None
-    incs, kind, general, ok = counter.fast_fail, counter.kind, tr._fail, tr.ok
+    return _counting_fail(tr, counter.fast_fail, counter.kind, gated, gate)
+
+
+def _counting_fail(
+    tr: Tracker, incs: Mapping[Reason, Any], kind: str, gated: tuple[_Bound, ...], gate: Any
+) -> Any:
+    """``_fast_fail``'s closure: count with *incs* (reason -> pre-bound ``inc``, its
+    recorder's *kind*), then the *gated* logger."""
+    general, ok = tr._fail, tr.ok
     classify, role = tr.policy.classify, tr.role
+    static, unwatched = tr.policy._lookups(role)
     logger, levels = gate
     log: Any = gated[0].fail if gated else None
     log_kind = gated[0].kind if gated else ""
@@ -258,7 +268,18 @@ def _fast_fail(tr: Tracker, recorders: tuple[_Bound, ...]) -> Any:
     def fail(exc: BaseException, t0: float, ctx: Any) -> Outcome:
         if ctx is not None or captures:
             return general(exc, t0, ctx)
-        outcome = classify(exc, role)
+        # classify()'s first two lookups, written out: one call fewer per failure.
+        try:
+            cls = type(exc)
+            outcome = static.get(cls)
+            if outcome is None and not watched():
+                outcome = unwatched.get(cls)
+        except PASS_THROUGH:
+            raise
+        except BaseException:  # a class whose metaclass cannot hash: classify() knows
+            outcome = None
+        if outcome is None:
+            outcome = classify(exc, role)
         reason = outcome.reason
         if reason is R_OK:
             ok(t0, ctx)
@@ -288,12 +309,13 @@ def _fast_fail(tr: Tracker, recorders: tuple[_Bound, ...]) -> Any:
 
 def _fast_ok(inc: Callable[[], object], kind: str, general: Callable[[float, Any], None]) -> Any:
     """``Tracker.ok`` for one pre-bound counter child and nothing else to do on ok:
-    no span to mark, no capture running, no transport to ask. Else ``general``.
-    A failing *inc* is counted under *kind*, its recorder's."""
-    active = _client_state.active
+    no span to mark, no capture running, no transport to ask (none is published
+    when none is alive). Else ``general``. A failing *inc* is counted under *kind*,
+    its recorder's."""
+    alive, active = _client_state.alive, _client_state.active
 
     def ok(t0: float, ctx: Any) -> None:
-        if ctx is None and not captures and active() is None:
+        if ctx is None and not captures and (not alive or active() is None):
             try:
                 inc()
             except PASS_THROUGH:

@@ -161,6 +161,7 @@ def _cells(tr: Tracker) -> dict[str, Any]:
         "otel": _trace.trace,  # loaded when traced
         "current": _trace.get_current,
         "captures": _record.captures,
+        "alive": _client_state.alive,
         "active": _client_state.active,
     }
 

@@ -159,28 +159,45 @@ def _variant(kind: str, cells: dict[str, Any]) -> tuple[bool, ...]:
 
 _SYNC_CELLS = ("timed", "traced", "ok", "fail", "inc", "sink_kind", "otel", "current")
 CELLS = {
-    "sync": (*_SYNC_CELLS, "captures", "active"),
-    "coro": (*_SYNC_CELLS, "captures", "active"),
+    "sync": (*_SYNC_CELLS, "captures", "alive", "active"),
+    "coro": (*_SYNC_CELLS, "captures", "alive", "active"),
     "gen": ("tr",),
     "agen": ("tr",),
 }
 
 _MAKE_SYNC = """\
 def {p}make({p}fn, {p}timed, {p}traced, {p}ok, {p}fail, {p}inc, {p}sink_kind, {p}otel,
-             {p}current, {p}captures, {p}active):
+             {p}current, {p}captures, {p}alive, {p}active):
     {asynchronous}def {p}call({params}):
+"""
+
+# With a tracer provider set (read per call: one set later is honoured), the
+# call runs with the trace context and ok() decides; without one, below it.
+_TRACED = """\
+        if {p}otel._TRACER_PROVIDER is not None:
+            {p}ctx = {p}current()
+            try:
+                {p}result = {wait}{p}fn({args})
+            except {p}BaseException as {p}e:
+                {p}fail({p}e, {t0}, {p}ctx)
+                raise
+            {p}ok({t0}, {p}ctx)
+            return {p}result
 """
 
 _CALL = """\
         try:
             {p}result = {wait}{p}fn({args})
         except {p}BaseException as {p}e:
-            {p}fail({p}e, {t0}, {ctx})
+            {p}fail({p}e, {t0}, None)
             raise
 """
 
+# ok() inlined for one pre-bound counter child, while no capture runs and no
+# transport is published in this context (none is when none is alive: that list
+# is read before the context).
 _FAST_OK = """\
-        if {ctx_is_none}not {p}captures and {p}active() is None:
+        if not {p}captures and (not {p}alive or {p}active() is None):
             try:
                 {p}inc()
             except {p}PASS_THROUGH:
@@ -188,7 +205,7 @@ _FAST_OK = """\
             except {p}BaseException as {p}e:
                 {p}contain({p}sink_kind, {p}e)
         else:
-            {p}ok({t0}, {ctx})
+            {p}ok({t0}, None)
 """
 
 
@@ -198,12 +215,10 @@ def _sync_template(asynchronous: bool, timed: bool, traced: bool, fast: bool) ->
     source = _MAKE_SYNC
     if timed:
         source += "        {p}t0 = {p}perf_counter()\n"
-    if traced:  # read per call: a tracer provider set later is honoured
-        source += (
-            "        {p}ctx = {p}current() if {p}otel._TRACER_PROVIDER is not None else None\n"
-        )
+    if traced:
+        source += _TRACED
     source += _CALL
-    source += _FAST_OK if fast else "        {p}ok({t0}, {ctx})\n"
+    source += _FAST_OK if fast else "        {p}ok({t0}, None)\n"
     source += "        return {p}result\n    return {p}call\n"
     return source.format(
         p="{p}",
@@ -212,8 +227,6 @@ def _sync_template(asynchronous: bool, timed: bool, traced: bool, fast: bool) ->
         asynchronous="async " if asynchronous else "",
         wait="await " if asynchronous else "",
         t0="{p}t0" if timed else "0.0",
-        ctx="{p}ctx" if traced else "None",
-        ctx_is_none="{p}ctx is None and " if traced else "",
     )
 
 

@@ -51,7 +51,9 @@ class Served:
 
 
 @asynccontextmanager
-async def uvicorn_serving(app: App, http: str, grace: float = 1.0) -> AsyncIterator[Served]:
+async def uvicorn_serving(
+    app: App, http: str, grace: float = 1.0, keep_alive: float = 5.0
+) -> AsyncIterator[Served]:
     """A real uvicorn server for *app* on a loopback port, in this event loop."""
     import uvicorn
 
@@ -73,6 +75,7 @@ async def uvicorn_serving(app: App, http: str, grace: float = 1.0) -> AsyncItera
         log_level="critical",
         access_log=False,
         timeout_graceful_shutdown=grace,
+        timeout_keep_alive=keep_alive,
     )
     server = uvicorn.Server(config)
     task = asyncio.ensure_future(server.serve())
@@ -502,3 +505,32 @@ async def test_a_hook_of_someone_elses_on_the_event_is_called_and_left_in_place(
     assert calls == ["set"]  # the response completed: through errclass's hook, to theirs
     assert [e.reason for e in events] == ["ok"]
     assert "set" not in vars(served.cycle().message_event)
+
+
+@pytest.mark.parametrize("http", HTTPS)
+async def test_a_request_keeps_its_transport_alive_only_while_it_runs(http: str) -> None:
+    """A success asks the context only while a transport is alive (``alive``): uvicorn's
+    request counts in it while it is served, and not once it is over. (Not at once:
+    the keep-alive timer uvicorn sets during the request holds a copy of its context
+    until it fires, even once cancelled.)"""
+    from errclass._client_state import alive
+
+    gc.collect()
+    before = len(alive)
+    during: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        during.append(len(alive))
+        await send(START)
+        await send(body(b"done", False))
+
+    middleware = ErrclassMiddleware(app, logger=None)
+    async with uvicorn_serving(middleware, http, keep_alive=0.2) as served:
+        for _ in range(3):
+            client = await Client.get(served.port)
+            await client.read_until(b"done")
+            client.close()
+        assert type(served.cycle()).__module__ == f"uvicorn.protocols.http.{http}_impl"
+        await async_wait_until(lambda: len(alive) == before, what="no transport left alive")
+    assert len(during) == 3
+    assert all(n > before for n in during)

@@ -42,7 +42,7 @@ FAILURES: dict[str, tuple[Callable[[], BaseException], Reason]] = {
 
 
 def _is_fast(tr: Tracker) -> bool:
-    return tr.fail.__qualname__.startswith("_fast_fail.")
+    return tr.fail.__qualname__.startswith("_counting_fail.")
 
 
 def _raising(kind: str, tr: Tracker, exc: BaseException) -> Callable[[], Any]:
@@ -531,3 +531,48 @@ def test_the_fast_path_records_what_the_general_path_records(
         for r in general_logs
     ]
     assert len(seen) == len(plan)
+
+
+async def test_the_fast_fail_reads_the_deadline_and_hands_odd_classes_to_classify() -> None:
+    """The fast failure path reads classify()'s two tables itself: a CancelledError
+    is ``client_gone`` outside a deadline and ``deadline_exceeded`` when its
+    deadline cut it (the second table is read only while none is watched), and a
+    class whose metaclass cannot hash goes to classify()."""
+
+    class Unhashable(type):
+        def __hash__(cls) -> int:
+            raise RuntimeError("no hash")
+
+    class Odd(Exception, metaclass=Unhashable):
+        pass
+
+    registry = CollectorRegistry()
+    counter = Counter("hot", "x", ("reason",), registry=registry)
+    tr = tracker(f"hot.{next(_ids)}", counter, logger=None)
+    assert _is_fast(tr)
+
+    async def slow() -> None:
+        await asyncio.sleep(5)
+
+    async def odd() -> None:
+        raise Odd
+
+    wrapped_slow, wrapped_odd = wrap(slow, tr), wrap(odd, tr)
+    for _ in range(2):  # the second time, from the tables the first filled
+        task = asyncio.ensure_future(wrapped_slow())
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with pytest.raises(TimeoutError):
+            async with errclass.deadline(0.01):
+                await wrapped_slow()
+        with pytest.raises(Odd):
+            await wrapped_odd()
+    expected = errclass.classify(Odd()).reason.value
+    assert _counts(registry) == {
+        **dict.fromkeys((r.value for r in Reason), 0.0),
+        "client_gone": 2.0,
+        "deadline_exceeded": 2.0,
+        expected: 2.0,
+    }

@@ -9,6 +9,7 @@ reach the right one.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -18,6 +19,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 import errclass
+from errclass import _client_state
 from errclass._client_state import Transport, publish, unpublish
 from errclass.testing import capture_outcomes, counter_value
 
@@ -115,3 +117,40 @@ def test_success_is_recorded_once_on_every_path(kind: str, path: str) -> None:
     assert counts == {r.value: float(r.value == reason) for r in errclass.Reason}
     if capturing:
         assert [(e.producer, e.reason.value, e.exception) for e in captured] == [("p", "ok", None)]
+
+
+def test_a_producer_outliving_its_request_still_asks_its_transport() -> None:
+    """A success reads the context only while some Transport is alive. A task
+    spawned during a request holds the transport in its context, so a producer
+    that finishes there after the request ended still hears that the client left;
+    once the task is gone, so is the transport, and a success counts ``ok``."""
+    gc.collect()
+    before = len(_client_state.alive)
+    registry = CollectorRegistry()
+    counter = Counter("outlive", "x", ("producer", "reason"), registry=registry)
+    wrapped = errclass.track(counter, name="p", logger=None)(_sync())
+    assert "fast" in wrapped.__code__.co_filename  # the inlined fast ok is the one asked
+
+    async def request() -> None:
+        release = asyncio.Event()
+
+        async def later() -> int:
+            await release.wait()
+            return wrapped()  # type: ignore[no-any-return]
+
+        with _client_gone():
+            task = asyncio.create_task(later())
+        gc.collect()
+        assert len(_client_state.alive) == before + 1  # kept by the task's context alone
+        release.set()
+        assert await task == 41
+
+    asyncio.run(request())
+    gc.collect()
+    assert len(_client_state.alive) == before
+    assert wrapped() == 41
+    counts = {
+        r: counter_value("outlive_total", registry, producer="p", reason=r)
+        for r in ("ok", "client_gone")
+    }
+    assert counts == {"ok": 1.0, "client_gone": 1.0}

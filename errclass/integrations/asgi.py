@@ -394,6 +394,7 @@ class _UvicornRequest(_client_state.Transport):
 
     def __init__(self, cycle: Any) -> None:
         # Transport.__init__ written out: one call fewer per request.
+        _client_state.alive.append(None)
         self.gone = self.deadline = self.complete = False
         self.probe, self.closers, self.pending = None, [], []
         self._cycle = cycle
