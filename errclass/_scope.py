@@ -17,6 +17,7 @@ from ._options import DEFAULT_LOGGER, check, resolve_sinks
 from ._outcome import Role
 from ._policy import Policy
 from ._record import Tracker
+from ._relay import Relay
 from ._rule import PASS_THROUGH
 from ._sinks._failures import contain
 
@@ -168,13 +169,16 @@ def _cells(tr: Tracker) -> dict[str, Any]:
 
 def _wrap_gen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
     """*fn* returns any iterator; the wrapper (_signature._GEN) forwards
-    send/throw/close to it as ``yield from`` would (PEP 380's expansion, but a
+    send/throw/close to it as ``yield from`` would (PEP 380), but a
     GeneratorExit *subclass* thrown in goes to inner.throw() as that very object,
-    as it would without errclass; only GeneratorExit itself, close(), closes inner;
-    a generator's send(None) is next(): one call per item). The body runs at the
-    first ``next()``: a generator never started records nothing. A plain
-    iterator has no throw() to end it: it is closed in the wrapper's ``finally``,
-    before recording, since close() may raise instead."""
+    as it would without errclass; only GeneratorExit itself, close(), closes inner.
+    A generator is delegated to with ``yield from`` a Relay (_relay), so each item
+    is forwarded in C, until such a subclass is thrown in; from then on, and for
+    any other iterator, a Python loop forwards each item (a generator's
+    send(None) is next(): one call per item). The body runs at the first
+    ``next()``: a generator never started records nothing. A plain iterator has
+    no throw() to end it: it is closed in the wrapper's ``finally``, before
+    recording, since close() may raise instead."""
     return _signature.compile_wrapper("gen", fn, tr=tr)
 
 
@@ -328,6 +332,7 @@ _signature.provide(
     close=_close,
     aclose=_aclose,
     GeneratorType=GeneratorType,
+    Relay=Relay,
     PASS_THROUGH=PASS_THROUGH,
     contain=contain,
 )

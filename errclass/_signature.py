@@ -238,36 +238,56 @@ def {p}make({p}fn, {p}tr):
         {p}inner = {p}fn({args})
         {p}run = {p}pending({p}tr, {p}t0, {p}ctx)
         try:
+            {p}more = True
             {p}send = {p}inner.send if {p}type({p}inner) is {p}GeneratorType else None
-            try:
-                {p}item = {p}next({p}inner)
-            except {p}StopIteration as {p}stop:
-                {p}result = {p}stop.value
-            else:
-                while True:
+            if {p}send is not None and {p}Relay is not None:
+                {p}relay = {p}Relay({p}inner, None)
+                {p}relay.send = {p}send
+                {p}relay.throw = {p}inner.throw
+                try:
+                    {p}result = yield from {p}relay
+                    {p}more = False
+                except {p}BaseException as {p}thrown:
+                    if not {p}getattr({p}relay, "closing", False):
+                        raise
+                    if {p}type({p}thrown) is {p}GeneratorExit:
+                        {p}close({p}inner)
+                        raise
                     try:
-                        {p}sent = yield {p}item
-                    except {p}BaseException as {p}thrown:
-                        {p}throw = {p}getattr({p}inner, "throw", None)
-                        if {p}type({p}thrown) is {p}GeneratorExit or {p}throw is None:
-                            {p}close({p}inner)
-                            raise
-                        try:
-                            {p}item = {p}throw({p}thrown)
-                        except {p}StopIteration as {p}stop:
-                            {p}result = {p}stop.value
-                            break
-                    else:
-                        try:
-                            if {p}send is not None:
-                                {p}item = {p}send({p}sent)
-                            elif {p}sent is None:
-                                {p}item = {p}next({p}inner)
-                            else:
-                                {p}item = {p}inner.send({p}sent)
-                        except {p}StopIteration as {p}stop:
-                            {p}result = {p}stop.value
-                            break
+                        {p}item = {p}inner.throw({p}thrown)
+                    except {p}StopIteration as {p}stop:
+                        {p}result = {p}stop.value
+                        {p}more = False
+            else:
+                try:
+                    {p}item = {p}next({p}inner)
+                except {p}StopIteration as {p}stop:
+                    {p}result = {p}stop.value
+                    {p}more = False
+            while {p}more:
+                try:
+                    {p}sent = yield {p}item
+                except {p}BaseException as {p}thrown:
+                    {p}throw = {p}getattr({p}inner, "throw", None)
+                    if {p}type({p}thrown) is {p}GeneratorExit or {p}throw is None:
+                        {p}close({p}inner)
+                        raise
+                    try:
+                        {p}item = {p}throw({p}thrown)
+                    except {p}StopIteration as {p}stop:
+                        {p}result = {p}stop.value
+                        break
+                else:
+                    try:
+                        if {p}send is not None:
+                            {p}item = {p}send({p}sent)
+                        elif {p}sent is None:
+                            {p}item = {p}next({p}inner)
+                        else:
+                            {p}item = {p}inner.send({p}sent)
+                    except {p}StopIteration as {p}stop:
+                        {p}result = {p}stop.value
+                        break
         except {p}BaseException as {p}e:
             if {p}run is None or {p}run.claim():
                 {p}tr.fail({p}e, {p}t0, {p}ctx)

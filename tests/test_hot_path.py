@@ -16,6 +16,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -576,3 +577,168 @@ async def test_the_fast_fail_reads_the_deadline_and_hands_odd_classes_to_classif
         "deadline_exceeded": 2.0,
         expected: 2.0,
     }
+
+
+# -- the sync generator's relay (errclass/_relay.py) ---------------------------------------
+
+
+class _Exit(GeneratorExit):
+    pass
+
+
+@pytest.fixture(params=["relay", "loop"])
+def gen_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Each test below runs on both paths: delegation through the Relay, and the
+    Python loop every wrapper takes where the Relay's probe fails."""
+    from errclass import _relay, _signature
+
+    assert _relay.Relay is _relay._Relay  # the probe passed: this CPython relays
+    if request.param == "loop":
+        monkeypatch.setitem(_signature._GLOBALS, "Relay", None)
+    _signature._factory.cache_clear()
+    yield request.param
+    _signature._factory.cache_clear()
+
+
+def _echo(seen: list[object]) -> Callable[[], Any]:
+    def echo() -> Any:
+        try:
+            for i in range(4):
+                try:
+                    seen.append(("sent", (yield i)))
+                except ValueError as e:
+                    seen.append(("caught", e))
+                except _Exit as e:
+                    seen.append(("exit", e))
+                    yield "after exit"  # the subclass was not a close(): go on
+        finally:
+            seen.append("closed")
+        return "done"
+
+    return echo
+
+
+def _drive_echo(g: Any, err: ValueError, exit_: _Exit) -> list[object]:
+    got: list[object] = [next(g), g.send("a"), g.throw(err), g.throw(exit_)]
+    got.append(g.send("b"))
+    try:
+        next(g)
+    except StopIteration as stop:
+        got.append(("returned", stop.value))
+    return got
+
+
+def test_send_throw_and_an_exit_subclass_behave_as_without_errclass(gen_path: str) -> None:
+    err, exit_ = ValueError("thrown"), _Exit()
+    bare: list[object] = []
+    expected = _drive_echo(_echo(bare)(), err, exit_)
+    seen: list[object] = []
+    with capture_outcomes() as events:
+        g = errclass.track(logger=None)(_echo(seen))()
+        next_items = _drive_echo(g, err, exit_)
+    assert next_items == expected
+    assert seen == bare and ("exit", exit_) in seen
+    assert [e.reason for e in events] == [Reason.OK]
+
+
+def test_the_relay_is_delegated_to_until_the_first_exit_subclass(gen_path: str) -> None:
+    from errclass._relay import _Relay
+
+    g = errclass.track(logger=None)(_echo([]))()
+    next(g)
+    g.send("a")
+    g.throw(ValueError("thrown"))  # caught by the body: still delegating
+    assert isinstance(g.gi_yieldfrom, _Relay) is (gen_path == "relay")
+    g.throw(_Exit())
+    assert g.gi_yieldfrom is None  # the Python loop from here on
+    g.close()
+
+
+@pytest.mark.parametrize("how", ["close", "gc"])
+def test_closing_while_delegating_closes_inner_first_and_records_once(
+    gen_path: str, how: str
+) -> None:
+    seen: list[object] = []
+    with capture_outcomes() as events:
+        g = errclass.track(logger=None)(_echo(seen))()
+        next(g)
+        if how == "close":
+            g.close()
+        else:
+            del g
+        assert seen == ["closed"]
+    assert [e.reason for e in events] == [Reason.CLIENT_GONE]
+
+
+def test_an_error_from_inner_keeps_its_object_and_its_traceback(gen_path: str) -> None:
+    err = KeyError("boom")
+
+    def body() -> Any:
+        yield 1
+        raise err
+
+    def frames(g: Any) -> list[str]:
+        next(g)
+        with pytest.raises(KeyError) as info:
+            next(g)
+        assert info.value is err
+        return [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+
+    bare = frames(body())
+    err.__traceback__ = None
+    with capture_outcomes() as events:
+        wrapped = frames(errclass.track(logger=None)(body)())
+    # One frame more, the wrapper's, once: the error is not thrown back into a
+    # finished inner generator and raised a second time.
+    assert len(wrapped) == len(bare) + 1 and wrapped[-1] == "body"
+    assert [e.exception for e in events] == [err]
+
+
+def test_an_exit_subclass_inner_does_not_catch_is_raised_and_recorded(gen_path: str) -> None:
+    def body() -> Any:
+        yield 1
+        yield 2
+
+    exit_ = _Exit()
+    with capture_outcomes() as events:
+        g = errclass.track(logger=None)(body)()
+        next(g)
+        with pytest.raises(_Exit) as info:
+            g.throw(exit_)
+    assert info.value is exit_
+    assert [e.exception for e in events] == [exit_]
+
+
+def test_an_inner_whose_close_raises_has_that_error_raised_and_recorded(gen_path: str) -> None:
+    err = RuntimeError("cleanup failed")
+
+    def body() -> Any:
+        try:
+            yield 1
+        finally:
+            raise err
+
+    with capture_outcomes() as events:
+        g = errclass.track(logger=None)(body)()
+        next(g)
+        with pytest.raises(RuntimeError) as info:
+            g.close()
+    assert info.value is err
+    assert [e.exception for e in events] == [err]  # what the program saw, once
+
+
+def test_the_relay_probe_tells_a_relay_that_loses_the_return_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from errclass import _relay
+
+    assert _relay._keeps_the_return_value()
+
+    class Chain(itertools.chain):  # type: ignore[type-arg]
+        """C-level too, but it clears the inner StopIteration: the value is lost."""
+
+        def __new__(cls, inner: Any, _stop: object) -> Chain:
+            return super().__new__(cls, inner)
+
+    monkeypatch.setattr(_relay, "_Relay", Chain)
+    assert not _relay._keeps_the_return_value()
