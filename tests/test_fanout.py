@@ -486,6 +486,38 @@ async def test_children_freed_when_the_call_returns(sink: list[Event], timeout: 
         gc.enable()
 
 
+async def test_children_alive_at_once_hold_no_more_contexts_than_gathers() -> None:
+    # A Context per child, not two: add_done_callback() given none copies the current
+    # one for every child, one more object apiece for the collector to walk while
+    # all are alive (with 10,000 alive, one full collection more than gather's).
+    n = 200
+
+    async def census(run: Callable[[list[Any]], Awaitable[Any]]) -> int:
+        started, counts = 0, []
+        all_in = asyncio.Event()
+
+        async def child() -> None:
+            nonlocal started
+            started += 1
+            if started == n:
+                counts.append(sum(type(o) is contextvars.Context for o in gc.get_objects()))
+                all_in.set()
+            await all_in.wait()
+
+        await run([child() for _ in range(n)])
+        return counts[0]
+
+    gathered = await census(lambda children: asyncio.gather(*children))
+    fanned = await census(
+        lambda children: fanout(children, timeout=5, limit=n, sinks=(), logger=None)
+    )
+    # gather: each task's context and its done callback's copy. The fan-out: each
+    # task's own (its callbacks share one), so with its wrapper coroutine it leaves
+    # the collector as many objects per child as gather does.
+    assert gathered >= 2 * n
+    assert n <= fanned <= n + 10, (fanned, gathered)
+
+
 # Recording
 
 
