@@ -8,7 +8,7 @@ import inspect
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Generator, Iterable
 from time import perf_counter
-from types import GeneratorType, TracebackType
+from types import AsyncGeneratorType, GeneratorType, TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _client_state, _options, _record, _signature, _trace
@@ -185,8 +185,9 @@ def _wrap_gen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
 def _wrap_agen(fn: Callable[P, Any], tr: Tracker) -> Callable[P, Any]:
     """*fn* returns any async iterator; the wrapper (_signature._AGEN) forwards
     ``asend``/``athrow``/``aclose`` to it (as _wrap_gen), closes it in its own
-    ``finally`` and records exactly once. ``__anext__`` is looked up once: one
-    attribute load fewer per item."""
+    ``finally`` and records exactly once. An async generator is iterated with
+    ``async for`` (each ``__anext__`` from C, not a call of a bound method);
+    another async iterator (from stream()) with its ``__anext__``, looked up once."""
     return _signature.compile_wrapper("agen", fn, tr=tr)
 
 
@@ -332,6 +333,7 @@ _signature.provide(
     close=_close,
     aclose=_aclose,
     GeneratorType=GeneratorType,
+    AsyncGeneratorType=AsyncGeneratorType,
     Relay=Relay,
     PASS_THROUGH=PASS_THROUGH,
     contain=contain,

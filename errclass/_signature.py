@@ -311,23 +311,38 @@ def {p}make({p}fn, {p}tr):
         {p}asend = {p}getattr({p}inner, "asend", None)
         try:
             try:
-                {p}step = {p}inner.__anext__
-                {p}item = await {p}step()
-                while True:
-                    try:
-                        {p}sent = yield {p}item
-                    except {p}BaseException as {p}thrown:
-                        if {p}type({p}thrown) is {p}GeneratorExit:
-                            await {p}aclose({p}inner)
-                            raise
-                        if {p}athrow is None:
-                            raise
-                        {p}item = await {p}athrow({p}thrown)
-                    else:
-                        if {p}sent is None or {p}asend is None:
-                            {p}item = await {p}step()
-                        else:
+                if {p}type({p}inner) is {p}AsyncGeneratorType:
+                    async for {p}item in {p}inner:
+                        while True:
+                            try:
+                                {p}sent = yield {p}item
+                            except {p}BaseException as {p}thrown:
+                                if {p}type({p}thrown) is {p}GeneratorExit:
+                                    await {p}aclose({p}inner)
+                                    raise
+                                {p}item = await {p}athrow({p}thrown)
+                                continue
+                            if {p}sent is None:
+                                break
                             {p}item = await {p}asend({p}sent)
+                else:
+                    {p}step = {p}inner.__anext__
+                    {p}item = await {p}step()
+                    while True:
+                        try:
+                            {p}sent = yield {p}item
+                        except {p}BaseException as {p}thrown:
+                            if {p}type({p}thrown) is {p}GeneratorExit:
+                                await {p}aclose({p}inner)
+                                raise
+                            if {p}athrow is None:
+                                raise
+                            {p}item = await {p}athrow({p}thrown)
+                        else:
+                            if {p}sent is None or {p}asend is None:
+                                {p}item = await {p}step()
+                            else:
+                                {p}item = await {p}asend({p}sent)
             except {p}StopAsyncIteration:
                 pass
         except {p}BaseException as {p}e:

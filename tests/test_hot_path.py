@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -742,3 +742,118 @@ def test_the_relay_probe_tells_a_relay_that_loses_the_return_value(
 
     monkeypatch.setattr(_relay, "_Relay", Chain)
     assert not _relay._keeps_the_return_value()
+
+
+# -- the async generator's loop: `async for` over an async generator, else __anext__ --------
+
+
+class _Proxy:
+    """An async iterator that is not an async generator (the general loop): it
+    forwards to one, with the same asend/athrow/aclose."""
+
+    def __init__(self, agen: Any) -> None:
+        self._agen = agen
+
+    def __aiter__(self) -> _Proxy:
+        return self
+
+    def __anext__(self) -> Any:
+        return self._agen.__anext__()
+
+    def asend(self, value: object) -> Any:
+        return self._agen.asend(value)
+
+    def athrow(self, exc: BaseException) -> Any:
+        return self._agen.athrow(exc)
+
+    def aclose(self) -> Any:
+        return self._agen.aclose()
+
+
+def _aecho(seen: list[object]) -> Callable[[], AsyncGenerator[Any, Any]]:
+    async def echo() -> AsyncGenerator[Any, Any]:
+        try:
+            for i in range(4):
+                try:
+                    seen.append(("sent", (yield i)))
+                except ValueError as e:
+                    seen.append(("caught", e))
+                    yield "after the throw"
+                except _Exit as e:
+                    seen.append(("exit", e))
+        finally:
+            seen.append("closed")
+
+    return echo
+
+
+def _wrapped_aecho(seen: list[object], proxied: bool) -> Any:
+    """The async generator under track(), or under stream() behind a _Proxy: only
+    stream() hands the wrapper an async iterator that is not an async generator."""
+    if proxied:
+        return errclass.stream(_Proxy(_aecho(seen)()), logger=None)
+    return errclass.track(logger=None)(_aecho(seen))()
+
+
+async def _drive_aecho(g: Any, err: ValueError, exit_: _Exit, end: str) -> list[object]:
+    got: list[object] = [await g.__anext__(), await g.asend("a"), await g.athrow(err)]
+    got += [await g.asend("b"), await g.athrow(exit_)]
+    if end == "aclose":
+        await g.aclose()
+    else:
+        try:
+            await g.__anext__()
+        except StopAsyncIteration:
+            got.append("stopped")
+    return got
+
+
+@pytest.mark.parametrize("end", ["exhausted", "aclose"])
+@pytest.mark.parametrize("proxied", [False, True], ids=["async-generator", "async-iterator"])
+async def test_asend_athrow_aclose_behave_as_without_errclass(proxied: bool, end: str) -> None:
+    err, exit_ = ValueError("thrown"), _Exit()
+    bare: list[object] = []
+    expected = await _drive_aecho(_aecho(bare)(), err, exit_, end)
+    seen: list[object] = []
+    with capture_outcomes() as events:
+        g = _wrapped_aecho(seen, proxied)
+        assert await _drive_aecho(g, err, exit_, end) == expected
+    assert seen == bare and seen[-1] == "closed"
+    assert [e.reason for e in events] == [Reason.OK if end == "exhausted" else Reason.CLIENT_GONE]
+
+
+@pytest.mark.parametrize("proxied", [False, True], ids=["async-generator", "async-iterator"])
+async def test_an_athrow_the_async_generator_does_not_catch_is_raised_and_recorded(
+    proxied: bool,
+) -> None:
+    seen: list[object] = []
+    err = KeyError("not caught")
+    with capture_outcomes() as events:
+        g = _wrapped_aecho(seen, proxied)
+        await g.__anext__()
+        with pytest.raises(KeyError) as info:
+            await g.athrow(err)
+    assert info.value is err and seen == ["closed"]
+    assert [e.exception for e in events] == [err]
+
+
+@pytest.mark.parametrize("proxied", [False, True], ids=["async-generator", "async-iterator"])
+async def test_an_async_generator_whose_aclose_raises_has_that_error_raised_and_recorded(
+    proxied: bool,
+) -> None:
+    err = RuntimeError("cleanup failed")
+
+    async def body() -> AsyncGenerator[int, None]:
+        try:
+            yield 1
+        finally:
+            raise err
+
+    with capture_outcomes() as events:
+        tracked = errclass.track(logger=None)(body)
+        g: Any = errclass.stream(_Proxy(body()), logger=None) if proxied else tracked()
+        await g.__anext__()
+        with pytest.raises(RuntimeError) as info:
+            await g.aclose()
+    assert info.value is err
+    assert [e.exception for e in events] == [err]  # what the program saw, once
